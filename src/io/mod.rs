@@ -1,0 +1,1 @@
+//! Streaming file I/O: atomic publish, hashing and compression while copying, archives.

@@ -1,0 +1,1 @@
+//! Retention decisions with the semantics of `restic forget --keep-*` / `--keep-within-*`.
