@@ -3,12 +3,22 @@
 //! The pipeline, one module a stage:
 //!
 //! ```text
-//! load (YAML → spanned node tree → typed raw model)   runbook::load
-//!   → validate (pure, collects every diagnostic)       runbook::validate
-//!   → plan (petgraph DAG, order, critical path)        plan
-//!   → execute (emits events, never prints)             exec
-//!   → sinks: terminal, journal, reports, metrics       report
+//! load (YAML → spanned node tree → typed model)   runbook::load
+//!   → validate (pure, collects every diagnostic)   runbook::validate
+//!   → plan (petgraph DAG, order, critical path)    plan
+//!   → execute (emits events, never prints)         exec
+//!   → sinks: terminal, journal, reports, metrics   report
 //! ```
+//!
+//! `cli` is the only module that wires the others together.
 
+pub mod cli;
+pub mod duration;
+pub mod exit_code;
 pub mod io;
 pub mod retention;
+pub mod runbook;
+pub mod plan;
+pub mod schema;
+pub mod steps;
+pub mod template;

@@ -1,0 +1,104 @@
+//! Loading, validating and planning a file from the command line, with diagnostics printed.
+
+use super::ParamArgs;
+use crate::plan::build::{self, Context, Mode, Plan};
+use crate::plan::graph::Dag;
+use crate::runbook::diagnostic::{Diagnostic, FileDiagnostic};
+use crate::runbook::load::{self, Loaded};
+use crate::runbook::model::Runbook;
+use crate::runbook::params::{self, Overrides};
+use crate::runbook::validate;
+use chrono::{DateTime, Utc};
+use miette::NamedSource;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Print diagnostics of a file to stderr, as miette renders them.
+pub fn print_diagnostics(path: &Path, source: Option<&std::sync::Arc<String>>, diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("{:?}", miette::Report::new(file_diagnostic(path, source, d)));
+    }
+}
+
+/// Bind a diagnostic to its file.
+pub fn file_diagnostic(path: &Path, source: Option<&std::sync::Arc<String>>, d: &Diagnostic) -> FileDiagnostic {
+    let name = path.display().to_string();
+    FileDiagnostic {
+        diag: d.clone(),
+        source: source.map(|s| NamedSource::new(name.clone(), s.clone()).with_language("yaml")),
+        file: name,
+    }
+}
+
+/// Load and validate; print diagnostics. `None` when the runbook has errors.
+pub fn load_valid(path: &Path) -> Option<(Runbook, Dag)> {
+    let Loaded { source, runbook, mut diagnostics, .. } = load::load_file(path);
+    let dag = runbook.as_ref().map(|r| validate::validate(r, &mut diagnostics));
+    if !diagnostics.is_empty() {
+        print_diagnostics(path, source.as_ref(), &diagnostics);
+        let n = diagnostics.len();
+        eprintln!("{}: {n} error{}", path.display(), if n == 1 { "" } else { "s" });
+        return None;
+    }
+    Some((runbook?, dag?))
+}
+
+/// A runbook ready to plan or run.
+pub struct Prepared {
+    pub runbook: Runbook,
+    pub dag: Dag,
+    pub ctx: Context,
+    pub plan: Plan,
+}
+
+/// Load, validate, resolve params and vars, and build the plan. Diagnostics are printed.
+pub fn prepare(path: &Path, args: &ParamArgs, mode: Mode, run_id: &str, secrets: BTreeMap<String, String>) -> Option<Prepared> {
+    let (runbook, dag) = load_valid(path)?;
+    let mut diags = Vec::new();
+    let mut overrides = Overrides::default();
+    for f in &args.params_files {
+        if let Err(e) = overrides.add_file(f) {
+            diags.push(Diagnostic::new("rb::params-file", e));
+        }
+    }
+    for p in &args.params {
+        if let Err(e) = overrides.add_pair(p) {
+            diags.push(Diagnostic::new("rb::param", e));
+        }
+    }
+    let now = match args.now.as_deref().map(parse_now) {
+        None => Utc::now(),
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            diags.push(Diagnostic::new("rb::usage", e));
+            Utc::now()
+        }
+    };
+    let values = params::resolve(&runbook, &overrides, &mut diags);
+    let secrets = if mode == Mode::Plan {
+        runbook.secrets.iter().map(|(k, _)| (k.clone(), String::new())).collect()
+    } else {
+        secrets
+    };
+    let mut ctx = Context::new(&runbook, values, secrets, now, run_id.to_owned(), mode);
+    let env = crate::template::environment();
+    if diags.is_empty()
+        && let Err(d) = ctx.render_vars(&runbook, &env)
+    {
+        diags.push(d);
+    }
+    let plan = if diags.is_empty() {
+        build::build(&runbook, &dag, &ctx).map_err(|mut e| diags.append(&mut e)).ok()
+    } else {
+        None
+    };
+    if !diags.is_empty() {
+        print_diagnostics(path, Some(&runbook.source), &diags);
+        return None;
+    }
+    Some(Prepared { runbook, dag, ctx, plan: plan? })
+}
+
+fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
+    crate::template::parse_time(s).ok_or_else(|| format!("`--now {s}`: expected a time such as 2026-01-31T02:00:00Z"))
+}

@@ -1,0 +1,79 @@
+//! The command line: one file per subcommand; this module parses and dispatches.
+
+mod diagnostics;
+mod graph;
+mod plan;
+mod schema;
+mod validate;
+
+pub use diagnostics::{Prepared, prepare, print_diagnostics};
+
+use crate::exit_code;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// rb — declarative runbooks for backup, restore, PITR and disaster recovery.
+#[derive(Debug, Parser)]
+#[command(name = "rb", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Param values given on the command line.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct ParamArgs {
+    /// Set a param: `-p name=value` (repeatable; later wins).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Read params from a YAML or JSON mapping (before `-p` values).
+    #[arg(long = "params-file", value_name = "FILE")]
+    pub params_files: Vec<PathBuf>,
+    /// Plan as if the run started at this time (RFC 3339); default: now.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check runbooks and print every problem; exit 2 on any error.
+    Validate(validate::Args),
+    /// Show what a run would do: rendered steps, parallel groups, critical path, RTO budget.
+    Plan(plan::Args),
+    /// Print the step graph as Graphviz DOT or Mermaid, the critical path highlighted.
+    Graph(graph::Args),
+    /// Print the JSON Schema of the runbook format.
+    Schema,
+}
+
+/// Parse the command line, run the command, and return the exit code.
+pub fn run() -> u8 {
+    install_miette_hook();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit_code::INVALID } else { exit_code::OK };
+        }
+    };
+    match cli.command {
+        Command::Validate(a) => validate::run(&a),
+        Command::Plan(a) => plan::run(&a),
+        Command::Graph(a) => graph::run(&a),
+        Command::Schema => schema::run(),
+    }
+}
+
+fn install_miette_hook() {
+    let color = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(color)
+                .unicode(color)
+                .terminal_links(false)
+                .width(100)
+                .build(),
+        )
+    }));
+}

@@ -1,0 +1,320 @@
+//! Building a plan: params and vars resolved, every step rendered, groups, critical path and
+//! the RTO budget. Used by `rb plan` (runtime values as placeholders, secrets as `***`) and by
+//! `rb run` (which renders each step again with real values right before it starts).
+
+use super::graph::Dag;
+use crate::duration::Dur;
+use crate::runbook::diagnostic::Diagnostic;
+use crate::runbook::model::{Runbook, Step};
+use crate::runbook::node::{Node, NodeKind, resolve_plain};
+use crate::steps::StepKind;
+use crate::template::{self, Masker, Placeholder};
+use chrono::{DateTime, SecondsFormat, Utc};
+use minijinja::{Environment, Value};
+use serde::Serialize;
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// What a rendering context is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `rb plan`: secrets are `***`, step outputs are placeholders.
+    Plan,
+    /// `rb run`: real values.
+    Run,
+}
+
+/// The values templates see, except step outputs.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub params: BTreeMap<String, Json>,
+    pub secrets: BTreeMap<String, String>,
+    pub vars: Vec<(String, String)>,
+    pub now: DateTime<Utc>,
+    pub run_id: String,
+    pub run_name: String,
+    pub mode: Mode,
+}
+
+impl Context {
+    /// The base context (no vars yet).
+    pub fn new(
+        runbook: &Runbook,
+        params: BTreeMap<String, Json>,
+        secrets: BTreeMap<String, String>,
+        now: DateTime<Utc>,
+        run_id: String,
+        mode: Mode,
+    ) -> Self {
+        Self {
+            params,
+            secrets,
+            vars: Vec::new(),
+            now,
+            run_id,
+            run_name: runbook.name.clone(),
+            mode,
+        }
+    }
+
+    /// A masker for every secret value.
+    pub fn masker(&self) -> Masker {
+        Masker::new(self.secrets.values().cloned())
+    }
+
+    fn secrets_value(&self) -> Value {
+        match self.mode {
+            Mode::Plan => Value::from(minijinja::value::Serde(self.secrets.keys().map(|k| (k.clone(), "***")).collect::<BTreeMap<_, _>>())),
+            Mode::Run => Value::from(minijinja::value::Serde(&self.secrets)),
+        }
+    }
+
+    /// The minijinja context, with `steps` as given.
+    pub fn value(&self, steps: Value) -> Value {
+        let vars: BTreeMap<&str, &str> = self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        minijinja::context! {
+            params => Value::from(minijinja::value::Serde(&self.params)),
+            secrets => self.secrets_value(),
+            vars => Value::from(minijinja::value::Serde(vars)),
+            steps => steps,
+            run => minijinja::context! { id => self.run_id.clone(), name => self.run_name.clone() },
+            now => self.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            env => Value::from(minijinja::value::Serde(env)),
+        }
+    }
+
+    /// Render the vars in order, each seeing the earlier ones.
+    pub fn render_vars(&mut self, runbook: &Runbook, env: &Environment<'_>) -> Result<(), Diagnostic> {
+        self.vars.clear();
+        for (name, text) in &runbook.vars {
+            let span = runbook.root.get("vars").and_then(|v| v.get(name)).map_or(runbook.root.span, |n| n.span);
+            let ctx = self.value(Value::UNDEFINED);
+            let out = env.render_str(text, ctx).map_err(|e| render_error(&e, span, &format!("var `{name}`"), &self.masker()))?;
+            self.vars.push((name.clone(), out));
+        }
+        Ok(())
+    }
+}
+
+/// A rendering failure as a diagnostic, secrets masked.
+pub fn render_error(e: &minijinja::Error, span: miette::SourceSpan, what: &str, masker: &Masker) -> Diagnostic {
+    let detail = e.detail().map_or_else(|| e.kind().to_string(), str::to_owned);
+    Diagnostic::new("rb::render", masker.mask(&format!("cannot render {what}: {detail}"))).label(span, "here")
+}
+
+/// Render every string of a node tree. Strings that held a template and render to a number or
+/// boolean become one, so `level: "{{ params.level }}"` decodes as an integer.
+pub fn render_node(node: &Node, env: &Environment<'_>, ctx: &Value) -> Result<Node, (minijinja::Error, miette::SourceSpan)> {
+    let kind = match &node.kind {
+        NodeKind::Str(s) if s.contains("{{") || s.contains("{%") => {
+            let out = env.render_str(s, ctx.clone()).map_err(|e| (e, node.span))?;
+            match resolve_plain(&out) {
+                k @ (NodeKind::Int(_) | NodeKind::Float(_) | NodeKind::Bool(_)) => k,
+                _ => NodeKind::Str(out),
+            }
+        }
+        NodeKind::Seq(items) => NodeKind::Seq(
+            items.iter().map(|n| render_node(n, env, ctx)).collect::<Result<_, _>>()?,
+        ),
+        NodeKind::Map(entries) => NodeKind::Map(
+            entries
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), render_node(v, env, ctx)?)))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    };
+    Ok(Node::new(kind, node.span))
+}
+
+/// One step as a plan shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanStep {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub description: Option<String>,
+    pub needs: Vec<String>,
+    /// The rendered configuration (secrets `***`, runtime values as placeholders).
+    pub config: Json,
+    pub when: Option<String>,
+    pub timeout: Option<Dur>,
+    pub retries: u32,
+    pub always: bool,
+    pub continue_on_error: bool,
+    pub estimate: Option<Dur>,
+    /// Parallel group (0-based): steps of one group can run together.
+    pub group: usize,
+    pub on_critical_path: bool,
+    /// Hash of the rendered definition; resume re-runs a step whose fingerprint changed.
+    pub fingerprint: String,
+}
+
+/// A milestone's budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct MilestoneBudget {
+    pub name: String,
+    pub rto_seconds: f64,
+    pub estimate_seconds: f64,
+    pub fits: bool,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub runbook: String,
+    pub file: String,
+    pub description: Option<String>,
+    pub now: String,
+    pub params: BTreeMap<String, Json>,
+    pub secrets: Vec<String>,
+    pub vars: BTreeMap<String, String>,
+    /// Steps in run order.
+    pub steps: Vec<PlanStep>,
+    /// Step ids of each parallel group.
+    pub groups: Vec<Vec<String>>,
+    pub critical_path: Vec<String>,
+    pub critical_path_seconds: f64,
+    /// Steps without an `estimate` (counted as zero).
+    pub unestimated: Vec<String>,
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+    /// RTO minus the critical-path estimate; negative when the plan does not fit.
+    pub rto_margin_seconds: Option<f64>,
+    pub milestones: Vec<MilestoneBudget>,
+}
+
+/// The placeholder-rendered step, decoded again, for plans and dry runs.
+pub fn render_step(step: &Step, env: &Environment<'_>, ctx: &Value, masker: &Masker) -> Result<(Json, Option<StepKind>), Diagnostic> {
+    let rendered = render_node(&step.config_node, env, ctx)
+        .map_err(|(e, span)| render_error(&e, span, &format!("step `{}`", step.id()), masker))?;
+    let kind = StepKind::decode(&step.common.type_name, &rendered).map_err(|e| {
+        Diagnostic::new("rb::render", masker.mask(&format!("step `{}` after rendering: {}", step.id(), e.message)))
+            .label(e.span.unwrap_or(step.node.span), "here")
+    })?;
+    let config = mask_json(serde_json::to_value(&kind).unwrap_or(Json::Null), masker);
+    Ok((config, Some(kind)))
+}
+
+fn mask_json(v: Json, masker: &Masker) -> Json {
+    if masker.is_empty() {
+        return v;
+    }
+    match v {
+        Json::String(s) => Json::String(masker.mask(&s)),
+        Json::Array(a) => Json::Array(a.into_iter().map(|x| mask_json(x, masker)).collect()),
+        Json::Object(o) => Json::Object(o.into_iter().map(|(k, x)| (k, mask_json(x, masker))).collect()),
+        other => other,
+    }
+}
+
+/// The fingerprint of a rendered step definition.
+pub fn fingerprint(step: &Step, config: &Json) -> String {
+    let doc = serde_json::json!({
+        "type": step.common.type_name,
+        "config": config,
+        "when": step.common.when,
+        "always": step.common.always,
+        "continue_on_error": step.common.continue_on_error,
+    });
+    let digest = Sha256::digest(doc.to_string().as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// Build the plan of a validated runbook.
+pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Diagnostic>> {
+    let env = template::environment();
+    let masker = ctx.masker();
+    let value = ctx.value(Placeholder::value("steps"));
+    let weights: Vec<f64> = runbook.steps.iter().map(|s| s.common.estimate.map_or(0.0, Dur::secs)).collect();
+    let (critical, critical_secs) = dag.critical_path(&weights);
+    let groups = dag.groups();
+    let mut group_of = vec![0; runbook.steps.len()];
+    for (g, members) in groups.iter().enumerate() {
+        for &i in members {
+            group_of[i] = g;
+        }
+    }
+    let mut errors = Vec::new();
+    let mut steps = Vec::new();
+    for i in dag.order() {
+        let step = &runbook.steps[i];
+        let config = match render_step(step, &env, &value, &masker) {
+            Ok((c, _)) => c,
+            Err(d) => {
+                errors.push(d);
+                continue;
+            }
+        };
+        steps.push(PlanStep {
+            id: step.id().to_owned(),
+            type_name: step.common.type_name.clone(),
+            description: step.common.description.clone(),
+            needs: dag.needs[i].iter().map(|&j| runbook.steps[j].id().to_owned()).collect(),
+            fingerprint: fingerprint(step, &config),
+            config,
+            when: step.common.when.clone(),
+            timeout: step.common.timeout,
+            retries: step.common.retries.as_ref().map_or(0, |r| r.attempts),
+            always: step.common.always,
+            continue_on_error: step.common.continue_on_error,
+            estimate: step.common.estimate,
+            group: group_of[i],
+            on_critical_path: critical.contains(&i),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let ids = |v: &[usize]| v.iter().map(|&i| runbook.steps[i].id().to_owned()).collect::<Vec<_>>();
+    let rto = runbook.objectives.rto.map(Dur::secs);
+    let milestones = milestone_budgets(runbook, dag, &weights);
+    Ok(Plan {
+        runbook: runbook.name.clone(),
+        file: runbook.path.display().to_string(),
+        description: runbook.description.clone(),
+        now: ctx.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        params: ctx.params.clone(),
+        secrets: ctx.secrets.keys().cloned().collect(),
+        vars: ctx.vars.iter().map(|(k, v)| (k.clone(), masker.mask(v))).collect(),
+        groups: groups.iter().map(|g| ids(g)).collect(),
+        critical_path: ids(&critical),
+        critical_path_seconds: critical_secs,
+        unestimated: runbook.steps.iter().filter(|s| s.common.estimate.is_none()).map(|s| s.id().to_owned()).collect(),
+        rto_seconds: rto,
+        rpo_seconds: runbook.objectives.rpo.map(Dur::secs),
+        rto_margin_seconds: rto.map(|r| r - critical_secs),
+        milestones,
+        steps,
+    })
+}
+
+fn milestone_budgets(runbook: &Runbook, dag: &Dag, weights: &[f64]) -> Vec<MilestoneBudget> {
+    // Earliest finish of each step with unlimited parallelism.
+    let mut finish = vec![0.0f64; weights.len()];
+    for i in dag.order() {
+        let start = dag.needs[i].iter().map(|&j| finish[j]).fold(0.0, f64::max);
+        finish[i] = start + weights[i];
+    }
+    runbook
+        .objectives
+        .milestones
+        .iter()
+        .map(|m| {
+            let est = m
+                .steps
+                .iter()
+                .filter_map(|s| runbook.steps.iter().position(|x| x.id() == s))
+                .map(|i| finish[i])
+                .fold(0.0, f64::max);
+            MilestoneBudget {
+                name: m.name.clone(),
+                rto_seconds: m.rto.secs(),
+                estimate_seconds: est,
+                fits: est <= m.rto.secs(),
+            }
+        })
+        .collect()
+}

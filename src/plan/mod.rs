@@ -1,0 +1,6 @@
+//! Plans: the DAG of a runbook's steps (`graph`), the rendered plan (`build`), and its
+//! renderings for people and machines (`render`).
+
+pub mod build;
+pub mod graph;
+pub mod render;

@@ -1,0 +1,275 @@
+//! Plans and graphs for people (text, Markdown) and machines (JSON, DOT, Mermaid).
+
+use super::build::{Plan, PlanStep};
+use crate::duration::human_secs;
+use serde_json::Value as Json;
+use std::fmt::Write as _;
+
+/// Version of the JSON plan document; bumped on incompatible changes.
+pub const PLAN_JSON_VERSION: u32 = 1;
+
+/// A config value on one line: argv joined with shell quoting, mappings as `{k: v}`.
+fn inline(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Array(items) if items.iter().all(Json::is_string) => items
+            .iter()
+            .map(|s| crate::template::shell_quote(s.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Json::Array(items) => format!("[{}]", items.iter().map(inline).collect::<Vec<_>>().join(", ")),
+        Json::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .filter(|(_, v)| !is_empty(v))
+                .map(|(k, v)| format!("{k}: {}", inline(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn is_empty(v: &Json) -> bool {
+    match v {
+        Json::Null | Json::Bool(false) => true,
+        Json::Array(a) => a.is_empty(),
+        Json::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// The config fields worth showing, in declaration order.
+fn fields(step: &PlanStep) -> Vec<(String, String)> {
+    let Json::Object(map) = &step.config else { return Vec::new() };
+    map.iter()
+        .filter(|(k, v)| !is_empty(v) && !(k.as_str() == "ok_codes" && **v == serde_json::json!([0])))
+        .filter(|(k, v)| !(matches!(k.as_str(), "stdout" | "stderr") && v.as_str() == Some("capture")))
+        .map(|(k, v)| (k.clone(), inline(v)))
+        .collect()
+}
+
+fn opt_secs(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_owned(), human_secs)
+}
+
+fn budget_line(plan: &Plan) -> String {
+    match (plan.rto_seconds, plan.rto_margin_seconds) {
+        (Some(rto), Some(margin)) if margin >= 0.0 => format!(
+            "RTO {}: critical path {} fits with {} to spare",
+            human_secs(rto),
+            human_secs(plan.critical_path_seconds),
+            human_secs(margin)
+        ),
+        (Some(rto), Some(margin)) => format!(
+            "RTO {}: critical path {} is OVER by {}",
+            human_secs(rto),
+            human_secs(plan.critical_path_seconds),
+            human_secs(-margin)
+        ),
+        _ => format!(
+            "no RTO set; critical path {}",
+            human_secs(plan.critical_path_seconds)
+        ),
+    }
+}
+
+/// Plain text for a terminal.
+pub fn text(plan: &Plan) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "plan of `{}` ({})", plan.runbook, plan.file);
+    if let Some(d) = &plan.description {
+        let _ = writeln!(o, "{}", d.trim());
+    }
+    let _ = writeln!(o, "as of {}", plan.now);
+    for (k, v) in &plan.params {
+        let _ = writeln!(o, "  param  {k} = {}", inline(v));
+    }
+    for k in &plan.secrets {
+        let _ = writeln!(o, "  secret {k} = ***");
+    }
+    for (k, v) in &plan.vars {
+        let _ = writeln!(o, "  var    {k} = {v}");
+    }
+    let _ = writeln!(o, "\nsteps, in run order:");
+    for (n, s) in plan.steps.iter().enumerate() {
+        let mut tags = vec![format!("group {}", s.group + 1)];
+        if let Some(e) = s.estimate {
+            tags.push(format!("estimate {e}"));
+        }
+        if let Some(t) = s.timeout {
+            tags.push(format!("timeout {t}"));
+        }
+        if s.retries > 0 {
+            tags.push(format!("retries {}", s.retries));
+        }
+        if s.always {
+            tags.push("always".into());
+        }
+        if s.continue_on_error {
+            tags.push("continue on error".into());
+        }
+        if s.on_critical_path {
+            tags.push("critical path".into());
+        }
+        let _ = writeln!(o, "{:>3}. {} ({}) [{}]", n + 1, s.id, s.type_name, tags.join(", "));
+        if let Some(d) = &s.description {
+            let _ = writeln!(o, "       {}", d.trim());
+        }
+        if !s.needs.is_empty() {
+            let _ = writeln!(o, "       needs: {}", s.needs.join(", "));
+        }
+        if let Some(w) = &s.when {
+            let _ = writeln!(o, "       when: {w}");
+        }
+        for (k, v) in fields(s) {
+            let _ = writeln!(o, "       {k}: {v}");
+        }
+    }
+    let _ = writeln!(o, "\nparallel groups:");
+    for (g, ids) in plan.groups.iter().enumerate() {
+        let _ = writeln!(o, "  {}: {}", g + 1, ids.join(", "));
+    }
+    let _ = writeln!(o, "critical path: {} ({})", plan.critical_path.join(" → "), human_secs(plan.critical_path_seconds));
+    if !plan.unestimated.is_empty() {
+        let _ = writeln!(o, "without an estimate (counted as 0): {}", plan.unestimated.join(", "));
+    }
+    let _ = writeln!(o, "{}", budget_line(plan));
+    for m in &plan.milestones {
+        let verdict = if m.fits { "fits" } else { "OVER" };
+        let _ = writeln!(o, "milestone {}: RTO {}, estimate {} ({verdict})", m.name, human_secs(m.rto_seconds), human_secs(m.estimate_seconds));
+    }
+    o
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Markdown for a pull request or a wiki.
+pub fn markdown(plan: &Plan) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "### Plan: `{}`\n", plan.runbook);
+    if let Some(d) = &plan.description {
+        let _ = writeln!(o, "{}\n", d.trim());
+    }
+    let verdict = match plan.rto_margin_seconds {
+        Some(m) if m >= 0.0 => "✅ fits",
+        Some(_) => "❌ over",
+        None => "no RTO",
+    };
+    let _ = writeln!(o, "| file | steps | critical path | RTO | margin | |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| `{}` | {} | {} | {} | {} | {verdict} |\n",
+        plan.file,
+        plan.steps.len(),
+        human_secs(plan.critical_path_seconds),
+        opt_secs(plan.rto_seconds),
+        opt_secs(plan.rto_margin_seconds),
+    );
+    if !plan.params.is_empty() || !plan.secrets.is_empty() {
+        let _ = writeln!(o, "**Params:** {}", plan.params.iter().map(|(k, v)| format!("`{k}={}`", inline(v))).chain(plan.secrets.iter().map(|k| format!("`{k}=***`"))).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(o, "| # | step | type | needs | estimate | group | what it runs |\n|---|---|---|---|---|---|---|");
+    for (n, s) in plan.steps.iter().enumerate() {
+        let what = fields(s).into_iter().map(|(k, v)| format!("{k}: `{}`", md_cell(&v).replace('`', "'"))).collect::<Vec<_>>().join("<br>");
+        let mut id = format!("`{}`", s.id);
+        if s.on_critical_path {
+            id = format!("**{id}**");
+        }
+        if s.always {
+            id.push_str(" (always)");
+        }
+        let _ = writeln!(
+            o,
+            "| {} | {id} | {} | {} | {} | {} | {what} |",
+            n + 1,
+            s.type_name,
+            s.needs.join(", "),
+            s.estimate.map_or_else(|| "—".into(), |e| e.to_string()),
+            s.group + 1,
+        );
+    }
+    let _ = writeln!(o, "\n**Critical path** (bold above): {} — {}", plan.critical_path.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" → "), human_secs(plan.critical_path_seconds));
+    if !plan.unestimated.is_empty() {
+        let _ = writeln!(o, "\n⚠️ Without an estimate (counted as 0): {}", plan.unestimated.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "));
+    }
+    let _ = writeln!(o, "\n{}", budget_line(plan));
+    for m in &plan.milestones {
+        let _ = writeln!(o, "- milestone `{}`: RTO {}, estimate {} {}", m.name, human_secs(m.rto_seconds), human_secs(m.estimate_seconds), if m.fits { "✅" } else { "❌" });
+    }
+    o
+}
+
+/// The stable JSON document.
+pub fn json(plan: &Plan) -> String {
+    let mut doc = serde_json::to_value(plan).unwrap_or(Json::Null);
+    if let Json::Object(map) = &mut doc {
+        map.insert("format_version".into(), Json::from(PLAN_JSON_VERSION));
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+fn critical_edges(plan: &Plan) -> Vec<(&str, &str)> {
+    plan.critical_path.windows(2).map(|w| (w[0].as_str(), w[1].as_str())).collect()
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Graphviz DOT, the critical path in bold red.
+pub fn dot(plan: &Plan) -> String {
+    let crit = critical_edges(plan);
+    let mut o = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n", dot_escape(&plan.runbook));
+    for s in &plan.steps {
+        let est = s.estimate.map_or_else(String::new, |e| format!("\\n~{e}"));
+        let style = if s.on_critical_path { ", color=red, penwidth=2" } else { "" };
+        let shape = if s.type_name == "gate" { ", shape=hexagon" } else { "" };
+        let _ = writeln!(o, "  \"{id}\" [label=\"{id}\\n{t}{est}\"{style}{shape}];", id = dot_escape(&s.id), t = s.type_name);
+    }
+    for s in &plan.steps {
+        for n in &s.needs {
+            let style = if crit.contains(&(n.as_str(), s.id.as_str())) { " [color=red, penwidth=2]" } else { "" };
+            let _ = writeln!(o, "  \"{}\" -> \"{}\"{style};", dot_escape(n), dot_escape(&s.id));
+        }
+    }
+    o.push_str("}\n");
+    o
+}
+
+fn mermaid_id(id: &str) -> String {
+    id.replace('-', "_")
+}
+
+/// Mermaid flowchart, the critical path highlighted.
+pub fn mermaid(plan: &Plan) -> String {
+    let crit = critical_edges(plan);
+    let mut o = String::from("flowchart TD\n");
+    for s in &plan.steps {
+        let est = s.estimate.map_or_else(String::new, |e| format!("<br/>~{e}"));
+        let _ = writeln!(o, "  {}[\"{}<br/><small>{}</small>{est}\"]", mermaid_id(&s.id), s.id, s.type_name);
+    }
+    let mut edge = 0;
+    let mut red = Vec::new();
+    for s in &plan.steps {
+        for n in &s.needs {
+            let _ = writeln!(o, "  {} --> {}", mermaid_id(n), mermaid_id(&s.id));
+            if crit.contains(&(n.as_str(), s.id.as_str())) {
+                red.push(edge.to_string());
+            }
+            edge += 1;
+        }
+    }
+    o.push_str("  classDef critical stroke:#d00,stroke-width:3px\n");
+    let crit_nodes: Vec<String> = plan.critical_path.iter().map(|s| mermaid_id(s)).collect();
+    if !crit_nodes.is_empty() {
+        let _ = writeln!(o, "  class {} critical", crit_nodes.join(","));
+    }
+    if !red.is_empty() {
+        let _ = writeln!(o, "  linkStyle {} stroke:#d00,stroke-width:3px", red.join(","));
+    }
+    o
+}

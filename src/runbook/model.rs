@@ -1,0 +1,139 @@
+//! The typed runbook model (before templates are rendered).
+
+use super::node::Node;
+use crate::duration::Dur;
+use crate::steps::StepKind;
+use crate::steps::common::StepCommon;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The runbook format version this build reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A loaded runbook. Steps whose configuration did not decode have `kind: None`.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub path: PathBuf,
+    pub source: Arc<String>,
+    pub root: Node,
+    pub name: String,
+    pub description: Option<String>,
+    pub objectives: Objectives,
+    pub params: Vec<(String, ParamSpec)>,
+    pub secrets: Vec<(String, SecretSpec)>,
+    pub vars: Vec<(String, String)>,
+    pub hosts: BTreeMap<String, HostSpec>,
+    pub steps: Vec<Step>,
+}
+
+/// One step: the shared keys, the type's configuration and the YAML it came from.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub common: StepCommon,
+    pub kind: Option<StepKind>,
+    /// The step's whole mapping.
+    pub node: Node,
+    /// The mapping without the shared keys: what templates render and the type decodes.
+    pub config_node: Node,
+}
+
+impl Step {
+    pub fn id(&self) -> &str {
+        &self.common.id
+    }
+}
+
+/// Recovery objectives.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Objectives {
+    /// Recovery time objective: the whole run must finish within this.
+    pub rto: Option<Dur>,
+    /// Recovery point objective: the newest good backup may be at most this old.
+    pub rpo: Option<Dur>,
+    /// Partial objectives: named sets of steps that must be done within their own RTO.
+    #[serde(default)]
+    pub milestones: Vec<Milestone>,
+}
+
+/// A partial objective.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Milestone {
+    /// Milestone name.
+    pub name: String,
+    /// Time from the start of the run by which its steps must have finished.
+    pub rto: Dur,
+    /// The steps that make up the milestone.
+    pub steps: Vec<String>,
+}
+
+/// The type of a param.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Int,
+    Bool,
+    Duration,
+    Path,
+}
+
+/// A param: a value the operator may override with `-p key=value` or `--params-file`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    /// Value type: string, int, bool, duration, path.
+    #[serde(rename = "type", default = "string_type")]
+    pub param_type: ParamType,
+    /// Value when none is given.
+    pub default: Option<serde_json::Value>,
+    /// A value must be given (instead of a default).
+    #[serde(default)]
+    pub required: bool,
+    /// What the param means.
+    pub description: Option<String>,
+}
+
+fn string_type() -> ParamType {
+    ParamType::String
+}
+
+/// Where a secret comes from. Its value is never printed anywhere.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSpec {
+    /// Environment variable holding the secret.
+    pub env: Option<String>,
+    /// File holding the secret (trailing newline removed).
+    pub file: Option<String>,
+    /// What the secret is.
+    pub description: Option<String>,
+}
+
+/// A Docker Engine a step may use with `host:`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Engine endpoint: `unix:///var/run/docker.sock`, `tcp://HOST:PORT`, `ssh://USER@HOST`.
+    pub docker: String,
+    /// TLS client files for `tcp://` endpoints (relative to the runbook).
+    pub tls: Option<TlsSpec>,
+    /// What this engine is.
+    pub description: Option<String>,
+}
+
+/// TLS client files.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// CA certificate (PEM).
+    pub ca: String,
+    /// Client certificate (PEM).
+    pub cert: String,
+    /// Client key (PEM).
+    pub key: String,
+}

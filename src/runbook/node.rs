@@ -1,0 +1,401 @@
+//! The YAML document as a tree of nodes that each know where they came from.
+//!
+//! serde deserializers for YAML keep no per-node positions (serde_yaml) or lose them inside
+//! enums (serde-saphyr's `Spanned`), so rb builds its own small tree from the parser's events:
+//! every scalar, sequence, mapping and key carries its byte span, and diagnostics can point at
+//! the exact text. Aliases are expanded here under a node budget, which is what defuses an
+//! alias bomb ("billion laughs") before anything else sees the document.
+
+use granit_parser::{Event, Parser, ScalarStyle};
+use miette::SourceSpan;
+use std::collections::HashMap;
+
+/// Most nodes one document may expand to (aliases included).
+pub const MAX_NODES: usize = 200_000;
+/// Deepest nesting of collections accepted.
+pub const MAX_DEPTH: usize = 64;
+
+/// One YAML node and the bytes of the source it was read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub span: SourceSpan,
+}
+
+/// What a node holds. Plain scalars are resolved with YAML 1.2's core schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// A string, and whether it was quoted or a block scalar (never resolved to another type).
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+/// Why a document could not be read into a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub message: String,
+    pub span: SourceSpan,
+}
+
+impl Node {
+    pub fn new(kind: NodeKind, span: SourceSpan) -> Self {
+        Self { kind, span }
+    }
+
+    /// The string of a string scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The entries of a mapping.
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            NodeKind::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The items of a sequence.
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.kind {
+            NodeKind::Seq(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The value under a string key of a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.get_entry(key).map(|(_, v)| v)
+    }
+
+    /// The key node and value under a string key of a mapping.
+    pub fn get_entry(&self, key: &str) -> Option<(&Node, &Node)> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, v)| (k, v))
+    }
+
+    /// A short name of the node's type, for "expected X, found Y" messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            NodeKind::Null => "null",
+            NodeKind::Bool(_) => "a boolean",
+            NodeKind::Int(_) => "an integer",
+            NodeKind::Float(_) => "a number",
+            NodeKind::Str(_) => "a string",
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a mapping",
+        }
+    }
+
+    /// Visit every string scalar below this node (mapping values and sequence items, never keys).
+    pub fn for_each_string<'a>(&'a self, f: &mut impl FnMut(&'a Node, &'a str)) {
+        match &self.kind {
+            NodeKind::Str(s) => f(self, s),
+            NodeKind::Seq(items) => items.iter().for_each(|n| n.for_each_string(f)),
+            NodeKind::Map(entries) => entries.iter().for_each(|(_, v)| v.for_each_string(f)),
+            _ => {}
+        }
+    }
+
+    /// The node as JSON, for data that leaves the YAML world (params files, outputs).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match &self.kind {
+            NodeKind::Null => Value::Null,
+            NodeKind::Bool(b) => Value::Bool(*b),
+            NodeKind::Int(i) => Value::from(*i),
+            NodeKind::Float(f) => Value::from(*f),
+            NodeKind::Str(s) => Value::String(s.clone()),
+            NodeKind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            NodeKind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.key_text(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A key as text, whatever scalar it was written as.
+    pub fn key_text(&self) -> String {
+        match &self.kind {
+            NodeKind::Str(s) => s.clone(),
+            NodeKind::Null => "null".into(),
+            NodeKind::Bool(b) => b.to_string(),
+            NodeKind::Int(i) => i.to_string(),
+            NodeKind::Float(f) => f.to_string(),
+            NodeKind::Seq(_) | NodeKind::Map(_) => "<complex key>".into(),
+        }
+    }
+
+    fn count(&self) -> usize {
+        match &self.kind {
+            NodeKind::Seq(items) => 1 + items.iter().map(Node::count).sum::<usize>(),
+            NodeKind::Map(entries) => {
+                1 + entries
+                    .iter()
+                    .map(|(k, v)| k.count() + v.count())
+                    .sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
+}
+
+/// Parse the first document of `source`; an empty document is a `Null` node.
+pub fn parse(source: &str) -> Result<Node, ParseError> {
+    let mut builder = Builder {
+        anchors: HashMap::new(),
+        nodes: 0,
+    };
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut root: Option<Node> = None;
+    for item in Parser::new_from_str(source) {
+        let (event, span) = item.map_err(|e| {
+            let at = e.marker().byte_offset().unwrap_or(0);
+            ParseError {
+                message: format!("invalid YAML: {}", e.info()),
+                span: (at, 0).into(),
+            }
+        })?;
+        let start = span.start.byte_offset().unwrap_or(0);
+        let end = span.end.byte_offset().unwrap_or(start).max(start);
+        let here: SourceSpan = (start, end - start).into();
+        let finished = match event {
+            Event::StreamStart | Event::DocumentStart(..) | Event::DocumentEnd => None,
+            Event::StreamEnd => break,
+            Event::Scalar(text, style, anchor, _tag) => {
+                let node = Node::new(resolve_scalar(&text, style), here);
+                Some(builder.finish(node, anchor)?)
+            }
+            Event::SequenceStart(_, anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(too_deep(here));
+                }
+                stack.push(Frame::new(here.offset(), anchor, true));
+                None
+            }
+            Event::MappingStart(_, anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(too_deep(here));
+                }
+                stack.push(Frame::new(here.offset(), anchor, false));
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let frame = stack.pop().expect("parser balances collections");
+                let span: SourceSpan = (frame.start, end.saturating_sub(frame.start)).into();
+                let kind = if frame.is_seq {
+                    NodeKind::Seq(frame.items)
+                } else {
+                    NodeKind::Map(frame.pairs)
+                };
+                Some(builder.finish(Node::new(kind, span), frame.anchor)?)
+            }
+            Event::Alias(id) => {
+                let node = builder.anchors.get(&id).cloned().ok_or_else(|| ParseError {
+                    message: "alias to an unknown anchor".into(),
+                    span: here,
+                })?;
+                builder.nodes += node.count();
+                if builder.nodes > MAX_NODES {
+                    return Err(ParseError {
+                        message: format!(
+                            "document expands to more than {MAX_NODES} nodes (alias bomb?)"
+                        ),
+                        span: here,
+                    });
+                }
+                Some(node)
+            }
+            _ => None,
+        };
+        if let Some(node) = finished {
+            match stack.last_mut() {
+                Some(frame) => frame.push(node),
+                None if root.is_none() => root = Some(node),
+                // A second document in the stream: rb reads one runbook per file.
+                None => {
+                    return Err(ParseError {
+                        message: "a runbook file holds one YAML document; found a second".into(),
+                        span: here,
+                    });
+                }
+            }
+        }
+    }
+    Ok(root.unwrap_or_else(|| Node::new(NodeKind::Null, (0, 0).into())))
+}
+
+fn too_deep(span: SourceSpan) -> ParseError {
+    ParseError {
+        message: format!("YAML nested deeper than {MAX_DEPTH} levels"),
+        span,
+    }
+}
+
+struct Builder {
+    anchors: HashMap<usize, Node>,
+    nodes: usize,
+}
+
+impl Builder {
+    fn finish(&mut self, node: Node, anchor: usize) -> Result<Node, ParseError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(ParseError {
+                message: format!("document has more than {MAX_NODES} nodes"),
+                span: node.span,
+            });
+        }
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        Ok(node)
+    }
+}
+
+struct Frame {
+    start: usize,
+    anchor: usize,
+    is_seq: bool,
+    items: Vec<Node>,
+    pairs: Vec<(Node, Node)>,
+    pending_key: Option<Node>,
+}
+
+impl Frame {
+    fn new(start: usize, anchor: usize, is_seq: bool) -> Self {
+        Self {
+            start,
+            anchor,
+            is_seq,
+            items: Vec::new(),
+            pairs: Vec::new(),
+            pending_key: None,
+        }
+    }
+
+    fn push(&mut self, node: Node) {
+        if self.is_seq {
+            self.items.push(node);
+        } else if let Some(key) = self.pending_key.take() {
+            self.pairs.push((key, node));
+        } else {
+            self.pending_key = Some(node);
+        }
+    }
+}
+
+/// Resolve text as a plain scalar would be (a rendered template becomes a number where it reads as one).
+pub fn resolve_plain(text: &str) -> NodeKind {
+    resolve_scalar(text, ScalarStyle::Plain)
+}
+
+fn resolve_scalar(text: &str, style: ScalarStyle) -> NodeKind {
+    if style != ScalarStyle::Plain {
+        return NodeKind::Str(text.to_owned());
+    }
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return NodeKind::Null,
+        "true" | "True" | "TRUE" => return NodeKind::Bool(true),
+        "false" | "False" | "FALSE" => return NodeKind::Bool(false),
+        _ => {}
+    }
+    if let Some(i) = parse_int(text) {
+        return NodeKind::Int(i);
+    }
+    let looks_numeric = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        && text.bytes().any(|b| b.is_ascii_digit());
+    if looks_numeric && let Ok(f) = text.parse::<f64>() {
+        return NodeKind::Float(f);
+    }
+    NodeKind::Str(text.to_owned())
+}
+
+fn parse_int(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let value = if let Some(hex) = digits.strip_prefix("0x") {
+        i64::from_str_radix(hex, 16).ok()?
+    } else if let Some(oct) = digits.strip_prefix("0o") {
+        i64::from_str_radix(oct, 8).ok()?
+    } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()?
+    } else {
+        return None;
+    };
+    Some(if negative { -value } else { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_point_at_scalars_and_keys() {
+        let src = "a: 1\nb:\n  - \"x\"\n  - y\n";
+        let root = parse(src).unwrap();
+        let (k, v) = root.get_entry("b").unwrap();
+        assert_eq!(&src[k.span.offset()..k.span.offset() + k.span.len()], "b");
+        let items = v.as_seq().unwrap();
+        assert_eq!(items[0].kind, NodeKind::Str("x".into()));
+        assert_eq!(
+            &src[items[1].span.offset()..items[1].span.offset() + items[1].span.len()],
+            "y"
+        );
+        assert_eq!(root.get("a").unwrap().kind, NodeKind::Int(1));
+    }
+
+    #[test]
+    fn core_schema_resolution() {
+        let root = parse("[~, true, 0x10, -3, 1.5, '1', 30m, 1e3]").unwrap();
+        let kinds: Vec<_> = root.as_seq().unwrap().iter().map(|n| n.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                NodeKind::Null,
+                NodeKind::Bool(true),
+                NodeKind::Int(16),
+                NodeKind::Int(-3),
+                NodeKind::Float(1.5),
+                NodeKind::Str("1".into()),
+                NodeKind::Str("30m".into()),
+                NodeKind::Float(1000.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn alias_bomb_is_refused() {
+        let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            src.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        let err = parse(&src).unwrap_err();
+        assert!(err.message.contains("alias bomb"), "{}", err.message);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let src = "[".repeat(500) + &"]".repeat(500);
+        let err = parse(&src).unwrap_err();
+        assert!(err.message.contains("nested deeper"), "{}", err.message);
+    }
+}

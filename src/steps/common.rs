@@ -1,0 +1,129 @@
+//! The keys every step has.
+
+use crate::duration::Dur;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::borrow::Cow;
+
+/// Keys shared by every step type; the rest of the mapping belongs to the type.
+pub const COMMON_KEYS: &[&str] = &[
+    "id",
+    "type",
+    "description",
+    "needs",
+    "when",
+    "timeout",
+    "retries",
+    "continue_on_error",
+    "always",
+    "estimate",
+    "tags",
+];
+
+/// The keys every step shares.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepCommon {
+    /// Unique step id: `[a-z][a-z0-9_-]*`. Other steps name it in `needs` and templates.
+    pub id: String,
+    /// The step type; decides which other keys the step takes.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// What the step does and why, shown in plans and reports.
+    pub description: Option<String>,
+    /// Steps that must finish first. Absent: the step before this one in the file.
+    /// `[]`: none (a root).
+    pub needs: Option<Vec<String>>,
+    /// An expression; the step runs only when it is true (else it is `skipped`).
+    /// Example: `params.mode == 'full'`.
+    pub when: Option<String>,
+    /// Deadline for one attempt; the process or request is killed when it passes.
+    pub timeout: Option<Dur>,
+    /// How often to try again after a failure: a count, or attempts with backoff.
+    pub retries: Option<Retries>,
+    /// A failure of this step does not fail the run; its dependents still run.
+    #[serde(default)]
+    pub continue_on_error: bool,
+    /// Run once the needs have ended in any state, also after a failure or Ctrl-C
+    /// (cleanup, restarting services).
+    #[serde(default)]
+    pub always: bool,
+    /// Expected duration, used for the critical path and the RTO budget in plans.
+    pub estimate: Option<Dur>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Retry policy: `retries: 3` or `retries: {attempts: 3, delay: 5s, backoff: 2, max_delay: 1m}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Retries {
+    /// Further attempts after the first one fails.
+    pub attempts: u32,
+    /// Wait before the first retry.
+    pub delay: Dur,
+    /// Multiplier applied to the delay after each retry.
+    pub backoff: f64,
+    /// Upper bound for the delay.
+    pub max_delay: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetriesMap {
+    attempts: u32,
+    delay: Option<Dur>,
+    backoff: Option<f64>,
+    max_delay: Option<Dur>,
+}
+
+impl<'de> Deserialize<'de> for Retries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Retries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of retries or {attempts, delay, backoff, max_delay}")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Retries, E> {
+                let attempts = u32::try_from(n).map_err(|_| E::custom("retries must be 0 or more"))?;
+                Ok(Retries { attempts, delay: Dur(std::time::Duration::from_secs(1)), backoff: 2.0, max_delay: None })
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Retries, E> {
+                self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Retries, A::Error> {
+                let m = RetriesMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Retries {
+                    attempts: m.attempts,
+                    delay: m.delay.unwrap_or(Dur(std::time::Duration::from_secs(1))),
+                    backoff: m.backoff.unwrap_or(2.0),
+                    max_delay: m.max_delay,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Retries {
+    fn schema_name() -> Cow<'static, str> {
+        "Retries".into()
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let dur = g.subschema_for::<Dur>();
+        json_schema!({
+            "description": "Retries after a failure: a count (1 s delay, doubling), or a mapping.",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "object", "additionalProperties": false, "required": ["attempts"],
+                 "properties": {
+                    "attempts": {"type": "integer", "minimum": 0, "description": "Further attempts after the first."},
+                    "delay": dur.clone(),
+                    "backoff": {"type": "number", "description": "Delay multiplier per retry (default 2)."},
+                    "max_delay": dur
+                 }}
+            ]
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! Step types: one file per type, each owning its typed configuration and its pure checks.
+//!
+//! A step is decoded in two halves from the same YAML mapping: the keys every step shares
+//! ([`common::StepCommon`]) and the keys of its `type` (the config structs here). Decoding the
+//! `type` first and then a plain struct keeps serde's error positions, which
+//! `#[serde(flatten)]` and internally tagged enums would lose.
+
+pub mod archive;
+pub mod assert;
+pub mod checksum;
+pub mod common;
+pub mod compress;
+pub mod container;
+pub mod exec;
+pub mod gate;
+pub mod health;
+pub mod prune;
+pub mod runbook;
+pub mod sleep;
+
+use crate::runbook::de::{DeError, from_node};
+use crate::runbook::node::Node;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Serialize;
+
+/// A problem a step's own configuration has, found without touching the outside world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The key (path from the step, `.`-separated) the problem is about; empty for the step.
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigProblem {
+    pub fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Implemented by every step configuration.
+pub trait StepConfig {
+    /// Checks across fields that serde cannot express (exactly one of two keys, …).
+    fn problems(&self) -> Vec<ConfigProblem> {
+        Vec::new()
+    }
+    /// The engine the step talks to, for container steps.
+    fn host(&self) -> Option<&str> {
+        None
+    }
+}
+
+macro_rules! step_kinds {
+    ($($variant:ident($cfg:ty) = $name:literal),* $(,)?) => {
+        /// A step's type-specific configuration.
+        #[derive(Debug, Clone, Serialize)]
+        #[serde(untagged)]
+        pub enum StepKind { $($variant($cfg)),* }
+
+        /// Every step type name, in the order the docs list them.
+        pub const STEP_TYPES: &[&str] = &[$($name),*];
+
+        impl StepKind {
+            /// Decode the configuration of a step of type `type_name` (one of [`STEP_TYPES`]).
+            pub fn decode(type_name: &str, node: &Node) -> Result<Self, DeError> {
+                match type_name {
+                    $($name => from_node::<$cfg>(node).map(StepKind::$variant),)*
+                    other => Err(serde::de::Error::custom(format_args!("unknown step type `{other}`"))),
+                }
+            }
+
+            /// The step's type name.
+            pub fn type_name(&self) -> &'static str {
+                match self { $(StepKind::$variant(_) => $name),* }
+            }
+
+            /// The configuration as a trait object.
+            pub fn config(&self) -> &dyn StepConfig {
+                match self { $(StepKind::$variant(c) => c),* }
+            }
+
+            /// The JSON Schema of each type's configuration.
+            pub fn schemas(generator: &mut SchemaGenerator) -> Vec<(&'static str, Schema)> {
+                vec![$(($name, <$cfg as JsonSchema>::json_schema(generator))),*]
+            }
+        }
+    };
+}
+
+step_kinds! {
+    Exec(exec::ExecConfig) = "exec",
+    ContainerExec(exec::ContainerExecConfig) = "container.exec",
+    ContainerCopy(container::CopyConfig) = "container.copy",
+    ContainerRun(container::RunConfig) = "container.run",
+    ContainerStart(container::ContainersConfig) = "container.start",
+    ContainerStop(container::ContainersConfig) = "container.stop",
+    ContainerRemove(container::ContainersConfig) = "container.remove",
+    NetworkCreate(container::NetworkConfig) = "network.create",
+    Compress(compress::CompressConfig) = "compress",
+    Decompress(compress::CompressConfig) = "decompress",
+    Checksum(checksum::ChecksumConfig) = "checksum",
+    Archive(archive::ArchiveConfig) = "archive",
+    Extract(archive::ExtractConfig) = "extract",
+    Health(health::HealthConfig) = "health",
+    Gate(gate::GateConfig) = "gate",
+    Prune(prune::PruneConfig) = "prune",
+    Sleep(sleep::SleepConfig) = "sleep",
+    Assert(assert::AssertConfig) = "assert",
+    Runbook(runbook::RunbookConfig) = "runbook",
+}

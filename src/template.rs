@@ -1,0 +1,227 @@
+//! Templates: the minijinja environment rb renders every step string with, its filters,
+//! the placeholders a plan shows for values known only at run time, and secret masking.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+/// Instructions a template may execute before rendering stops (a loop bomb ends here).
+pub const FUEL: u64 = 200_000;
+
+/// The names a template may start with.
+pub const ROOTS: &[&str] = &["params", "vars", "secrets", "steps", "run", "now", "env"];
+
+/// The environment every runbook string is rendered with: strict undefined, fuel-limited.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.add_filter("strftime", strftime);
+    env.add_filter("basename", |s: String| {
+        std::path::Path::new(&s)
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    });
+    env.add_filter("dirname", |s: String| {
+        std::path::Path::new(&s)
+            .parent()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    });
+    env.add_filter("shell_quote", |s: String| shell_quote(&s));
+    env
+}
+
+/// Quote a value for a POSIX shell line.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn strftime(value: &Value, format: &str) -> Result<String, Error> {
+    if let Some(p) = value.downcast_object_ref::<Placeholder>() {
+        return Ok(format!("<{}|strftime>", p.0));
+    }
+    let text = value.to_string();
+    let time = parse_time(&text).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("strftime: `{text}` is not a date or time"),
+        )
+    })?;
+    let items: Vec<_> = chrono::format::StrftimeItems::new(format).collect();
+    if items.contains(&chrono::format::Item::Error) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("strftime: invalid format `{format}`"),
+        ));
+    }
+    Ok(time.format_with_items(items.into_iter()).to_string())
+}
+
+/// Read RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (UTC).
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, fmt) {
+            return Some(t.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
+/// A value known only at run time; renders as `<steps.dump.outputs.file>`.
+#[derive(Debug)]
+pub struct Placeholder(pub String);
+
+impl Placeholder {
+    pub fn value(path: impl Into<String>) -> Value {
+        Value::from_object(Placeholder(path.into()))
+    }
+}
+
+impl Object for Placeholder {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Placeholder::value(format!("{}.{key}", self.0)))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Empty
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{}>", self.0)
+    }
+}
+
+/// A template problem found without rendering: a syntax error or a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// The template does not parse; the byte range is within the template text.
+    Syntax { message: String, range: Option<std::ops::Range<usize>> },
+}
+
+/// The dotted names a template reads from its context (`params.x`, `steps.dump.outputs.file`).
+pub fn references(env: &Environment<'_>, text: &str) -> Result<BTreeSet<String>, Finding> {
+    if !text.contains("{{") && !text.contains("{%") {
+        return Ok(BTreeSet::new());
+    }
+    let tmpl = env.template_from_str(text).map_err(syntax)?;
+    Ok(tmpl.undeclared_variables(true).into_iter().collect())
+}
+
+/// The dotted names an expression (`when`, `assert`) reads.
+pub fn expression_references(env: &Environment<'_>, expr: &str) -> Result<BTreeSet<String>, Finding> {
+    let e = env.compile_expression(expr).map_err(syntax)?;
+    Ok(e.undeclared_variables(true).into_iter().collect())
+}
+
+fn syntax(e: Error) -> Finding {
+    Finding::Syntax {
+        message: e
+            .detail()
+            .map_or_else(|| e.kind().to_string(), str::to_owned),
+        range: e.range(),
+    }
+}
+
+/// Replaces every secret value in text with `***`.
+#[derive(Debug, Clone, Default)]
+pub struct Masker {
+    secrets: Vec<String>,
+}
+
+impl Masker {
+    /// Mask these values (empty and very short ones would mask ordinary text, so values under
+    /// 4 bytes are masked only where they stand alone).
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // Longest first, so a secret that contains another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Self { secrets }
+    }
+
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.secrets {
+            if s.len() >= 4 {
+                out = out.replace(s.as_str(), "***");
+            } else if out == *s {
+                out = "***".into();
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+
+    #[test]
+    fn filters() {
+        let env = environment();
+        let out = env
+            .render_str(
+                "{{ now | strftime('%Y%m%d_%H%M%S') }} {{ p | basename }} {{ p | dirname }} {{ q | shell_quote }}",
+                context! { now => "2026-01-02T03:04:05Z", p => "/a/b/c.dump", q => "it's; rm" },
+            )
+            .unwrap();
+        assert_eq!(out, r"20260102_030405 c.dump /a/b 'it'\''s; rm'");
+    }
+
+    #[test]
+    fn undefined_is_an_error_and_placeholders_render() {
+        let env = environment();
+        assert!(env.render_str("{{ nope }}", context! {}).is_err());
+        let out = env
+            .render_str("{{ steps.dump.outputs.file }}", context! { steps => Placeholder::value("steps") })
+            .unwrap();
+        assert_eq!(out, "<steps.dump.outputs.file>");
+    }
+
+    #[test]
+    fn references_are_dotted() {
+        let env = environment();
+        let refs = references(&env, "{{ params.a }}/{{ steps.x.outputs.file | basename }}").unwrap();
+        assert!(refs.contains("params.a"), "{refs:?}");
+        assert!(refs.contains("steps.x.outputs.file"), "{refs:?}");
+        assert!(matches!(references(&env, "{{ a"), Err(Finding::Syntax { .. })));
+    }
+
+    #[test]
+    fn fuel_stops_loops() {
+        let env = environment();
+        let err = env
+            .render_str("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", context! {})
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OutOfFuel);
+    }
+
+    #[test]
+    fn masking() {
+        let m = Masker::new(["s3cr3t-pw".to_string()]);
+        assert_eq!(m.mask("password=s3cr3t-pw;"), "password=***;");
+    }
+}
