@@ -90,7 +90,11 @@ pub fn human_secs(secs: f64) -> String {
     if secs < 60.0 {
         return format!("{secs:.1}s");
     }
-    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "rounded, positive")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "rounded, positive"
+    )]
     let total = secs.round() as u64;
     let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
     if h > 0 {
@@ -133,10 +137,15 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for (text, secs) in [("90s", 90), ("30m", 1800), ("1h30m", 5400), ("7d", 604_800)] {
+        for (text, secs, shown) in [
+            ("90s", 90, "1m30s"),
+            ("30m", 1800, "30m"),
+            ("1h30m", 5400, "1h30m"),
+            ("7d", 604_800, "7d"),
+        ] {
             let d: Dur = text.parse().unwrap();
             assert_eq!(d.0.as_secs(), secs, "{text}");
-            assert_eq!(d.to_string(), text);
+            assert_eq!(d.to_string(), shown);
         }
         assert_eq!("250ms".parse::<Dur>().unwrap().0.as_millis(), 250);
     }

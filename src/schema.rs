@@ -15,7 +15,10 @@ use serde_json::{Map, Value, json};
 pub fn value() -> Value {
     let mut g = SchemaGenerator::new(SchemaSettings::draft2020_12());
     let common = StepCommon::json_schema(&mut g).to_value();
-    let mut common_props = common["properties"].as_object().cloned().unwrap_or_default();
+    let mut common_props = common["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     common_props.remove("type");
     let branches: Vec<Value> = StepKind::schemas(&mut g)
         .into_iter()
@@ -46,7 +49,7 @@ pub fn value() -> Value {
     let secret = g.subschema_for::<SecretSpec>().to_value();
     let host = g.subschema_for::<HostSpec>().to_value();
     let defs: Map<String, Value> = g.take_definitions(true).into_iter().collect();
-    json!({
+    let mut schema = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://rb.invalid/schemas/runbook.schema.json",
         "title": "rb runbook",
@@ -79,7 +82,32 @@ pub fn value() -> Value {
             }
         },
         "$defs": defs
-    })
+    });
+    allow_templates(&mut schema);
+    schema
+}
+
+/// Numbers and booleans may also be written as templates (`level: "{{ params.level }}"`).
+fn allow_templates(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let scalar = |t: &Value| matches!(t.as_str(), Some("integer" | "number" | "boolean"));
+            let is_scalar = map
+                .get("type")
+                .is_some_and(|t| scalar(t) || t.as_array().is_some_and(|a| a.iter().any(scalar)));
+            if is_scalar {
+                let original = Value::Object(std::mem::take(map));
+                map.insert(
+                    "anyOf".into(),
+                    json!([original, { "type": "string", "pattern": "\\{\\{", "description": "A template rendered at run time." }]),
+                );
+            } else {
+                map.values_mut().for_each(allow_templates);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(allow_templates),
+        _ => {}
+    }
 }
 
 /// The schema as pretty JSON text (what `rb schema` prints and the repo commits).

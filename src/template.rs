@@ -114,7 +114,10 @@ impl Object for Placeholder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
     /// The template does not parse; the byte range is within the template text.
-    Syntax { message: String, range: Option<std::ops::Range<usize>> },
+    Syntax {
+        message: String,
+        range: Option<std::ops::Range<usize>>,
+    },
 }
 
 /// The dotted names a template reads from its context (`params.x`, `steps.dump.outputs.file`).
@@ -122,17 +125,20 @@ pub fn references(env: &Environment<'_>, text: &str) -> Result<BTreeSet<String>,
     if !text.contains("{{") && !text.contains("{%") {
         return Ok(BTreeSet::new());
     }
-    let tmpl = env.template_from_str(text).map_err(syntax)?;
+    let tmpl = env.template_from_str(text).map_err(|e| syntax(&e))?;
     Ok(tmpl.undeclared_variables(true).into_iter().collect())
 }
 
 /// The dotted names an expression (`when`, `assert`) reads.
-pub fn expression_references(env: &Environment<'_>, expr: &str) -> Result<BTreeSet<String>, Finding> {
-    let e = env.compile_expression(expr).map_err(syntax)?;
+pub fn expression_references(
+    env: &Environment<'_>,
+    expr: &str,
+) -> Result<BTreeSet<String>, Finding> {
+    let e = env.compile_expression(expr).map_err(|e| syntax(&e))?;
     Ok(e.undeclared_variables(true).into_iter().collect())
 }
 
-fn syntax(e: Error) -> Finding {
+fn syntax(e: &Error) -> Finding {
     Finding::Syntax {
         message: e
             .detail()
@@ -196,7 +202,10 @@ mod tests {
         let env = environment();
         assert!(env.render_str("{{ nope }}", context! {}).is_err());
         let out = env
-            .render_str("{{ steps.dump.outputs.file }}", context! { steps => Placeholder::value("steps") })
+            .render_str(
+                "{{ steps.dump.outputs.file }}",
+                context! { steps => Placeholder::value("steps") },
+            )
             .unwrap();
         assert_eq!(out, "<steps.dump.outputs.file>");
     }
@@ -204,17 +213,24 @@ mod tests {
     #[test]
     fn references_are_dotted() {
         let env = environment();
-        let refs = references(&env, "{{ params.a }}/{{ steps.x.outputs.file | basename }}").unwrap();
+        let refs =
+            references(&env, "{{ params.a }}/{{ steps.x.outputs.file | basename }}").unwrap();
         assert!(refs.contains("params.a"), "{refs:?}");
         assert!(refs.contains("steps.x.outputs.file"), "{refs:?}");
-        assert!(matches!(references(&env, "{{ a"), Err(Finding::Syntax { .. })));
+        assert!(matches!(
+            references(&env, "{{ a"),
+            Err(Finding::Syntax { .. })
+        ));
     }
 
     #[test]
     fn fuel_stops_loops() {
         let env = environment();
         let err = env
-            .render_str("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", context! {})
+            .render_str(
+                "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                context! {},
+            )
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::OutOfFuel);
     }

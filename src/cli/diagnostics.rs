@@ -14,30 +14,71 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Print diagnostics of a file to stderr, as miette renders them.
-pub fn print_diagnostics(path: &Path, source: Option<&std::sync::Arc<String>>, diags: &[Diagnostic]) {
+pub fn print_diagnostics(
+    path: &Path,
+    source: Option<&std::sync::Arc<String>>,
+    diags: &[Diagnostic],
+) {
     for d in diags {
-        eprintln!("{:?}", miette::Report::new(file_diagnostic(path, source, d)));
+        eprintln!(
+            "{:?}",
+            miette::Report::new(file_diagnostic(path, source, d))
+        );
     }
 }
 
 /// Bind a diagnostic to its file.
-pub fn file_diagnostic(path: &Path, source: Option<&std::sync::Arc<String>>, d: &Diagnostic) -> FileDiagnostic {
+pub fn file_diagnostic(
+    path: &Path,
+    source: Option<&std::sync::Arc<String>>,
+    d: &Diagnostic,
+) -> FileDiagnostic {
     let name = path.display().to_string();
+    let mut diag = d.clone();
+    // A label on a very long line (minified or generated YAML) would print the whole line:
+    // name the place instead of showing it.
+    let long_line = source.and_then(|s| {
+        let (span, _) = d.labels.first()?;
+        let start = s[..span.offset().min(s.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
+        let end = s[start..].find('\n').map_or(s.len(), |i| start + i);
+        (end - start > 400).then(|| {
+            let line = s[..start].matches('\n').count() + 1;
+            format!("{name}:{line}:{}", span.offset() - start + 1)
+        })
+    });
+    if let Some(place) = &long_line {
+        diag.message = format!("{} (at {place})", diag.message);
+    }
     FileDiagnostic {
-        diag: d.clone(),
-        source: source.map(|s| NamedSource::new(name.clone(), s.clone()).with_language("yaml")),
+        diag,
+        source: source
+            .filter(|_| long_line.is_none())
+            .map(|s| NamedSource::new(name.clone(), s.clone()).with_language("yaml")),
         file: name,
     }
 }
 
 /// Load and validate; print diagnostics. `None` when the runbook has errors.
 pub fn load_valid(path: &Path) -> Option<(Runbook, Dag)> {
-    let Loaded { source, runbook, mut diagnostics, .. } = load::load_file(path);
-    let dag = runbook.as_ref().map(|r| validate::validate(r, &mut diagnostics));
+    let Loaded {
+        source,
+        runbook,
+        mut diagnostics,
+        ..
+    } = load::load_file(path);
+    let dag = runbook
+        .as_ref()
+        .map(|r| validate::validate(r, &mut diagnostics));
     if !diagnostics.is_empty() {
         print_diagnostics(path, source.as_ref(), &diagnostics);
         let n = diagnostics.len();
-        eprintln!("{}: {n} error{}", path.display(), if n == 1 { "" } else { "s" });
+        eprintln!(
+            "{}: {n} error{}",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        );
         return None;
     }
     Some((runbook?, dag?))
@@ -52,7 +93,13 @@ pub struct Prepared {
 }
 
 /// Load, validate, resolve params and vars, and build the plan. Diagnostics are printed.
-pub fn prepare(path: &Path, args: &ParamArgs, mode: Mode, run_id: &str, secrets: BTreeMap<String, String>) -> Option<Prepared> {
+pub fn prepare(
+    path: &Path,
+    args: &ParamArgs,
+    mode: Mode,
+    run_id: &str,
+    secrets: BTreeMap<String, String>,
+) -> Option<Prepared> {
     let (runbook, dag) = load_valid(path)?;
     let mut diags = Vec::new();
     let mut overrides = Overrides::default();
@@ -76,7 +123,11 @@ pub fn prepare(path: &Path, args: &ParamArgs, mode: Mode, run_id: &str, secrets:
     };
     let values = params::resolve(&runbook, &overrides, &mut diags);
     let secrets = if mode == Mode::Plan {
-        runbook.secrets.iter().map(|(k, _)| (k.clone(), String::new())).collect()
+        runbook
+            .secrets
+            .iter()
+            .map(|(k, _)| (k.clone(), String::new()))
+            .collect()
     } else {
         secrets
     };
@@ -88,7 +139,9 @@ pub fn prepare(path: &Path, args: &ParamArgs, mode: Mode, run_id: &str, secrets:
         diags.push(d);
     }
     let plan = if diags.is_empty() {
-        build::build(&runbook, &dag, &ctx).map_err(|mut e| diags.append(&mut e)).ok()
+        build::build(&runbook, &dag, &ctx)
+            .map_err(|mut e| diags.append(&mut e))
+            .ok()
     } else {
         None
     };
@@ -96,9 +149,15 @@ pub fn prepare(path: &Path, args: &ParamArgs, mode: Mode, run_id: &str, secrets:
         print_diagnostics(path, Some(&runbook.source), &diags);
         return None;
     }
-    Some(Prepared { runbook, dag, ctx, plan: plan? })
+    Some(Prepared {
+        runbook,
+        dag,
+        ctx,
+        plan: plan?,
+    })
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
-    crate::template::parse_time(s).ok_or_else(|| format!("`--now {s}`: expected a time such as 2026-01-31T02:00:00Z"))
+    crate::template::parse_time(s)
+        .ok_or_else(|| format!("`--now {s}`: expected a time such as 2026-01-31T02:00:00Z"))
 }

@@ -26,12 +26,21 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> u8 {
-    let Some(p) = prepare(&args.file, &args.params, Mode::Plan, "<run.id>", Default::default()) else {
+    let Some(p) = prepare(
+        &args.file,
+        &args.params,
+        Mode::Plan,
+        "<run.id>",
+        std::collections::BTreeMap::default(),
+    ) else {
         return exit_code::INVALID;
     };
-    print!("{}", match args.format {
-        Format::Dot => render::dot(&p.plan),
-        Format::Mermaid => render::mermaid(&p.plan),
-    });
+    print!(
+        "{}",
+        match args.format {
+            Format::Dot => render::dot(&p.plan),
+            Format::Mermaid => render::mermaid(&p.plan),
+        }
+    );
     exit_code::OK
 }

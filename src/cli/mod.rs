@@ -53,7 +53,11 @@ pub fn run() -> u8 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit_code::INVALID } else { exit_code::OK };
+            return if e.use_stderr() {
+                exit_code::INVALID
+            } else {
+                exit_code::OK
+            };
         }
     };
     match cli.command {
@@ -65,7 +69,8 @@ pub fn run() -> u8 {
 }
 
 fn install_miette_hook() {
-    let color = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let color = std::env::var_os("NO_COLOR").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(
             miette::MietteHandlerOpts::new()

@@ -27,7 +27,13 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> u8 {
-    let Some(p) = prepare(&args.file, &args.params, Mode::Plan, "<run.id>", Default::default()) else {
+    let Some(p) = prepare(
+        &args.file,
+        &args.params,
+        Mode::Plan,
+        "<run.id>",
+        std::collections::BTreeMap::default(),
+    ) else {
         return exit_code::INVALID;
     };
     let out = match args.format {

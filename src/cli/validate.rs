@@ -20,5 +20,9 @@ pub fn run(args: &Args) -> u8 {
             bad += 1;
         }
     }
-    if bad == 0 { exit_code::OK } else { exit_code::INVALID }
+    if bad == 0 {
+        exit_code::OK
+    } else {
+        exit_code::INVALID
+    }
 }

@@ -65,14 +65,23 @@ impl Context {
 
     fn secrets_value(&self) -> Value {
         match self.mode {
-            Mode::Plan => Value::from(minijinja::value::Serde(self.secrets.keys().map(|k| (k.clone(), "***")).collect::<BTreeMap<_, _>>())),
+            Mode::Plan => Value::from(minijinja::value::Serde(
+                self.secrets
+                    .keys()
+                    .map(|k| (k.clone(), "***"))
+                    .collect::<BTreeMap<_, _>>(),
+            )),
             Mode::Run => Value::from(minijinja::value::Serde(&self.secrets)),
         }
     }
 
     /// The minijinja context, with `steps` as given.
     pub fn value(&self, steps: Value) -> Value {
-        let vars: BTreeMap<&str, &str> = self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let vars: BTreeMap<&str, &str> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let env: BTreeMap<String, String> = std::env::vars().collect();
         minijinja::context! {
             params => Value::from(minijinja::value::Serde(&self.params)),
@@ -86,12 +95,22 @@ impl Context {
     }
 
     /// Render the vars in order, each seeing the earlier ones.
-    pub fn render_vars(&mut self, runbook: &Runbook, env: &Environment<'_>) -> Result<(), Diagnostic> {
+    pub fn render_vars(
+        &mut self,
+        runbook: &Runbook,
+        env: &Environment<'_>,
+    ) -> Result<(), Diagnostic> {
         self.vars.clear();
         for (name, text) in &runbook.vars {
-            let span = runbook.root.get("vars").and_then(|v| v.get(name)).map_or(runbook.root.span, |n| n.span);
+            let span = runbook
+                .root
+                .get("vars")
+                .and_then(|v| v.get(name))
+                .map_or(runbook.root.span, |n| n.span);
             let ctx = self.value(Value::UNDEFINED);
-            let out = env.render_str(text, ctx).map_err(|e| render_error(&e, span, &format!("var `{name}`"), &self.masker()))?;
+            let out = env
+                .render_str(text, ctx)
+                .map_err(|e| render_error(&e, span, &format!("var `{name}`"), &self.masker()))?;
             self.vars.push((name.clone(), out));
         }
         Ok(())
@@ -99,14 +118,29 @@ impl Context {
 }
 
 /// A rendering failure as a diagnostic, secrets masked.
-pub fn render_error(e: &minijinja::Error, span: miette::SourceSpan, what: &str, masker: &Masker) -> Diagnostic {
-    let detail = e.detail().map_or_else(|| e.kind().to_string(), str::to_owned);
-    Diagnostic::new("rb::render", masker.mask(&format!("cannot render {what}: {detail}"))).label(span, "here")
+pub fn render_error(
+    e: &minijinja::Error,
+    span: miette::SourceSpan,
+    what: &str,
+    masker: &Masker,
+) -> Diagnostic {
+    let detail = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), str::to_owned);
+    Diagnostic::new(
+        "rb::render",
+        masker.mask(&format!("cannot render {what}: {detail}")),
+    )
+    .label(span, "here")
 }
 
 /// Render every string of a node tree. Strings that held a template and render to a number or
 /// boolean become one, so `level: "{{ params.level }}"` decodes as an integer.
-pub fn render_node(node: &Node, env: &Environment<'_>, ctx: &Value) -> Result<Node, (minijinja::Error, miette::SourceSpan)> {
+pub fn render_node(
+    node: &Node,
+    env: &Environment<'_>,
+    ctx: &Value,
+) -> Result<Node, (minijinja::Error, miette::SourceSpan)> {
     let kind = match &node.kind {
         NodeKind::Str(s) if s.contains("{{") || s.contains("{%") => {
             let out = env.render_str(s, ctx.clone()).map_err(|e| (e, node.span))?;
@@ -116,7 +150,10 @@ pub fn render_node(node: &Node, env: &Environment<'_>, ctx: &Value) -> Result<No
             }
         }
         NodeKind::Seq(items) => NodeKind::Seq(
-            items.iter().map(|n| render_node(n, env, ctx)).collect::<Result<_, _>>()?,
+            items
+                .iter()
+                .map(|n| render_node(n, env, ctx))
+                .collect::<Result<_, _>>()?,
         ),
         NodeKind::Map(entries) => NodeKind::Map(
             entries
@@ -187,12 +224,24 @@ pub struct Plan {
 }
 
 /// The placeholder-rendered step, decoded again, for plans and dry runs.
-pub fn render_step(step: &Step, env: &Environment<'_>, ctx: &Value, masker: &Masker) -> Result<(Json, Option<StepKind>), Diagnostic> {
+pub fn render_step(
+    step: &Step,
+    env: &Environment<'_>,
+    ctx: &Value,
+    masker: &Masker,
+) -> Result<(Json, Option<StepKind>), Diagnostic> {
     let rendered = render_node(&step.config_node, env, ctx)
         .map_err(|(e, span)| render_error(&e, span, &format!("step `{}`", step.id()), masker))?;
     let kind = StepKind::decode(&step.common.type_name, &rendered).map_err(|e| {
-        Diagnostic::new("rb::render", masker.mask(&format!("step `{}` after rendering: {}", step.id(), e.message)))
-            .label(e.span.unwrap_or(step.node.span), "here")
+        Diagnostic::new(
+            "rb::render",
+            masker.mask(&format!(
+                "step `{}` after rendering: {}",
+                step.id(),
+                e.message
+            )),
+        )
+        .label(e.span.unwrap_or(step.node.span), "here")
     })?;
     let config = mask_json(serde_json::to_value(&kind).unwrap_or(Json::Null), masker);
     Ok((config, Some(kind)))
@@ -205,7 +254,11 @@ fn mask_json(v: Json, masker: &Masker) -> Json {
     match v {
         Json::String(s) => Json::String(masker.mask(&s)),
         Json::Array(a) => Json::Array(a.into_iter().map(|x| mask_json(x, masker)).collect()),
-        Json::Object(o) => Json::Object(o.into_iter().map(|(k, x)| (k, mask_json(x, masker))).collect()),
+        Json::Object(o) => Json::Object(
+            o.into_iter()
+                .map(|(k, x)| (k, mask_json(x, masker)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -228,7 +281,11 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
     let env = template::environment();
     let masker = ctx.masker();
     let value = ctx.value(Placeholder::value("steps"));
-    let weights: Vec<f64> = runbook.steps.iter().map(|s| s.common.estimate.map_or(0.0, Dur::secs)).collect();
+    let weights: Vec<f64> = runbook
+        .steps
+        .iter()
+        .map(|s| s.common.estimate.map_or(0.0, Dur::secs))
+        .collect();
     let (critical, critical_secs) = dag.critical_path(&weights);
     let groups = dag.groups();
     let mut group_of = vec![0; runbook.steps.len()];
@@ -252,7 +309,10 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             id: step.id().to_owned(),
             type_name: step.common.type_name.clone(),
             description: step.common.description.clone(),
-            needs: dag.needs[i].iter().map(|&j| runbook.steps[j].id().to_owned()).collect(),
+            needs: dag.needs[i]
+                .iter()
+                .map(|&j| runbook.steps[j].id().to_owned())
+                .collect(),
             fingerprint: fingerprint(step, &config),
             config,
             when: step.common.when.clone(),
@@ -268,7 +328,11 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
     if !errors.is_empty() {
         return Err(errors);
     }
-    let ids = |v: &[usize]| v.iter().map(|&i| runbook.steps[i].id().to_owned()).collect::<Vec<_>>();
+    let ids = |v: &[usize]| {
+        v.iter()
+            .map(|&i| runbook.steps[i].id().to_owned())
+            .collect::<Vec<_>>()
+    };
     let rto = runbook.objectives.rto.map(Dur::secs);
     let milestones = milestone_budgets(runbook, dag, &weights);
     Ok(Plan {
@@ -278,11 +342,20 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
         now: ctx.now.to_rfc3339_opts(SecondsFormat::Secs, true),
         params: ctx.params.clone(),
         secrets: ctx.secrets.keys().cloned().collect(),
-        vars: ctx.vars.iter().map(|(k, v)| (k.clone(), masker.mask(v))).collect(),
+        vars: ctx
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), masker.mask(v)))
+            .collect(),
         groups: groups.iter().map(|g| ids(g)).collect(),
         critical_path: ids(&critical),
         critical_path_seconds: critical_secs,
-        unestimated: runbook.steps.iter().filter(|s| s.common.estimate.is_none()).map(|s| s.id().to_owned()).collect(),
+        unestimated: runbook
+            .steps
+            .iter()
+            .filter(|s| s.common.estimate.is_none())
+            .map(|s| s.id().to_owned())
+            .collect(),
         rto_seconds: rto,
         rpo_seconds: runbook.objectives.rpo.map(Dur::secs),
         rto_margin_seconds: rto.map(|r| r - critical_secs),

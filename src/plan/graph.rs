@@ -31,7 +31,11 @@ pub fn resolve(steps: &[Step], diags: &mut Vec<Diagnostic>) -> Dag {
         match &step.common.needs {
             None => mine.extend(i.checked_sub(1)),
             Some(names) => {
-                let items = step.node.get("needs").and_then(|n| n.as_seq()).unwrap_or(&[]);
+                let items = step
+                    .node
+                    .get("needs")
+                    .and_then(|n| n.as_seq())
+                    .unwrap_or(&[]);
                 for (k, name) in names.iter().enumerate() {
                     let span = items.get(k).map_or(step.node.span, |n| n.span);
                     match index.get(name.as_str()) {
@@ -108,7 +112,8 @@ impl Dag {
         let n = self.needs.len();
         let mut pending: Vec<usize> = self.needs.iter().map(Vec::len).collect();
         let dependents = self.dependents();
-        let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| pending[i] == 0).collect();
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..n).filter(|&i| pending[i] == 0).collect();
         let mut out = Vec::with_capacity(n);
         while let Some(i) = ready.pop_first() {
             out.push(i);
@@ -138,7 +143,11 @@ impl Dag {
     pub fn groups(&self) -> Vec<Vec<usize>> {
         let mut level = vec![0usize; self.needs.len()];
         for i in self.order() {
-            level[i] = self.needs[i].iter().map(|&j| level[j] + 1).max().unwrap_or(0);
+            level[i] = self.needs[i]
+                .iter()
+                .map(|&j| level[j] + 1)
+                .max()
+                .unwrap_or(0);
         }
         let mut groups = vec![Vec::new(); level.iter().max().map_or(0, |m| m + 1)];
         for (i, l) in level.iter().enumerate() {
@@ -176,7 +185,8 @@ impl Dag {
             finish[i] = best.map_or(0.0, |b| finish[b]) + weights[i];
             via[i] = best;
         }
-        let Some(mut at) = (0..n).max_by(|a, b| finish[*a].total_cmp(&finish[*b]).then(b.cmp(a))) else {
+        let Some(mut at) = (0..n).max_by(|a, b| finish[*a].total_cmp(&finish[*b]).then(b.cmp(a)))
+        else {
             return (Vec::new(), 0.0);
         };
         let total = finish[at];

@@ -17,7 +17,10 @@ fn inline(v: &Json) -> String {
             .map(|s| crate::template::shell_quote(s.as_str().unwrap_or_default()))
             .collect::<Vec<_>>()
             .join(" "),
-        Json::Array(items) => format!("[{}]", items.iter().map(inline).collect::<Vec<_>>().join(", ")),
+        Json::Array(items) => format!(
+            "[{}]",
+            items.iter().map(inline).collect::<Vec<_>>().join(", ")
+        ),
         Json::Object(map) => format!(
             "{{{}}}",
             map.iter()
@@ -41,10 +44,16 @@ fn is_empty(v: &Json) -> bool {
 
 /// The config fields worth showing, in declaration order.
 fn fields(step: &PlanStep) -> Vec<(String, String)> {
-    let Json::Object(map) = &step.config else { return Vec::new() };
+    let Json::Object(map) = &step.config else {
+        return Vec::new();
+    };
     map.iter()
-        .filter(|(k, v)| !is_empty(v) && !(k.as_str() == "ok_codes" && **v == serde_json::json!([0])))
-        .filter(|(k, v)| !(matches!(k.as_str(), "stdout" | "stderr") && v.as_str() == Some("capture")))
+        .filter(|(k, v)| {
+            !is_empty(v) && (k.as_str() != "ok_codes" || **v != serde_json::json!([0]))
+        })
+        .filter(|(k, v)| {
+            !(matches!(k.as_str(), "stdout" | "stderr") && v.as_str() == Some("capture"))
+        })
         .map(|(k, v)| (k.clone(), inline(v)))
         .collect()
 }
@@ -112,7 +121,14 @@ pub fn text(plan: &Plan) -> String {
         if s.on_critical_path {
             tags.push("critical path".into());
         }
-        let _ = writeln!(o, "{:>3}. {} ({}) [{}]", n + 1, s.id, s.type_name, tags.join(", "));
+        let _ = writeln!(
+            o,
+            "{:>3}. {} ({}) [{}]",
+            n + 1,
+            s.id,
+            s.type_name,
+            tags.join(", ")
+        );
         if let Some(d) = &s.description {
             let _ = writeln!(o, "       {}", d.trim());
         }
@@ -130,14 +146,29 @@ pub fn text(plan: &Plan) -> String {
     for (g, ids) in plan.groups.iter().enumerate() {
         let _ = writeln!(o, "  {}: {}", g + 1, ids.join(", "));
     }
-    let _ = writeln!(o, "critical path: {} ({})", plan.critical_path.join(" → "), human_secs(plan.critical_path_seconds));
+    let _ = writeln!(
+        o,
+        "critical path: {} ({})",
+        plan.critical_path.join(" → "),
+        human_secs(plan.critical_path_seconds)
+    );
     if !plan.unestimated.is_empty() {
-        let _ = writeln!(o, "without an estimate (counted as 0): {}", plan.unestimated.join(", "));
+        let _ = writeln!(
+            o,
+            "without an estimate (counted as 0): {}",
+            plan.unestimated.join(", ")
+        );
     }
     let _ = writeln!(o, "{}", budget_line(plan));
     for m in &plan.milestones {
         let verdict = if m.fits { "fits" } else { "OVER" };
-        let _ = writeln!(o, "milestone {}: RTO {}, estimate {} ({verdict})", m.name, human_secs(m.rto_seconds), human_secs(m.estimate_seconds));
+        let _ = writeln!(
+            o,
+            "milestone {}: RTO {}, estimate {} ({verdict})",
+            m.name,
+            human_secs(m.rto_seconds),
+            human_secs(m.estimate_seconds)
+        );
     }
     o
 }
@@ -158,7 +189,10 @@ pub fn markdown(plan: &Plan) -> String {
         Some(_) => "❌ over",
         None => "no RTO",
     };
-    let _ = writeln!(o, "| file | steps | critical path | RTO | margin | |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| file | steps | critical path | RTO | margin | |\n|---|---|---|---|---|---|"
+    );
     let _ = writeln!(
         o,
         "| `{}` | {} | {} | {} | {} | {verdict} |\n",
@@ -169,12 +203,28 @@ pub fn markdown(plan: &Plan) -> String {
         opt_secs(plan.rto_margin_seconds),
     );
     if !plan.params.is_empty() || !plan.secrets.is_empty() {
-        let _ = writeln!(o, "**Params:** {}", plan.params.iter().map(|(k, v)| format!("`{k}={}`", inline(v))).chain(plan.secrets.iter().map(|k| format!("`{k}=***`"))).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            o,
+            "**Params:** {}",
+            plan.params
+                .iter()
+                .map(|(k, v)| format!("`{k}={}`", inline(v)))
+                .chain(plan.secrets.iter().map(|k| format!("`{k}=***`")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let _ = writeln!(o);
     }
-    let _ = writeln!(o, "| # | step | type | needs | estimate | group | what it runs |\n|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| # | step | type | needs | estimate | group | what it runs |\n|---|---|---|---|---|---|---|"
+    );
     for (n, s) in plan.steps.iter().enumerate() {
-        let what = fields(s).into_iter().map(|(k, v)| format!("{k}: `{}`", md_cell(&v).replace('`', "'"))).collect::<Vec<_>>().join("<br>");
+        let what = fields(s)
+            .into_iter()
+            .map(|(k, v)| format!("{k}: `{}`", md_cell(&v).replace('`', "'")))
+            .collect::<Vec<_>>()
+            .join("<br>");
         let mut id = format!("`{}`", s.id);
         if s.on_critical_path {
             id = format!("**{id}**");
@@ -192,13 +242,37 @@ pub fn markdown(plan: &Plan) -> String {
             s.group + 1,
         );
     }
-    let _ = writeln!(o, "\n**Critical path** (bold above): {} — {}", plan.critical_path.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" → "), human_secs(plan.critical_path_seconds));
+    let _ = writeln!(
+        o,
+        "\n**Critical path** (bold above): {} — {}",
+        plan.critical_path
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(" → "),
+        human_secs(plan.critical_path_seconds)
+    );
     if !plan.unestimated.is_empty() {
-        let _ = writeln!(o, "\n⚠️ Without an estimate (counted as 0): {}", plan.unestimated.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            o,
+            "\n⚠️ Without an estimate (counted as 0): {}",
+            plan.unestimated
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let _ = writeln!(o, "\n{}", budget_line(plan));
     for m in &plan.milestones {
-        let _ = writeln!(o, "- milestone `{}`: RTO {}, estimate {} {}", m.name, human_secs(m.rto_seconds), human_secs(m.estimate_seconds), if m.fits { "✅" } else { "❌" });
+        let _ = writeln!(
+            o,
+            "- milestone `{}`: RTO {}, estimate {} {}",
+            m.name,
+            human_secs(m.rto_seconds),
+            human_secs(m.estimate_seconds),
+            if m.fits { "✅" } else { "❌" }
+        );
     }
     o
 }
@@ -213,7 +287,10 @@ pub fn json(plan: &Plan) -> String {
 }
 
 fn critical_edges(plan: &Plan) -> Vec<(&str, &str)> {
-    plan.critical_path.windows(2).map(|w| (w[0].as_str(), w[1].as_str())).collect()
+    plan.critical_path
+        .windows(2)
+        .map(|w| (w[0].as_str(), w[1].as_str()))
+        .collect()
 }
 
 fn dot_escape(s: &str) -> String {
@@ -223,17 +300,42 @@ fn dot_escape(s: &str) -> String {
 /// Graphviz DOT, the critical path in bold red.
 pub fn dot(plan: &Plan) -> String {
     let crit = critical_edges(plan);
-    let mut o = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n", dot_escape(&plan.runbook));
+    let mut o = format!(
+        "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n",
+        dot_escape(&plan.runbook)
+    );
     for s in &plan.steps {
         let est = s.estimate.map_or_else(String::new, |e| format!("\\n~{e}"));
-        let style = if s.on_critical_path { ", color=red, penwidth=2" } else { "" };
-        let shape = if s.type_name == "gate" { ", shape=hexagon" } else { "" };
-        let _ = writeln!(o, "  \"{id}\" [label=\"{id}\\n{t}{est}\"{style}{shape}];", id = dot_escape(&s.id), t = s.type_name);
+        let style = if s.on_critical_path {
+            ", color=red, penwidth=2"
+        } else {
+            ""
+        };
+        let shape = if s.type_name == "gate" {
+            ", shape=hexagon"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            o,
+            "  \"{id}\" [label=\"{id}\\n{t}{est}\"{style}{shape}];",
+            id = dot_escape(&s.id),
+            t = s.type_name
+        );
     }
     for s in &plan.steps {
         for n in &s.needs {
-            let style = if crit.contains(&(n.as_str(), s.id.as_str())) { " [color=red, penwidth=2]" } else { "" };
-            let _ = writeln!(o, "  \"{}\" -> \"{}\"{style};", dot_escape(n), dot_escape(&s.id));
+            let style = if crit.contains(&(n.as_str(), s.id.as_str())) {
+                " [color=red, penwidth=2]"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                o,
+                "  \"{}\" -> \"{}\"{style};",
+                dot_escape(n),
+                dot_escape(&s.id)
+            );
         }
     }
     o.push_str("}\n");
@@ -249,8 +351,16 @@ pub fn mermaid(plan: &Plan) -> String {
     let crit = critical_edges(plan);
     let mut o = String::from("flowchart TD\n");
     for s in &plan.steps {
-        let est = s.estimate.map_or_else(String::new, |e| format!("<br/>~{e}"));
-        let _ = writeln!(o, "  {}[\"{}<br/><small>{}</small>{est}\"]", mermaid_id(&s.id), s.id, s.type_name);
+        let est = s
+            .estimate
+            .map_or_else(String::new, |e| format!("<br/>~{e}"));
+        let _ = writeln!(
+            o,
+            "  {}[\"{}<br/><small>{}</small>{est}\"]",
+            mermaid_id(&s.id),
+            s.id,
+            s.type_name
+        );
     }
     let mut edge = 0;
     let mut red = Vec::new();
@@ -269,7 +379,11 @@ pub fn mermaid(plan: &Plan) -> String {
         let _ = writeln!(o, "  class {} critical", crit_nodes.join(","));
     }
     if !red.is_empty() {
-        let _ = writeln!(o, "  linkStyle {} stroke:#d00,stroke-width:3px", red.join(","));
+        let _ = writeln!(
+            o,
+            "  linkStyle {} stroke:#d00,stroke-width:3px",
+            red.join(",")
+        );
     }
     o
 }

@@ -63,6 +63,10 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        let exp = exp
+            .to_string()
+            .replace("a sequence", "a list")
+            .replace("a map", "a mapping");
         Self::custom(format_args!("expected {exp}, found {}", describe(&unexp)))
     }
 }
@@ -171,7 +175,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         // A string field given a plain number or boolean (`password: 1234`) takes its text.
         match &self.0.kind {
-            NodeKind::Int(_) | NodeKind::Float(_) | NodeKind::Bool(_) => visitor.visit_string(self.0.key_text()),
+            NodeKind::Int(_) | NodeKind::Float(_) | NodeKind::Bool(_) => {
+                visitor.visit_string(self.0.key_text())
+            }
             _ => self.deserialize_any(visitor),
         }
     }
@@ -235,7 +241,10 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let node = self.value.take().expect("serde asks for a value after its key");
+        let node = self
+            .value
+            .take()
+            .expect("serde asks for a value after its key");
         seed.deserialize(NodeDe(node)).map_err(|e| e.at(node.span))
     }
 
@@ -253,7 +262,10 @@ impl<'de> de::EnumAccess<'de> for EnumAccess<'de> {
     type Error = DeError;
     type Variant = NodeDe<'de>;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, NodeDe<'de>), DeError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, NodeDe<'de>), DeError> {
         let variant = seed
             .deserialize(NodeDe(self.key))
             .map_err(|e| e.at(self.key.span))?;

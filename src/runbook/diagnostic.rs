@@ -87,19 +87,24 @@ impl miette::Diagnostic for FileDiagnostic {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         self.source.as_ref()?;
-        Some(Box::new(self.diag.labels.iter().enumerate().map(|(i, (span, text))| {
-            let text = (!text.is_empty()).then(|| text.clone());
-            if i == 0 {
-                LabeledSpan::new_primary_with_span(text, *span)
-            } else {
-                LabeledSpan::new_with_span(text, *span)
-            }
-        })))
+        Some(Box::new(self.diag.labels.iter().enumerate().map(
+            |(i, (span, text))| {
+                let text = (!text.is_empty()).then(|| text.clone());
+                if i == 0 {
+                    LabeledSpan::new_primary_with_span(text, *span)
+                } else {
+                    LabeledSpan::new_with_span(text, *span)
+                }
+            },
+        )))
     }
 }
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
@@ -109,7 +114,7 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
 }
 
 /// "did you mean `x`?" or a list of what is valid.
-pub fn suggest<'a>(word: &str, candidates: &[&'a str], what: &str) -> String {
+pub fn suggest(word: &str, candidates: &[&str], what: &str) -> String {
     match did_you_mean(word, candidates.iter().copied()) {
         Some(c) => format!("did you mean `{c}`?"),
         None if candidates.len() <= 24 => {

@@ -146,7 +146,13 @@ pub fn decode_all<T: serde::de::DeserializeOwned>(
     let mut current = node.clone();
     for _ in 0..64 {
         match from_node::<T>(&current) {
-            Ok(v) => return if diags_clean(node, &current) { Some(v) } else { None },
+            Ok(v) => {
+                return if diags_clean(node, &current) {
+                    Some(v)
+                } else {
+                    None
+                };
+            }
             Err(e) => {
                 diags.push(de_diagnostic(&e, node.span, extra_keys));
                 let removable = e.unknown_field.is_some()
@@ -179,12 +185,20 @@ fn remove_key_at(node: &mut Node, span: SourceSpan) -> bool {
     }
 }
 
-fn decode_root(path: &Path, source: &Arc<String>, root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Runbook> {
+fn decode_root(
+    path: &Path,
+    source: &Arc<String>,
+    root: &Node,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Runbook> {
     let Some(entries) = root.as_map() else {
         diags.push(
             Diagnostic::new(
                 "rb::not-a-runbook",
-                format!("a runbook is a YAML mapping; this file holds {}", root.type_name()),
+                format!(
+                    "a runbook is a YAML mapping; this file holds {}",
+                    root.type_name()
+                ),
             )
             .label(root.span, "expected `version`, `name`, `steps`, …")
             .help("start from `version: 1`, `name: …`, `steps: [...]`"),
@@ -215,7 +229,10 @@ fn decode_root(path: &Path, source: &Arc<String>, root: &Node, diags: &mut Vec<D
                 s.to_owned()
             }
             None => {
-                diags.push(Diagnostic::new("rb::invalid-value", "`name` must be a string").label(v.span, "here"));
+                diags.push(
+                    Diagnostic::new("rb::invalid-value", "`name` must be a string")
+                        .label(v.span, "here"),
+                );
                 String::new()
             }
         },
@@ -228,14 +245,19 @@ fn decode_root(path: &Path, source: &Arc<String>, root: &Node, diags: &mut Vec<D
             String::new()
         }
     };
-    let description = root.get("description").and_then(|d| d.as_str()).map(str::to_owned);
+    let description = root
+        .get("description")
+        .and_then(|d| d.as_str())
+        .map(str::to_owned);
     let objectives = root
         .get("objectives")
         .and_then(|n| decode_all::<Objectives>(n, &[], diags))
         .unwrap_or_default();
     let params = decode_named(root.get("params"), "params", diags);
     let secrets = decode_named(root.get("secrets"), "secrets", diags);
-    let hosts: BTreeMap<_, _> = decode_named(root.get("hosts"), "hosts", diags).into_iter().collect();
+    let hosts: BTreeMap<_, _> = decode_named(root.get("hosts"), "hosts", diags)
+        .into_iter()
+        .collect();
     let vars = decode_vars(root.get("vars"), diags);
     let steps = match root.get_entry("steps") {
         Some((_, n)) => decode_steps(n, diags),
@@ -281,7 +303,9 @@ fn check_version(root: &Node, diags: &mut Vec<Diagnostic>) {
 /// `[a-z0-9][a-z0-9_-]*`
 pub fn valid_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
@@ -303,8 +327,11 @@ fn decode_named<T: serde::de::DeserializeOwned>(
     }
     let Some(entries) = node.as_map() else {
         diags.push(
-            Diagnostic::new("rb::invalid-value", format!("`{section}` must be a mapping of names"))
-                .label(node.span, format!("found {}", node.type_name())),
+            Diagnostic::new(
+                "rb::invalid-value",
+                format!("`{section}` must be a mapping of names"),
+            )
+            .label(node.span, format!("found {}", node.type_name())),
         );
         return Vec::new();
     };
@@ -313,8 +340,11 @@ fn decode_named<T: serde::de::DeserializeOwned>(
         let name = k.key_text();
         if !valid_id(&name) && !valid_name(&name) {
             diags.push(
-                Diagnostic::new("rb::invalid-name", format!("invalid name `{name}` in `{section}`"))
-                    .label(k.span, "names are lowercase letters, digits, `_` and `-`"),
+                Diagnostic::new(
+                    "rb::invalid-name",
+                    format!("invalid name `{name}` in `{section}`"),
+                )
+                .label(k.span, "names are lowercase letters, digits, `_` and `-`"),
             );
         }
         if let Some(value) = decode_all::<T>(v, &[], diags) {
@@ -330,8 +360,11 @@ fn decode_vars(node: Option<&Node>, diags: &mut Vec<Diagnostic>) -> Vec<(String,
     };
     let Some(entries) = node.as_map() else {
         diags.push(
-            Diagnostic::new("rb::invalid-value", "`vars` must be a mapping of names to templates")
-                .label(node.span, format!("found {}", node.type_name())),
+            Diagnostic::new(
+                "rb::invalid-value",
+                "`vars` must be a mapping of names to templates",
+            )
+            .label(node.span, format!("found {}", node.type_name())),
         );
         return Vec::new();
     };
@@ -362,16 +395,25 @@ fn decode_steps(node: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Step> {
         return Vec::new();
     };
     if items.is_empty() {
-        diags.push(Diagnostic::new("rb::no-steps", "`steps` is empty").label(node.span, "add at least one step"));
+        diags.push(
+            Diagnostic::new("rb::no-steps", "`steps` is empty")
+                .label(node.span, "add at least one step"),
+        );
     }
-    items.iter().filter_map(|item| decode_step(item, diags)).collect()
+    items
+        .iter()
+        .filter_map(|item| decode_step(item, diags))
+        .collect()
 }
 
 fn decode_step(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> {
     let Some(entries) = node.as_map() else {
         diags.push(
-            Diagnostic::new("rb::invalid-value", "a step is a mapping with `id` and `type`")
-                .label(node.span, format!("found {}", node.type_name())),
+            Diagnostic::new(
+                "rb::invalid-value",
+                "a step is a mapping with `id` and `type`",
+            )
+            .label(node.span, format!("found {}", node.type_name())),
         );
         return None;
     };
@@ -414,7 +456,9 @@ fn decode_step(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> {
         );
         None
     } else {
+        // A step whose shared keys do not decode still takes part in the other checks.
         decode_all::<StepCommon>(&common_node, &[], diags)
+            .or_else(|| Some(fallback_common(node, type_name)))
     };
     Some(Step {
         common: common?,
@@ -426,12 +470,30 @@ fn decode_step(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> {
 
 fn decode_config(type_name: &str, node: &Node, diags: &mut Vec<Diagnostic>) -> Option<StepKind> {
     let mut current = node.clone();
+    let mut suggested: Vec<String> = Vec::new();
     for _ in 0..64 {
         match StepKind::decode(type_name, &current) {
             Ok(kind) => return (current == *node).then_some(kind),
             Err(e) => {
-                diags.push(de_diagnostic(&e, node.span, COMMON_KEYS));
-                let removed = e.unknown_field.is_some() && e.span.is_some_and(|s| remove_key_at(&mut current, s));
+                let d = de_diagnostic(&e, node.span, COMMON_KEYS);
+                // "missing `container`" after "unknown `contianer`, did you mean `container`?"
+                // says the same thing twice.
+                if suggested
+                    .iter()
+                    .any(|k| e.message == format!("missing required key `{k}`"))
+                {
+                    return None;
+                }
+                if let Some(h) = &d.help
+                    && let Some(k) = h
+                        .strip_prefix("did you mean `")
+                        .and_then(|r| r.strip_suffix("`?"))
+                {
+                    suggested.push(k.to_owned());
+                }
+                diags.push(d);
+                let removed = e.unknown_field.is_some()
+                    && e.span.is_some_and(|s| remove_key_at(&mut current, s));
                 if !removed {
                     return None;
                 }
@@ -439,4 +501,28 @@ fn decode_config(type_name: &str, node: &Node, diags: &mut Vec<Diagnostic>) -> O
         }
     }
     None
+}
+
+/// The shared keys that can be read, for a step whose shared keys have errors.
+fn fallback_common(node: &Node, type_name: Option<String>) -> StepCommon {
+    let text = |k: &str| node.get(k).and_then(Node::as_str).map(str::to_owned);
+    StepCommon {
+        id: text("id").unwrap_or_default(),
+        type_name: type_name.unwrap_or_default(),
+        description: text("description"),
+        needs: node.get("needs").and_then(Node::as_seq).map(|items| {
+            items
+                .iter()
+                .filter_map(Node::as_str)
+                .map(str::to_owned)
+                .collect()
+        }),
+        when: text("when"),
+        timeout: None,
+        retries: None,
+        continue_on_error: false,
+        always: false,
+        estimate: None,
+        tags: Vec::new(),
+    }
 }

@@ -1,6 +1,6 @@
 //! The YAML document as a tree of nodes that each know where they came from.
 //!
-//! serde deserializers for YAML keep no per-node positions (serde_yaml) or lose them inside
+//! serde deserializers for YAML keep no per-node positions (`serde_yaml`) or lose them inside
 //! enums (serde-saphyr's `Spanned`), so rb builds its own small tree from the parser's events:
 //! every scalar, sequence, mapping and key carries its byte span, and diagnostics can point at
 //! the exact text. Aliases are expanded here under a node budget, which is what defuses an
@@ -163,8 +163,13 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
     for item in Parser::new_from_str(source) {
         let (event, span) = item.map_err(|e| {
             let at = e.marker().byte_offset().unwrap_or(0);
+            let info = e.info();
             ParseError {
-                message: format!("invalid YAML: {}", e.info()),
+                message: if info.contains("recursion limit") {
+                    format!("YAML nested deeper than {MAX_DEPTH} levels")
+                } else {
+                    format!("invalid YAML: {info}")
+                },
                 span: (at, 0).into(),
             }
         })?;
@@ -203,10 +208,14 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
                 Some(builder.finish(Node::new(kind, span), frame.anchor)?)
             }
             Event::Alias(id) => {
-                let node = builder.anchors.get(&id).cloned().ok_or_else(|| ParseError {
-                    message: "alias to an unknown anchor".into(),
-                    span: here,
-                })?;
+                let node = builder
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| ParseError {
+                        message: "alias to an unknown anchor".into(),
+                        span: here,
+                    })?;
                 builder.nodes += node.count();
                 if builder.nodes > MAX_NODES {
                     return Err(ParseError {
@@ -365,7 +374,12 @@ mod tests {
     #[test]
     fn core_schema_resolution() {
         let root = parse("[~, true, 0x10, -3, 1.5, '1', 30m, 1e3]").unwrap();
-        let kinds: Vec<_> = root.as_seq().unwrap().iter().map(|n| n.kind.clone()).collect();
+        let kinds: Vec<_> = root
+            .as_seq()
+            .unwrap()
+            .iter()
+            .map(|n| n.kind.clone())
+            .collect();
         assert_eq!(
             kinds,
             vec![
@@ -383,10 +397,11 @@ mod tests {
 
     #[test]
     fn alias_bomb_is_refused() {
+        use std::fmt::Write;
         let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
             let prev = format!("*a{}", i - 1);
-            src.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+            writeln!(src, "a{i}: &a{i} [{}]", vec![prev; 10].join(", ")).unwrap();
         }
         let err = parse(&src).unwrap_err();
         assert!(err.message.contains("alias bomb"), "{}", err.message);

@@ -25,9 +25,15 @@ impl Overrides {
         let root = node::parse(&text)
             .map_err(|e| format!("params file `{}`: {}", path.display(), e.message))?;
         let Some(entries) = root.as_map() else {
-            return Err(format!("params file `{}` must be a mapping of param names to values", path.display()));
+            return Err(format!(
+                "params file `{}` must be a mapping of param names to values",
+                path.display()
+            ));
         };
-        let map = entries.iter().map(|(k, v)| (k.key_text(), v.to_json())).collect();
+        let map = entries
+            .iter()
+            .map(|(k, v)| (k.key_text(), v.to_json()))
+            .collect();
         self.files.push((path.display().to_string(), map));
         Ok(())
     }
@@ -63,7 +69,11 @@ pub fn coerce(ty: ParamType, value: &Value) -> Result<Value, String> {
             .parse::<Dur>()
             .map(|d| Value::String(d.to_string()))
             .map_err(|e| e.to_string()),
-        (ty, v) => Err(format!("expected {}, found {}", type_word(ty), json_type(v))),
+        (ty, v) => Err(format!(
+            "expected {}, found {}",
+            type_word(ty),
+            json_type(v)
+        )),
     }
 }
 
@@ -97,9 +107,12 @@ pub fn check_specs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
             let default_span = node.and_then(|n| n.get("default")).map_or(span, |n| n.span);
             if spec.required {
                 diags.push(
-                    Diagnostic::new("rb::param", format!("param `{name}` is required and has a default"))
-                        .label(default_span, "a required param takes no default")
-                        .help("remove `required: true` or the default"),
+                    Diagnostic::new(
+                        "rb::param",
+                        format!("param `{name}` is required and has a default"),
+                    )
+                    .label(default_span, "a required param takes no default")
+                    .help("remove `required: true` or the default"),
                 );
             }
             if let Err(e) = coerce(spec.param_type, default) {
@@ -110,8 +123,11 @@ pub fn check_specs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
             }
         } else if !spec.required {
             diags.push(
-                Diagnostic::new("rb::param", format!("param `{name}` has neither a default nor `required: true`"))
-                    .label(span, "give it a default, or mark it required"),
+                Diagnostic::new(
+                    "rb::param",
+                    format!("param `{name}` has neither a default nor `required: true`"),
+                )
+                .label(span, "give it a default, or mark it required"),
             );
         }
     }
@@ -119,8 +135,13 @@ pub fn check_specs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
         && let Some(entries) = n.as_map()
     {
         for (_, v) in entries {
-            if v.get("type").is_some_and(|t| matches!(t.kind, NodeKind::Null)) {
-                diags.push(Diagnostic::new("rb::param-type", "param `type` is empty").label(v.span, "here"));
+            if v.get("type")
+                .is_some_and(|t| matches!(t.kind, NodeKind::Null))
+            {
+                diags.push(
+                    Diagnostic::new("rb::param-type", "param `type` is empty")
+                        .label(v.span, "here"),
+                );
             }
         }
     }
@@ -128,8 +149,16 @@ pub fn check_specs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
 
 /// The value of every param: defaults, then files, then pairs. Problems are diagnostics
 /// (unknown names with did-you-mean, type errors, missing required params).
-pub fn resolve(runbook: &Runbook, given: &Overrides, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Value> {
-    let specs: BTreeMap<&str, &ParamSpec> = runbook.params.iter().map(|(n, s)| (n.as_str(), s)).collect();
+pub fn resolve(
+    runbook: &Runbook,
+    given: &Overrides,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, Value> {
+    let specs: BTreeMap<&str, &ParamSpec> = runbook
+        .params
+        .iter()
+        .map(|(n, s)| (n.as_str(), s))
+        .collect();
     let names: Vec<&str> = specs.keys().copied().collect();
     let mut values: BTreeMap<String, Value> = BTreeMap::new();
     for (name, spec) in &specs {
@@ -139,18 +168,26 @@ pub fn resolve(runbook: &Runbook, given: &Overrides, diags: &mut Vec<Diagnostic>
             values.insert((*name).to_owned(), v);
         }
     }
-    let mut apply = |name: &str, value: Value, origin: &str, diags: &mut Vec<Diagnostic>| match specs.get(name) {
-        None => diags.push(
-            Diagnostic::new("rb::unknown-param", format!("unknown param `{name}` ({origin})"))
+    let mut apply =
+        |name: &str, value: Value, origin: &str, diags: &mut Vec<Diagnostic>| match specs.get(name)
+        {
+            None => diags.push(
+                Diagnostic::new(
+                    "rb::unknown-param",
+                    format!("unknown param `{name}` ({origin})"),
+                )
                 .help(suggest(name, &names, "params")),
-        ),
-        Some(spec) => match coerce(spec.param_type, &value) {
-            Ok(v) => {
-                values.insert(name.to_owned(), v);
-            }
-            Err(e) => diags.push(Diagnostic::new("rb::param-type", format!("param `{name}` ({origin}): {e}"))),
-        },
-    };
+            ),
+            Some(spec) => match coerce(spec.param_type, &value) {
+                Ok(v) => {
+                    values.insert(name.to_owned(), v);
+                }
+                Err(e) => diags.push(Diagnostic::new(
+                    "rb::param-type",
+                    format!("param `{name}` ({origin}): {e}"),
+                )),
+            },
+        };
     for (file, map) in &given.files {
         for (k, v) in map {
             apply(k, v.clone(), &format!("from `{file}`"), diags);
@@ -167,9 +204,12 @@ pub fn resolve(runbook: &Runbook, given: &Overrides, diags: &mut Vec<Diagnostic>
                 .and_then(|p| p.get_entry(name))
                 .map_or(runbook.root.span, |(k, _)| k.span);
             diags.push(
-                Diagnostic::new("rb::missing-param", format!("missing required param `{name}`"))
-                    .label(span, "declared here")
-                    .help(format!("give it with `-p {name}=…` or `--params-file`")),
+                Diagnostic::new(
+                    "rb::missing-param",
+                    format!("missing required param `{name}`"),
+                )
+                .label(span, "declared here")
+                .help(format!("give it with `-p {name}=…` or `--params-file`")),
             );
         }
     }

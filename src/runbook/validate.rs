@@ -47,10 +47,13 @@ fn check_ids(steps: &[Step], diags: &mut Vec<Diagnostic>) {
         }
         if let Some(first) = seen.get(step.id()) {
             diags.push(
-                Diagnostic::new("rb::duplicate-id", format!("duplicate step id `{}`", step.id()))
-                    .label(span, "used again here")
-                    .label(id_span(first), "first used here")
-                    .help("step ids must be unique within a runbook"),
+                Diagnostic::new(
+                    "rb::duplicate-id",
+                    format!("duplicate step id `{}`", step.id()),
+                )
+                .label(span, "used again here")
+                .label(id_span(first), "first used here")
+                .help("step ids must be unique within a runbook"),
             );
         } else {
             seen.insert(step.id(), step);
@@ -63,10 +66,16 @@ fn id_span(step: &Step) -> SourceSpan {
 }
 
 fn cycle_diagnostic(steps: &[Step], cycle: &[usize]) -> Diagnostic {
-    let mut names: Vec<String> = cycle.iter().map(|&i| format!("`{}`", steps[i].id())).collect();
+    let mut names: Vec<String> = cycle
+        .iter()
+        .map(|&i| format!("`{}`", steps[i].id()))
+        .collect();
     names.push(names[0].clone());
-    let mut d = Diagnostic::new("rb::cycle", format!("dependency cycle: {}", names.join(" → ")))
-        .help("remove one of these `needs` to break the cycle");
+    let mut d = Diagnostic::new(
+        "rb::cycle",
+        format!("dependency cycle: {}", names.join(" → ")),
+    )
+    .help("remove one of these `needs` to break the cycle");
     for (k, &i) in cycle.iter().enumerate() {
         let next = cycle[(k + 1) % cycle.len()];
         let need = steps[next].id();
@@ -87,9 +96,12 @@ fn check_secrets(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
                 .and_then(|s| s.get(name))
                 .map_or(runbook.root.span, |n| n.span);
             diags.push(
-                Diagnostic::new("rb::secret", format!("secret `{name}` needs exactly one of `env` and `file`"))
-                    .label(span, "here")
-                    .help("secrets come from the environment or a file, never from the runbook"),
+                Diagnostic::new(
+                    "rb::secret",
+                    format!("secret `{name}` needs exactly one of `env` and `file`"),
+                )
+                .label(span, "here")
+                .help("secrets come from the environment or a file, never from the runbook"),
             );
         }
     }
@@ -118,8 +130,11 @@ fn check_configs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
                     .unwrap_or(step.node.span)
             };
             diags.push(
-                Diagnostic::new("rb::step-config", format!("step `{}`: {}", step.id(), p.message))
-                    .label(span, "here"),
+                Diagnostic::new(
+                    "rb::step-config",
+                    format!("step `{}`: {}", step.id(), p.message),
+                )
+                .label(span, "here"),
             );
         }
         if let Some(host) = config.host()
@@ -128,23 +143,34 @@ fn check_configs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
         {
             let span = step.node.get("host").map_or(step.node.span, |n| n.span);
             diags.push(
-                Diagnostic::new("rb::unknown-host", format!("step `{}` uses unknown host `{host}`", step.id()))
-                    .label(span, "not a key of `hosts`")
-                    .help(suggest(host, &hosts, "hosts")),
+                Diagnostic::new(
+                    "rb::unknown-host",
+                    format!("step `{}` uses unknown host `{host}`", step.id()),
+                )
+                .label(span, "not a key of `hosts`")
+                .help(suggest(host, &hosts, "hosts")),
             );
         }
         if let Some(t) = step.common.timeout
             && t.0.is_zero()
         {
             let span = step.node.get("timeout").map_or(step.node.span, |n| n.span);
-            diags.push(Diagnostic::new("rb::duration", "a timeout of zero can never be met").label(span, "here"));
+            diags.push(
+                Diagnostic::new("rb::duration", "a timeout of zero can never be met")
+                    .label(span, "here"),
+            );
         }
     }
 }
 
 fn check_objectives(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
     let ids: Vec<&str> = runbook.steps.iter().map(Step::id).collect();
-    let Some(ms) = runbook.root.get("objectives").and_then(|o| o.get("milestones")).and_then(|m| m.as_seq()) else {
+    let Some(ms) = runbook
+        .root
+        .get("objectives")
+        .and_then(|o| o.get("milestones"))
+        .and_then(|m| m.as_seq())
+    else {
         return;
     };
     for (m, node) in runbook.objectives.milestones.iter().zip(ms) {
@@ -152,16 +178,28 @@ fn check_objectives(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
         for (name, item) in m.steps.iter().zip(items) {
             if !ids.contains(&name.as_str()) {
                 diags.push(
-                    Diagnostic::new("rb::unknown-step", format!("milestone `{}` names unknown step `{name}`", m.name))
-                        .label(item.span, "no step has this id")
-                        .help(suggest(name, &ids, "step ids")),
+                    Diagnostic::new(
+                        "rb::unknown-step",
+                        format!("milestone `{}` names unknown step `{name}`", m.name),
+                    )
+                    .label(item.span, "no step has this id")
+                    .help(suggest(name, &ids, "step ids")),
                 );
             }
         }
-        if let (Some(total), true) = (runbook.objectives.rto, m.rto > runbook.objectives.rto.unwrap_or(m.rto)) {
+        if let (Some(total), true) = (
+            runbook.objectives.rto,
+            m.rto > runbook.objectives.rto.unwrap_or(m.rto),
+        ) {
             diags.push(
-                Diagnostic::new("rb::objective", format!("milestone `{}` has an RTO beyond the runbook's ({total})", m.name))
-                    .label(node.get("rto").map_or(node.span, |n| n.span), "here"),
+                Diagnostic::new(
+                    "rb::objective",
+                    format!(
+                        "milestone `{}` has an RTO beyond the runbook's ({total})",
+                        m.name
+                    ),
+                )
+                .label(node.get("rto").map_or(node.span, |n| n.span), "here"),
             );
         }
     }
@@ -185,7 +223,12 @@ enum Scope {
 
 impl<'a> Templates<'a> {
     fn new(runbook: &'a Runbook, ancestors: &'a [Vec<bool>]) -> Self {
-        let index = runbook.steps.iter().enumerate().map(|(i, s)| (s.id(), i)).collect();
+        let index = runbook
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id(), i))
+            .collect();
         Self {
             runbook,
             ancestors,
@@ -228,7 +271,14 @@ impl<'a> Templates<'a> {
         }
     }
 
-    fn check_text(&self, text: &str, span: SourceSpan, scope: &Scope, expression: bool, diags: &mut Vec<Diagnostic>) {
+    fn check_text(
+        &self,
+        text: &str,
+        span: SourceSpan,
+        scope: &Scope,
+        expression: bool,
+        diags: &mut Vec<Diagnostic>,
+    ) {
         let found = if expression {
             template::expression_references(&self.env, text)
         } else {
@@ -242,8 +292,11 @@ impl<'a> Templates<'a> {
                     .and_then(|snippet| self.locate(span, snippet))
                     .unwrap_or(span);
                 diags.push(
-                    Diagnostic::new("rb::template-syntax", format!("{what} syntax error: {message}"))
-                        .label(at, "here"),
+                    Diagnostic::new(
+                        "rb::template-syntax",
+                        format!("{what} syntax error: {message}"),
+                    )
+                    .label(at, "here"),
                 );
             }
             Ok(refs) => {
@@ -259,7 +312,10 @@ impl<'a> Templates<'a> {
 
     /// Find `needle` inside the source text of a scalar, for a label inside the template.
     fn locate(&self, span: SourceSpan, needle: &str) -> Option<SourceSpan> {
-        let src = self.runbook.source.get(span.offset()..span.offset() + span.len())?;
+        let src = self
+            .runbook
+            .source
+            .get(span.offset()..span.offset() + span.len())?;
         let at = src.find(needle)?;
         Some((span.offset() + at, needle.len()).into())
     }
@@ -271,39 +327,61 @@ impl<'a> Templates<'a> {
         let missing = |what: &str, known: Vec<&str>, key: &str| {
             Some(PendingDiag(
                 Diagnostic::new("rb::undefined", format!("`{name}` is never defined"))
-                    .help(format!("{} ({what})", suggest(key, &known, what))),
+                    .help(suggest(key, &known, what)),
                 "undefined",
             ))
         };
         match (root, second) {
             ("params", Some(p)) => {
-                let known: Vec<&str> = self.runbook.params.iter().map(|(n, _)| n.as_str()).collect();
-                (!known.contains(&p)).then(|| missing("params", known, p)).flatten()
+                let known: Vec<&str> = self
+                    .runbook
+                    .params
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                (!known.contains(&p))
+                    .then(|| missing("params", known, p))
+                    .flatten()
             }
             ("secrets", Some(p)) => {
-                let known: Vec<&str> = self.runbook.secrets.iter().map(|(n, _)| n.as_str()).collect();
-                (!known.contains(&p)).then(|| missing("secrets", known, p)).flatten()
+                let known: Vec<&str> = self
+                    .runbook
+                    .secrets
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                (!known.contains(&p))
+                    .then(|| missing("secrets", known, p))
+                    .flatten()
             }
             ("vars", Some(v)) => {
                 let upto = match scope {
                     Scope::Var(k) => *k,
                     Scope::Step(_) => self.runbook.vars.len(),
                 };
-                let known: Vec<&str> = self.runbook.vars[..upto].iter().map(|(n, _)| n.as_str()).collect();
+                let known: Vec<&str> = self.runbook.vars[..upto]
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect();
                 if known.contains(&v) {
                     return None;
                 }
                 if self.runbook.vars.iter().any(|(n, _)| n == v) {
                     return Some(PendingDiag(
-                        Diagnostic::new("rb::undefined", format!("`{name}` is used before it is defined"))
-                            .help("vars are computed in order: move this var after the one it uses"),
+                        Diagnostic::new(
+                            "rb::undefined",
+                            format!("`{name}` is used before it is defined"),
+                        )
+                        .help("vars are computed in order: move this var after the one it uses"),
                         "defined later",
                     ));
                 }
                 missing("vars", known, v)
             }
             ("steps", Some(s)) => self.check_step_ref(name, s, scope),
-            ("run", Some("id" | "name")) | ("env" | "now", _) | ("params" | "vars" | "secrets" | "steps", None) => None,
+            ("run", Some("id" | "name"))
+            | ("env" | "now", _)
+            | ("params" | "vars" | "secrets" | "steps", None) => None,
             ("run", Some(other)) => missing("run fields", vec!["id", "name"], other),
             _ => missing("names", template::ROOTS.to_vec(), root),
         }
@@ -312,20 +390,29 @@ impl<'a> Templates<'a> {
     fn check_step_ref(&self, name: &str, target: &str, scope: &Scope) -> Option<PendingDiag> {
         let Scope::Step(me) = scope else {
             return Some(PendingDiag(
-                Diagnostic::new("rb::undefined", format!("`{name}`: vars are computed before any step runs"))
-                    .help("use the step output in the step itself"),
+                Diagnostic::new(
+                    "rb::undefined",
+                    format!("`{name}`: vars are computed before any step runs"),
+                )
+                .help("use the step output in the step itself"),
                 "not available here",
             ));
         };
         let ids: Vec<&str> = self.runbook.steps.iter().map(Step::id).collect();
         match self.index.get(target) {
             None => Some(PendingDiag(
-                Diagnostic::new("rb::unknown-step", format!("`{name}` refers to unknown step `{target}`"))
-                    .help(suggest(target, &ids, "step ids")),
+                Diagnostic::new(
+                    "rb::unknown-step",
+                    format!("`{name}` refers to unknown step `{target}`"),
+                )
+                .help(suggest(target, &ids, "step ids")),
                 "no such step",
             )),
             Some(&j) if j == *me => Some(PendingDiag(
-                Diagnostic::new("rb::not-ancestor", format!("step `{target}` reads its own outputs")),
+                Diagnostic::new(
+                    "rb::not-ancestor",
+                    format!("step `{target}` reads its own outputs"),
+                ),
                 "not available yet",
             )),
             Some(&j) if !self.ancestors[*me][j] => Some(PendingDiag(
@@ -336,7 +423,10 @@ impl<'a> Templates<'a> {
                         self.runbook.steps[*me].id()
                     ),
                 )
-                .help(format!("add `{target}` to the `needs` of `{}`", self.runbook.steps[*me].id())),
+                .help(format!(
+                    "add `{target}` to the `needs` of `{}`",
+                    self.runbook.steps[*me].id()
+                )),
                 "not an ancestor",
             )),
             Some(_) => None,

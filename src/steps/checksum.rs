@@ -20,8 +20,14 @@ pub struct ChecksumConfig {
 impl StepConfig for ChecksumConfig {
     fn problems(&self) -> Vec<ConfigProblem> {
         match (&self.write, &self.verify) {
-            (None, None) => vec![ConfigProblem::new("", "needs `write: PATH` or `verify: PATH`")],
-            (Some(_), Some(_)) => vec![ConfigProblem::new("verify", "give `write` or `verify`, not both")],
+            (None, None) => vec![ConfigProblem::new(
+                "",
+                "needs `write: PATH` or `verify: PATH`",
+            )],
+            (Some(_), Some(_)) => vec![ConfigProblem::new(
+                "verify",
+                "give `write` or `verify`, not both",
+            )],
             (Some(_), None) if self.files.is_empty() => {
                 vec![ConfigProblem::new("files", "`write` needs `files` to hash")]
             }

@@ -27,7 +27,7 @@ pub struct StepCommon {
     /// Unique step id: `[a-z][a-z0-9_-]*`. Other steps name it in `needs` and templates.
     pub id: String,
     /// The step type; decides which other keys the step takes.
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default)]
     pub type_name: String,
     /// What the step does and why, shown in plans and reports.
     pub description: Option<String>,
@@ -86,8 +86,14 @@ impl<'de> Deserialize<'de> for Retries {
                 f.write_str("a number of retries or {attempts, delay, backoff, max_delay}")
             }
             fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Retries, E> {
-                let attempts = u32::try_from(n).map_err(|_| E::custom("retries must be 0 or more"))?;
-                Ok(Retries { attempts, delay: Dur(std::time::Duration::from_secs(1)), backoff: 2.0, max_delay: None })
+                let attempts =
+                    u32::try_from(n).map_err(|_| E::custom("retries must be 0 or more"))?;
+                Ok(Retries {
+                    attempts,
+                    delay: Dur(std::time::Duration::from_secs(1)),
+                    backoff: 2.0,
+                    max_delay: None,
+                })
             }
             fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Retries, E> {
                 self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))

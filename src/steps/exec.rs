@@ -165,17 +165,34 @@ fn process_problems(
 ) -> Vec<ConfigProblem> {
     let mut out = Vec::new();
     match (command, shell) {
-        (None, None) => out.push(ConfigProblem::new("", "needs `command` (an argv list) or `shell`")),
-        (Some(_), Some(_)) => out.push(ConfigProblem::new("shell", "give `command` or `shell`, not both")),
-        (Some(c), None) if c.is_empty() => out.push(ConfigProblem::new("command", "`command` is empty")),
+        (None, None) => out.push(ConfigProblem::new(
+            "",
+            "needs `command` (an argv list) or `shell`",
+        )),
+        (Some(_), Some(_)) => out.push(ConfigProblem::new(
+            "shell",
+            "give `command` or `shell`, not both",
+        )),
+        (Some(c), None) if c.is_empty() => {
+            out.push(ConfigProblem::new("command", "`command` is empty"));
+        }
         _ => {}
     }
     if let Some(s) = stdin {
         match (&s.file, &s.text) {
-            (None, None) => out.push(ConfigProblem::new("stdin", "`stdin` needs `file` or `text`")),
-            (Some(_), Some(_)) => out.push(ConfigProblem::new("stdin", "`stdin` takes `file` or `text`, not both")),
+            (None, None) => out.push(ConfigProblem::new(
+                "stdin",
+                "`stdin` needs `file` or `text`",
+            )),
+            (Some(_), Some(_)) => out.push(ConfigProblem::new(
+                "stdin",
+                "`stdin` takes `file` or `text`, not both",
+            )),
             (None, Some(_)) if s.decompress => {
-                out.push(ConfigProblem::new("stdin.decompress", "`decompress` applies to `file` only"));
+                out.push(ConfigProblem::new(
+                    "stdin.decompress",
+                    "`decompress` applies to `file` only",
+                ));
             }
             _ => {}
         }
@@ -185,13 +202,21 @@ fn process_problems(
 
 impl StepConfig for ExecConfig {
     fn problems(&self) -> Vec<ConfigProblem> {
-        process_problems(self.command.as_ref(), self.shell.as_ref(), self.stdin.as_ref())
+        process_problems(
+            self.command.as_ref(),
+            self.shell.as_ref(),
+            self.stdin.as_ref(),
+        )
     }
 }
 
 impl StepConfig for ContainerExecConfig {
     fn problems(&self) -> Vec<ConfigProblem> {
-        process_problems(self.command.as_ref(), self.shell.as_ref(), self.stdin.as_ref())
+        process_problems(
+            self.command.as_ref(),
+            self.shell.as_ref(),
+            self.stdin.as_ref(),
+        )
     }
     fn host(&self) -> Option<&str> {
         self.host.as_deref()

@@ -46,7 +46,10 @@ impl StepConfig for PruneConfig {
             ));
         }
         if self.time != "mtime" && !self.time.starts_with("name:") {
-            out.push(ConfigProblem::new("time", "`time` is `mtime` or `name:FORMAT`"));
+            out.push(ConfigProblem::new(
+                "time",
+                "`time` is `mtime` or `name:FORMAT`",
+            ));
         }
         out
     }

@@ -1,0 +1,118 @@
+//! Any file at all gets a diagnostic and exit 2: never a panic or a hang.
+
+use crate::support::Test;
+use std::time::{Duration, Instant};
+
+fn refused(t: Test, name: &str, want: &str) {
+    let started = Instant::now();
+    let ran = t.args(["validate", name]).expect(2);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{name} took {:?}",
+        started.elapsed()
+    );
+    assert!(!ran.stderr.contains("panicked"), "{name}: {}", ran.stderr);
+    assert!(
+        ran.stderr.contains(want),
+        "{name}: want {want:?} in\n{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn binary_garbage() {
+    let mut bytes = Vec::new();
+    let mut x: u32 = 0x1234_5678;
+    for _ in 0..100_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        bytes.push((x & 0xff) as u8);
+    }
+    refused(
+        Test::new().file("garbage.yaml", bytes),
+        "garbage.yaml",
+        "not UTF-8",
+    );
+}
+
+#[test]
+fn empty_file() {
+    refused(
+        Test::new().file("empty.yaml", ""),
+        "empty.yaml",
+        "a runbook is a YAML mapping",
+    );
+}
+
+#[test]
+fn fifty_megabytes() {
+    let big = "# padding\n".repeat(5 * 1024 * 1024);
+    refused(
+        Test::new().file("big.yaml", big),
+        "big.yaml",
+        "a runbook may be at most",
+    );
+}
+
+#[test]
+fn deeply_nested() {
+    let deep = format!(
+        "version: 1\nname: x\nsteps: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    refused(
+        Test::new().file("deep.yaml", deep),
+        "deep.yaml",
+        "nested deeper than",
+    );
+}
+
+#[test]
+fn deeply_nested_block_mappings() {
+    let mut deep = String::from("version: 1\nname: x\nsteps:\n");
+    for i in 0..200 {
+        deep.push_str(&" ".repeat(i + 1));
+        deep.push_str("a:\n");
+    }
+    refused(
+        Test::new().file("deep.yaml", deep),
+        "deep.yaml",
+        "nested deeper than",
+    );
+}
+
+#[test]
+fn alias_bomb() {
+    use std::fmt::Write;
+    let mut y = String::from(
+        "version: 1\nname: x\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for i in 1..12 {
+        let prev = format!("*a{}", i - 1);
+        writeln!(y, "a{i}: &a{i} [{}]", vec![prev; 9].join(", ")).unwrap();
+    }
+    y.push_str("steps: []\n");
+    refused(Test::new().file("bomb.yaml", y), "bomb.yaml", "alias bomb");
+}
+
+#[test]
+fn non_utf8() {
+    refused(
+        Test::new().file("latin1.yaml", b"name: caf\xe9\n".as_slice()),
+        "latin1.yaml",
+        "not UTF-8",
+    );
+}
+
+#[test]
+fn a_directory() {
+    let t = Test::new().file("dir/x", "");
+    refused(t, "dir", "is a directory");
+}
+
+#[test]
+fn missing_file() {
+    refused(Test::new(), "nope.yaml", "no such file");
+}

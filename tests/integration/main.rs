@@ -1,0 +1,8 @@
+//! Integration tests around the real `rb` binary.
+
+mod support;
+
+mod bad_input;
+mod invalid;
+mod plan;
+mod schema;

@@ -1,0 +1,94 @@
+//! A just-style `Test` builder: files in a temporary directory, the real `rb` binary, and
+//! assertions on exit code, stdout and stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const RB: &str = env!("CARGO_BIN_EXE_rb");
+
+/// The repository root (for shipped runbooks and fixtures).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
+}
+
+/// What a run of `rb` produced.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Test {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            args: Vec::new(),
+            env: vec![("NO_COLOR".into(), "1".into())],
+            cwd: None,
+        }
+    }
+
+    /// Write a file under the test directory.
+    pub fn file(self, name: &str, content: impl AsRef<[u8]>) -> Self {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(path, content).unwrap();
+        self
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, args: I) -> Self {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Run in this directory instead of the test directory.
+    pub fn cwd(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_owned());
+        self
+    }
+
+    pub fn run(&self) -> Ran {
+        let out: Output = Command::new(RB)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.cwd.as_deref().unwrap_or(self.dir.path()))
+            .output()
+            .expect("rb runs");
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Run and assert the exit code.
+    pub fn expect(&self, code: i32) -> Ran {
+        let ran = self.run();
+        assert_eq!(
+            ran.code, code,
+            "exit code of rb {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.args, ran.stdout, ran.stderr
+        );
+        ran
+    }
+}
