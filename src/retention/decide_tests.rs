@@ -1,4 +1,4 @@
-//! Bucket and window edge cases of [`super::decide`]; the oracle test against the real
+//! Bucket and window edge cases of [`super::decide()`]; the oracle test against the real
 //! `restic` binary lives in `tests/retention_restic.rs`.
 
 use super::*;

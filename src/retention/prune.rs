@@ -216,7 +216,7 @@ pub struct PruneOutcome {
 }
 
 /// Plan a prune of the direct entries of `dir` whose names match the glob `matcher`, timed by
-/// `time_source`, with exactly restic's keep/remove decisions (see [`super::decide`]).
+/// `time_source`, with exactly restic's keep/remove decisions (see [`super::decide()`]).
 ///
 /// Fails on an empty policy, a bad glob, an unreadable directory, or a plan that would remove
 /// every dated entry. Entries whose time cannot be read are kept and listed with the reason.
