@@ -1,29 +1,26 @@
-//! Retention decisions with the semantics of `restic forget --keep-*` / `--keep-within-*`.
-//! (Placeholder types; the engine lands from the retention branch.)
+//! Retention decisions with the semantics of `restic forget --keep-*` / `--keep-within-*`,
+//! the engine of the `prune` step.
+//!
+//! ```text
+//! KeepCounts + KeepWithin (the step's YAML)      policy
+//!   → decide(&[Snapshot]) → Vec<Decision>         decide   pure, restic 0.14's ApplyPolicy
+//!   → plan_prune(dir, glob, time source) → plan   prune    reads the directory only
+//!   → apply(&plan) → PruneOutcome                 prune    removes what the plan lists
+//! ```
+//!
+//! The decisions are those of restic 0.14 (Debian's), which `tests/retention_restic.rs`
+//! checks against the real binary. Newer restic releases also keep the oldest snapshot when a
+//! count policy has counts left over, and accept `-1` for "unlimited"; 0.14 does neither.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+mod decide;
+mod policy;
+mod prune;
+mod span;
 
-/// Counts of snapshots to keep.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KeepCounts {
-    pub last: Option<u32>,
-    pub hourly: Option<u32>,
-    pub daily: Option<u32>,
-    pub weekly: Option<u32>,
-    pub monthly: Option<u32>,
-    pub yearly: Option<u32>,
-}
-
-/// Calendar windows.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KeepWithin {
-    pub within: Option<String>,
-    pub hourly: Option<String>,
-    pub daily: Option<String>,
-    pub weekly: Option<String>,
-    pub monthly: Option<String>,
-    pub yearly: Option<String>,
-}
+pub use decide::{Decision, Snapshot, decide, decide_at};
+pub use policy::{KeepCounts, KeepWithin, policy_is_empty};
+pub use prune::{
+    PruneEntry, PruneError, PruneOutcome, PrunePlan, RemovalFailure, TimeSource, TimeSourceError,
+    apply, plan_prune,
+};
+pub use span::{CalendarSpan, CalendarSpanError};

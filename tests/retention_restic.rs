@@ -1,0 +1,415 @@
+//! Oracle test: `rb::retention::decide` against the real `restic forget` (Debian's 0.14).
+//!
+//! Each snapshot set becomes one restic group (its own `--host`, the same path), created with
+//! `restic backup --time`; then, for every policy, one `restic forget --dry-run --json` over
+//! the whole repository gives restic's keep/remove sets and reasons for every group at once.
+//! restic must be installed: this test fails rather than skips without it, since CI installs
+//! it and a skipped oracle proves nothing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use rb::retention::{CalendarSpan, KeepCounts, KeepWithin, Snapshot, decide_at};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A policy as the `prune` step will read it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Policy {
+    #[serde(default)]
+    keep: KeepCounts,
+    #[serde(default)]
+    keep_within: KeepWithin,
+}
+
+impl Policy {
+    /// The `restic forget` flags for this policy; weeks and `mo` in restic's units.
+    fn restic_flags(&self) -> Vec<String> {
+        let k = &self.keep;
+        let counts = [
+            ("last", k.last),
+            ("hourly", k.hourly),
+            ("daily", k.daily),
+            ("weekly", k.weekly),
+            ("monthly", k.monthly),
+            ("yearly", k.yearly),
+        ];
+        let w = &self.keep_within;
+        let windows = [
+            ("within", w.within),
+            ("within-hourly", w.hourly),
+            ("within-daily", w.daily),
+            ("within-weekly", w.weekly),
+            ("within-monthly", w.monthly),
+            ("within-yearly", w.yearly),
+        ];
+        let counts = counts
+            .into_iter()
+            .filter_map(|(name, n)| Some((name, n?.to_string())));
+        let windows = windows
+            .into_iter()
+            .filter_map(|(name, span)| Some((name, span?.to_restic())));
+        counts
+            .chain(windows)
+            .flat_map(|(name, value)| [format!("--keep-{name}"), value])
+            .collect()
+    }
+}
+
+/// The policies compared, as YAML-equivalent JSON.
+const POLICIES: &[&str] = &[
+    // The manual's "daily for 30 days, weekly for 12 weeks, monthly for 12 months, yearly
+    // for 7 years".
+    r#"{"keep_within": {"daily": "30d", "weekly": "12w", "monthly": "12mo", "yearly": "7y"}}"#,
+    r#"{"keep": {"daily": 7, "weekly": 4, "monthly": 12, "yearly": 3}}"#,
+    r#"{"keep": {"last": 5}}"#,
+    r#"{"keep": {"last": 3, "hourly": 10}, "keep_within": {"within": "2w", "monthly": "1y6mo"}}"#,
+    r#"{"keep": {"daily": 10}, "keep_within": {"hourly": "48h", "weekly": "3mo"}}"#,
+    // 2024-03-31 less one month is "2024-02-31", i.e. 2024-03-02 in Go.
+    r#"{"keep_within": {"within": "1mo"}}"#,
+    r#"{"keep_within": {"within": "1y", "daily": "1y1mo1w1d1h"}}"#,
+    r#"{"keep": {"weekly": 60, "yearly": 100}}"#,
+    r#"{"keep": {"monthly": 100, "hourly": 3}}"#,
+    r#"{"keep": {"last": 1}, "keep_within": {"monthly": "13mo", "yearly": "2y"}}"#,
+];
+
+fn at(s: &str) -> NaiveDateTime {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+}
+
+/// About three years of irregular backups: bursts of several a day, gaps of up to 65 days.
+fn random_set() -> Vec<NaiveDateTime> {
+    // xorshift64: deterministic without a crate.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        i64::try_from(state % n).unwrap()
+    };
+    let end = at("2024-01-20 00:00:00");
+    let mut t = at("2021-01-03 04:05:06");
+    let mut set = Vec::new();
+    while t < end {
+        set.push(t);
+        t += if next(20) < 7 {
+            TimeDelta::minutes(30 + next(6 * 60))
+        } else {
+            TimeDelta::days(1 + next(65)) + TimeDelta::seconds(next(86_400))
+        };
+    }
+    set
+}
+
+/// Days around an ISO 53-week year end, month ends, a leap day, and snapshots either side of
+/// the 1-month window's Go-normalised edge: from 2024-03-31 12:00 that is 2024-03-02 12:00,
+/// where clamping to the month's end would give 2024-02-29 12:00.
+fn boundary_set() -> Vec<NaiveDateTime> {
+    let day = |from: &str, days: i64, time: &str| -> Vec<NaiveDateTime> {
+        let first = NaiveDate::parse_from_str(from, "%Y-%m-%d").unwrap();
+        (0..days)
+            .map(|i| at(&format!("{} {time}", first + TimeDelta::days(i))))
+            .collect()
+    };
+    // 2020-12-28 (Mon) to 2021-01-03 (Sun) is ISO week 2020-W53.
+    let mut set = day("2020-12-26", 12, "23:00:00");
+    // Every other day from 2024-02-25 to 2024-03-30, across the leap day.
+    set.extend(day("2024-02-25", 35, "12:00:00").into_iter().step_by(2));
+    for t in [
+        "2023-01-31 23:59:59",
+        "2023-03-01 00:00:00",
+        "2023-04-30 23:00:00",
+        "2023-05-01 00:00:00",
+        "2023-12-31 23:59:59",
+        "2024-01-01 00:00:00",
+        "2024-03-02 11:00:00",
+        "2024-03-02 13:00:00",
+        "2024-03-31 11:30:00",
+        "2024-03-31 12:00:00", // the newest
+    ] {
+        set.push(at(t));
+    }
+    set
+}
+
+/// Newest on a leap day: one year back is "2023-02-29", i.e. 2023-03-01 10:00 in Go, where
+/// clamping would give 2023-02-28 10:00.
+fn leap_set() -> Vec<NaiveDateTime> {
+    [
+        "2023-02-28 12:00:00",
+        "2023-03-01 09:00:00",
+        "2023-03-01 11:00:00",
+        "2024-01-29 09:00:00",
+        "2024-01-29 11:00:00",
+        "2024-02-29 10:00:00",
+    ]
+    .into_iter()
+    .map(at)
+    .collect()
+}
+
+/// A backup dated in the future must not move the windows (restic's `findLatestTimestamp`).
+fn future_set() -> Vec<NaiveDateTime> {
+    let mut set: Vec<_> = (1..=5)
+        .map(|d| at(&format!("2024-01-0{d} 10:00:00")))
+        .collect();
+    set.push(at("2099-06-01 00:00:00"));
+    set
+}
+
+/// A restic repository in a temp dir, with the environment every call needs.
+struct Restic {
+    dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+impl Restic {
+    fn new() -> Restic {
+        let version = Command::new("restic").arg("version").output();
+        match version {
+            Ok(out) if out.status.success() => {
+                eprintln!("oracle: {}", String::from_utf8_lossy(&out.stdout).trim());
+            }
+            _ => panic!(
+                "`restic` is not installed or does not run: this oracle test needs the real \
+                 binary (Debian: `apt-get install -y restic`) and does not skip without it"
+            ),
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data");
+        std::fs::write(&file, "tiny").unwrap();
+        let restic = Restic { dir, file };
+        restic.run(&["init"]);
+        restic
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new("restic")
+            .args(["--no-cache", "--quiet"])
+            .args(args)
+            .env("TZ", "UTC")
+            .env("RESTIC_PASSWORD", "oracle")
+            .env("RESTIC_REPOSITORY", self.dir.path().join("repo"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "restic {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn backup(&self, host: &str, time: NaiveDateTime) {
+        let time = time.format("%Y-%m-%d %H:%M:%S").to_string();
+        let file = self.file.to_str().unwrap();
+        self.run(&["backup", "--host", host, "--time", &time, file]);
+    }
+
+    /// restic's verdicts for every group, by host.
+    fn forget(&self, flags: &[String]) -> BTreeMap<String, Verdict> {
+        let mut args = vec!["forget", "--dry-run", "--no-lock", "--json"];
+        args.extend(flags.iter().map(String::as_str));
+        let out = self.run(&args);
+        let groups: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        groups
+            .iter()
+            .map(|g| {
+                (
+                    g["host"].as_str().unwrap().to_owned(),
+                    Verdict::from_json(g),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Kept and removed times, and the reasons of each kept one; restic's or ours.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Verdict {
+    keep: Vec<NaiveDateTime>,
+    remove: Vec<NaiveDateTime>,
+    reasons: BTreeMap<NaiveDateTime, Vec<String>>,
+}
+
+impl Verdict {
+    fn from_json(group: &Value) -> Verdict {
+        let time = |v: &Value| {
+            DateTime::parse_from_rfc3339(v["time"].as_str().unwrap())
+                .unwrap()
+                .naive_utc()
+        };
+        // `keep` and `remove` are `null`, not `[]`, when empty.
+        let times = |v: &Value| {
+            let mut list: Vec<_> = v
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .map(time)
+                .collect();
+            list.sort();
+            list
+        };
+        let reasons = group["reasons"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|r| {
+                let matches = r["matches"].as_array().unwrap().iter();
+                (
+                    time(&r["snapshot"]),
+                    matches.map(|m| m.as_str().unwrap().to_owned()).collect(),
+                )
+            })
+            .collect();
+        Verdict {
+            keep: times(&group["keep"]),
+            remove: times(&group["remove"]),
+            reasons,
+        }
+    }
+
+    fn ours(set: &[NaiveDateTime], policy: &Policy, now: NaiveDateTime) -> Verdict {
+        let snapshots: Vec<_> = set
+            .iter()
+            .map(|t| Snapshot {
+                id: t.to_string(),
+                time: *t,
+            })
+            .collect();
+        let mut verdict = Verdict::default();
+        for d in decide_at(&snapshots, &policy.keep, &policy.keep_within, now) {
+            if d.keep {
+                verdict.keep.push(d.time);
+                let reasons = d.reasons.iter().map(|r| in_restic_units(r)).collect();
+                verdict.reasons.insert(d.time, reasons);
+            } else {
+                verdict.remove.push(d.time);
+            }
+        }
+        verdict.keep.sort();
+        verdict.remove.sort();
+        verdict
+    }
+}
+
+/// Our reason with its span written as restic writes it (`weekly within 12w` → `… 84d`).
+fn in_restic_units(reason: &str) -> String {
+    match reason.rsplit_once(' ') {
+        Some((words, span)) => match span.parse::<CalendarSpan>() {
+            Ok(span) => format!("{words} {}", span.to_restic()),
+            Err(_) => reason.to_owned(),
+        },
+        None => reason.to_owned(),
+    }
+}
+
+/// Run `f` on every item from a few threads: restic spends most of each call deriving the
+/// repository key, so serial calls would blow the time budget.
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(2, 8)
+        + 1;
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = f(item);
+                    results.lock().unwrap().push((i, result));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+#[test]
+fn decide_matches_restic_forget() {
+    let started = Instant::now();
+    let mut sets: BTreeMap<&str, Vec<NaiveDateTime>> = [
+        ("random", random_set()),
+        ("boundary", boundary_set()),
+        ("future", future_set()),
+        ("leap", leap_set()),
+    ]
+    .into_iter()
+    .collect();
+    let restic = Restic::new();
+    let backups: Vec<(&str, NaiveDateTime)> = sets
+        .iter()
+        .flat_map(|(host, set)| set.iter().map(move |t| (*host, *t)))
+        .collect();
+    parallel(&backups, |(host, time)| restic.backup(host, *time));
+    let backed_up = started.elapsed();
+
+    // Without grouping (host ""), restic decides on the union of all sets: one more set,
+    // for no more backups.
+    let mut union: Vec<NaiveDateTime> = sets.values().flatten().copied().collect();
+    union.sort();
+    assert!(
+        union.windows(2).all(|w| w[0] != w[1]),
+        "times must be unique"
+    );
+    sets.insert("", union);
+
+    let policies: Vec<Policy> = POLICIES
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    let calls: Vec<(usize, &[&str])> = (0..policies.len())
+        .flat_map(|i| [(i, &[][..]), (i, &["--group-by", ""][..])])
+        .collect();
+    let verdicts = parallel(&calls, |(i, grouping)| {
+        let mut flags = policies[*i].restic_flags();
+        flags.extend(grouping.iter().map(|f| (*f).to_owned()));
+        restic.forget(&flags)
+    });
+    let now = Utc::now().naive_utc();
+
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for ((i, _), theirs) in calls.iter().zip(&verdicts) {
+        let (policy, text) = (&policies[*i], POLICIES[*i]);
+        for (host, restic) in theirs {
+            let set = &sets[host.as_str()];
+            assert_eq!(restic.keep.len() + restic.remove.len(), set.len(), "{host}");
+            let ours = Verdict::ours(set, policy, now);
+            compared += set.len();
+            if &ours != restic {
+                mismatches.push(format!(
+                    "policy {text} on set `{host}` (`` is the union):\n  restic keeps {:?}\n  \
+                     we keep     {:?}\n  restic reasons {:?}\n  our reasons    {:?}",
+                    restic.keep, ours.keep, restic.reasons, ours.reasons
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "compared {compared} decisions: {} sets and their union ({} snapshots), {} policies, \
+         {} forget calls; backups took {backed_up:.1?}, all {:.1?}",
+        sets.len() - 1,
+        backups.len(),
+        policies.len(),
+        calls.len(),
+        started.elapsed()
+    );
+    assert_eq!(
+        verdicts.iter().map(BTreeMap::len).sum::<usize>(),
+        sets.len() * policies.len()
+    );
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
+}
