@@ -10,5 +10,6 @@
 //!   → sinks: terminal, journal, reports, metrics       report
 //! ```
 
+pub mod docker;
 pub mod io;
 pub mod retention;
