@@ -630,6 +630,19 @@ async fn errors_name_what_failed() {
     let err = refused.ping().await.unwrap_err();
     assert!(matches!(err, DockerError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("`tcp://127.0.0.1:1`"), "{err}");
+    // ssh:// goes through the `ssh` client; nothing listens on port 22 here.
+    let with_port = Engine::connect(Some("ssh://nobody@127.0.0.1:2222"), None).unwrap_err();
+    assert!(
+        with_port.to_string().contains("cannot take a port"),
+        "{with_port}"
+    );
+    let ssh = Engine::connect(Some("ssh://nobody@127.0.0.1"), None).unwrap();
+    let err = ssh.ping().await.unwrap_err();
+    assert!(matches!(err, DockerError::Unreachable { .. }), "{err}");
+    assert!(
+        err.to_string().contains("`ssh://nobody@127.0.0.1`"),
+        "{err}"
+    );
     let bad = Engine::connect(Some("ftp://x"), None).unwrap_err();
     assert!(bad.to_string().contains("unknown scheme `ftp`"), "{bad}");
 

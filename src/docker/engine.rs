@@ -194,7 +194,29 @@ fn open(endpoint: &str, tls: Option<&TlsFiles>) -> Result<Docker, DockerError> {
                 API_DEFAULT_VERSION,
             )
         }
-        ("ssh", None) => Docker::connect_with_ssh(endpoint, secs, API_DEFAULT_VERSION, None),
+        ("ssh", None) => {
+            // bollard hands `user@host:port` to ssh as a host name, which ssh cannot resolve.
+            let authority = rest.split('/').next().unwrap_or(rest);
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            if host.rsplit_once(':').is_some_and(|(_, p)| p != "22") {
+                return Err(bad(
+                    "the ssh transport cannot take a port: name a `Host` alias with its `Port` \
+                     in ~/.ssh/config and use `ssh://user@alias`"
+                        .into(),
+                ));
+            }
+            let host_only = host.trim_end_matches(":22");
+            let user = authority
+                .rsplit_once('@')
+                .map(|(u, _)| format!("{u}@"))
+                .unwrap_or_default();
+            Docker::connect_with_ssh(
+                &format!("ssh://{user}{host_only}"),
+                secs,
+                API_DEFAULT_VERSION,
+                None,
+            )
+        }
         (other, _) => return Err(bad(format!("unknown scheme `{other}`"))),
     };
     result.map_err(|e| match e {
