@@ -151,7 +151,13 @@ impl Engine {
             .await
             .map_err(|e| self.err(subject, &what, e))?;
         // Armed from here on: if this future is dropped, the guard stops the process.
-        let mut guard = ExecGuard::new(self.clone(), &spec.container, &created.id, token);
+        let mut guard = ExecGuard::new(
+            self.clone(),
+            &spec.container,
+            &created.id,
+            token,
+            spec.user.clone(),
+        );
 
         let pump = async {
             let started = self

@@ -4,10 +4,11 @@
 //! running, and a `pg_dump` or `pg_restore` left behind holds locks and connections. So every
 //! exec rb starts carries a marker variable, `RB_EXEC_ID=<random token>`, in its environment,
 //! which its children inherit. To stop it, rb runs a second, short exec in the same container
-//! (as root, privileged so it may read every process's `/proc/PID/environ` whatever its
-//! user) that sends SIGTERM to every process carrying the token, waits up to 3 s for them to
-//! go, then sends SIGKILL. rb then polls the exec's inspect until the engine reports it is no
-//! longer running.
+//! that sends SIGTERM to every process carrying the token, waits up to 3 s for them to go,
+//! then sends SIGKILL; rb then polls the exec's inspect until the engine reports it is no
+//! longer running. Reading another process's `/proc/PID/environ` takes the same uid (or
+//! `CAP_SYS_PTRACE`, which containers lack, and a privileged exec is refused in some
+//! sandboxes), so the helper runs as the exec's own user and again as root.
 //!
 //! Why not the host PID from exec inspect: it is only meaningful when the engine shares this
 //! machine's PID namespace, which is false for `tcp://` and `ssh://` engines and for rb
@@ -39,7 +40,7 @@ const POLL: Duration = Duration::from_millis(50);
 const KILL_SCRIPT: &str = r#"m="RB_EXEC_ID=$1"
 marked() {
   for d in /proc/[0-9]*; do
-    if tr '\000' '\n' < "$d/environ" 2>/dev/null | grep -qxF "$m"; then echo "${d#/proc/}"; fi
+    if { tr '\000' '\n' < "$d/environ"; } 2>/dev/null | grep -qxF "$m"; then echo "${d#/proc/}"; fi
   done
 }
 p=$(marked); [ -z "$p" ] && exit 0
@@ -76,16 +77,24 @@ pub(crate) struct ExecGuard {
     container: String,
     exec_id: String,
     token: String,
+    user: Option<String>,
     armed: bool,
 }
 
 impl ExecGuard {
-    pub(crate) fn new(engine: Engine, container: &str, exec_id: &str, token: String) -> Self {
+    pub(crate) fn new(
+        engine: Engine,
+        container: &str,
+        exec_id: &str,
+        token: String,
+        user: Option<String>,
+    ) -> Self {
         Self {
             engine,
             container: container.to_owned(),
             exec_id: exec_id.to_owned(),
             token,
+            user,
             armed: true,
         }
     }
@@ -98,7 +107,13 @@ impl ExecGuard {
     /// Stops the process now and waits until the engine reports it gone.
     pub(crate) async fn stop_now(&mut self) -> Result<(), DockerError> {
         self.armed = false;
-        stop_exec(&self.engine, &self.container, &self.exec_id, &self.token).await
+        let target = Target {
+            container: &self.container,
+            exec_id: &self.exec_id,
+            token: &self.token,
+            user: self.user.as_deref(),
+        };
+        stop_exec(&self.engine, &target).await
     }
 
     /// Waits for the engine to record the exit code of an exec whose output has ended.
@@ -130,14 +145,21 @@ impl Drop for ExecGuard {
         }
         // Drop cannot wait: the stop runs on the runtime the exec ran on.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let (engine, container, exec_id, token) = (
+            let (engine, container, exec_id, token, user) = (
                 self.engine.clone(),
                 std::mem::take(&mut self.container),
                 std::mem::take(&mut self.exec_id),
                 std::mem::take(&mut self.token),
+                self.user.take(),
             );
             handle.spawn(async move {
-                let _ = stop_exec(&engine, &container, &exec_id, &token).await;
+                let target = Target {
+                    container: &container,
+                    exec_id: &exec_id,
+                    token: &token,
+                    user: user.as_deref(),
+                };
+                let _ = stop_exec(&engine, &target).await;
             });
         }
     }
@@ -158,19 +180,35 @@ async fn exec_state(
     Ok((info.running.unwrap_or(false), info.exit_code))
 }
 
+/// The exec to stop.
+pub(crate) struct Target<'a> {
+    container: &'a str,
+    exec_id: &'a str,
+    token: &'a str,
+    /// The exec's user (`None`: the container's).
+    user: Option<&'a str>,
+}
+
 /// Kills every process of the exec (by its marker) until the engine reports it ended.
-pub(crate) async fn stop_exec(
-    engine: &Engine,
-    container: &str,
-    exec_id: &str,
-    token: &str,
-) -> Result<(), DockerError> {
+pub(crate) async fn stop_exec(engine: &Engine, target: &Target<'_>) -> Result<(), DockerError> {
+    let Target {
+        container,
+        exec_id,
+        token,
+        user,
+    } = *target;
+    let as_root = matches!(user, Some("0" | "root" | "0:0" | "root:root"));
     let start = Instant::now();
     let mut last_problem = String::new();
     loop {
-        match run_killer(engine, container, token).await {
-            Ok(()) => last_problem.clear(),
-            Err(e) => last_problem = e,
+        last_problem.clear();
+        // As the exec's user first (it can read its own processes' environment), then as
+        // root for children that switched to root (su, sudo, setuid programs).
+        if let Err(e) = run_killer(engine, container, token, user).await {
+            last_problem = e;
+        }
+        if !as_root && let Err(e) = run_killer(engine, container, token, Some("0")).await {
+            last_problem = e;
         }
         match exec_state(engine, container, exec_id).await {
             // Ended; or the container is gone, and its processes with it.
@@ -190,13 +228,17 @@ pub(crate) async fn stop_exec(
 }
 
 /// Runs the kill script in the container; `Err` carries why it could not run.
-async fn run_killer(engine: &Engine, container: &str, token: &str) -> Result<(), String> {
+async fn run_killer(
+    engine: &Engine,
+    container: &str,
+    token: &str,
+    user: Option<&str>,
+) -> Result<(), String> {
     let options = CreateExecOptions {
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         tty: Some(false),
-        privileged: Some(true),
-        user: Some("0".to_owned()),
+        user: user.map(str::to_owned),
         cmd: Some(vec![
             "sh".to_owned(),
             "-c".to_owned(),
