@@ -331,7 +331,54 @@ fn append_tree<W: Write>(
 mod tests {
     use std::path::Path;
 
-    use super::{safe_relative, symlink_stays_inside};
+    use super::{extract_dir, safe_relative, symlink_stays_inside};
+    use crate::docker::DockerError;
+
+    /// A tar whose entries are written raw, bypassing the builder's own path checks.
+    fn raw_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, link) in entries {
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_mode(0o755);
+            h.set_size(0);
+            h.set_cksum();
+            b.append(&h, &[][..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn extraction_refuses_escapes() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let cases: [&[(&str, tar::EntryType, &str)]; 3] = [
+            &[("d/", Directory, ""), ("d/../../evil", Regular, "")],
+            &[("d/", Directory, ""), ("d/l", Symlink, "../../etc")],
+            &[("d/", Directory, ""), ("d/l", Symlink, "/etc")],
+        ];
+        for entries in cases {
+            let tmp = tempfile::tempdir().unwrap();
+            let dest = tmp.path().join("out");
+            let err = extract_dir(&raw_tar(entries)[..], &dest).unwrap_err();
+            assert!(matches!(err, DockerError::UnsafeEntry { .. }), "{err}");
+            assert!(!dest.exists(), "nothing left under the final name");
+            assert_eq!(
+                std::fs::read_dir(tmp.path()).unwrap().count(),
+                0,
+                "temp dir removed"
+            );
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let ok = raw_tar(&[
+            ("d/", Directory, ""),
+            ("d/s/", Directory, ""),
+            ("d/s/l", Symlink, "../x"),
+        ]);
+        let report = extract_dir(&ok[..], &tmp.path().join("out")).unwrap();
+        assert_eq!(report.entries, 2);
+    }
 
     #[test]
     fn relative_paths() {
