@@ -13,6 +13,7 @@
 //! `cli` is the only module that wires the others together.
 
 pub mod cli;
+pub mod docker;
 pub mod duration;
 pub mod exit_code;
 pub mod io;

@@ -1,0 +1,412 @@
+//! Tar on the host side of a copy: safe extraction of what the engine sends, and the
+//! archive rb builds and sends. Synchronous: runs on a blocking thread, fed through a pipe.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::error::DockerError;
+use super::stream::HashingReader;
+
+/// The Go `os.ModeDir` bit, as the engine reports a path's mode.
+pub(crate) const GO_MODE_DIR: u32 = 1 << 31;
+
+/// What a copy moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyReport {
+    /// The path written: the host file or directory, or the path inside the container.
+    pub path: PathBuf,
+    /// Whether a directory (rather than a single file) was copied.
+    pub is_dir: bool,
+    /// For a file, its size; for a directory, the total size of its regular files.
+    pub bytes: u64,
+    /// For a file, the sha256 of its content; for a directory, the sha256 of the tar
+    /// stream that carried it (hex, lowercase).
+    pub sha256: String,
+    /// How many archive entries were written (files, directories, links).
+    pub entries: u64,
+}
+
+/// Extracts the single regular file of `archive` to `dest` (temp name, fsync, rename).
+pub(crate) fn extract_file(archive: impl Read, dest: &Path) -> Result<CopyReport, DockerError> {
+    let mut ar = tar::Archive::new(archive);
+    let mut entries = ar
+        .entries()
+        .map_err(|e| DockerError::io("read the archive for", dest, e))?;
+    let mut entry = entries
+        .next()
+        .ok_or_else(|| {
+            DockerError::io(
+                "read the archive for",
+                dest,
+                io::ErrorKind::UnexpectedEof.into(),
+            )
+        })?
+        .map_err(|e| DockerError::io("read the archive for", dest, e))?;
+    if !entry.header().entry_type().is_file() {
+        return Err(DockerError::io(
+            "copy a non-regular file to",
+            dest,
+            io::Error::other("the source is not a regular file or directory"),
+        ));
+    }
+    let mode = entry.header().mode().unwrap_or(0o644);
+    let tmp = temp_sibling(dest);
+    let result = (|| {
+        let mut file = fs::File::create(&tmp).map_err(|e| DockerError::io("create", &tmp, e))?;
+        let mut reader = HashingReader::new(&mut entry);
+        io::copy(&mut reader, &mut file).map_err(|e| DockerError::io("write", &tmp, e))?;
+        set_mode(&file, mode);
+        file.sync_all()
+            .map_err(|e| DockerError::io("sync", &tmp, e))?;
+        let (bytes, sha256) = reader.finish();
+        fs::rename(&tmp, dest).map_err(|e| DockerError::io("rename into", dest, e))?;
+        Ok(CopyReport {
+            path: dest.to_owned(),
+            is_dir: false,
+            bytes,
+            sha256,
+            entries: 1,
+        })
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    // Read the end-of-archive blocks so the engine's response ends cleanly.
+    let _ = io::copy(&mut ar.into_inner(), &mut io::sink());
+    result
+}
+
+/// Extracts a directory archive (whose entries all start with the directory's name) to
+/// `dest`, which must not exist yet: into a temporary sibling, then renamed.
+pub(crate) fn extract_dir(archive: impl Read, dest: &Path) -> Result<CopyReport, DockerError> {
+    if fs::symlink_metadata(dest).is_ok() {
+        return Err(DockerError::io(
+            "copy a directory to",
+            dest,
+            io::Error::new(io::ErrorKind::AlreadyExists, "it already exists"),
+        ));
+    }
+    let tmp = temp_sibling(dest);
+    fs::create_dir(&tmp).map_err(|e| DockerError::io("create", &tmp, e))?;
+    let hashing = HashingReader::new(archive);
+    let mut ar = tar::Archive::new(hashing);
+    ar.set_preserve_mtime(true);
+    let result = unpack_entries(&mut ar, &tmp, dest);
+    let mut hashing = ar.into_inner();
+    let result = result.and_then(|(bytes, entries)| {
+        io::copy(&mut hashing, &mut io::sink())
+            .map_err(|e| DockerError::io("read the archive for", dest, e))?;
+        let (_, sha256) = hashing.finish();
+        fs::rename(&tmp, dest).map_err(|e| DockerError::io("rename into", dest, e))?;
+        Ok(CopyReport {
+            path: dest.to_owned(),
+            is_dir: true,
+            bytes,
+            sha256,
+            entries,
+        })
+    });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn unpack_entries<R: Read>(
+    ar: &mut tar::Archive<R>,
+    root: &Path,
+    dest: &Path,
+) -> Result<(u64, u64), DockerError> {
+    let read_err = |e| DockerError::io("read the archive for", dest, e);
+    let canonical_root = root
+        .canonicalize()
+        .map_err(|e| DockerError::io("resolve", root, e))?;
+    let (mut bytes, mut count) = (0u64, 0u64);
+    for entry in ar.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let raw = entry.path().map_err(read_err)?.into_owned();
+        let unsafe_entry = || DockerError::UnsafeEntry {
+            entry: raw.display().to_string(),
+            dest: dest.to_owned(),
+        };
+        let rel = safe_relative(&raw, true).ok_or_else(unsafe_entry)?;
+        if rel.as_os_str().is_empty() {
+            continue; // the top directory itself
+        }
+        let target = root.join(&rel);
+        // Never write through a symlink that leads out of the destination.
+        let parent = target.parent().unwrap_or(root);
+        let real_parent = parent
+            .canonicalize()
+            .map_err(|e| DockerError::io("resolve", parent, e))?;
+        if !real_parent.starts_with(&canonical_root) {
+            return Err(unsafe_entry());
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() {
+            let link = entry
+                .link_name()
+                .map_err(read_err)?
+                .ok_or_else(unsafe_entry)?;
+            if !symlink_stays_inside(&rel, &link) {
+                return Err(unsafe_entry());
+            }
+        }
+        if kind.is_hard_link() {
+            let link = entry
+                .link_name()
+                .map_err(read_err)?
+                .ok_or_else(unsafe_entry)?;
+            let link_rel = safe_relative(&link, true).ok_or_else(unsafe_entry)?;
+            fs::hard_link(root.join(link_rel), &target)
+                .map_err(|e| DockerError::io("link", &target, e))?;
+            count += 1;
+            continue;
+        }
+        if kind.is_file() {
+            bytes += entry.header().size().map_err(read_err)?;
+        }
+        entry
+            .unpack(&target)
+            .map_err(|e| DockerError::io("write", &target, e))?;
+        count += 1;
+    }
+    Ok((bytes, count))
+}
+
+/// The entry's path relative to the destination: only normal components (`.` skipped),
+/// dropping the first one (the copied directory's own name) when `strip_first`.
+fn safe_relative(path: &Path, strip_first: bool) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    let mut first = strip_first;
+    for c in path.components() {
+        match c {
+            Component::Normal(part) if first => {
+                first = false;
+                let _ = part;
+            }
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A relative link target whose `..` all come first and do not climb above the root.
+fn symlink_stays_inside(entry: &Path, link: &Path) -> bool {
+    let mut depth = entry.components().count().saturating_sub(1);
+    let mut climbing = true;
+    for c in link.components() {
+        match c {
+            Component::ParentDir if climbing => {
+                if depth == 0 {
+                    return false;
+                }
+                depth -= 1;
+            }
+            Component::Normal(_) => climbing = false,
+            Component::CurDir => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn temp_sibling(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map_or_else(|| "copy".into(), |n| n.to_string_lossy().into_owned());
+    dest.with_file_name(format!(".{name}.rb-tmp-{}", std::process::id()))
+}
+
+fn set_mode(file: &fs::File, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = file.set_permissions(fs::Permissions::from_mode(mode & 0o7777));
+}
+
+/// A sync writer that hashes and counts what passes through.
+struct HashingWrite<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes a tar of `src` (a file or a directory, not following symlinks inside it) to
+/// `out`, its top entry named `name`. Entries are sorted, so the same tree gives the same
+/// stream apart from times and owners.
+pub(crate) fn build(src: &Path, name: &str, out: impl Write) -> Result<CopyReport, DockerError> {
+    let meta = fs::metadata(src).map_err(|e| DockerError::io("read", src, e))?;
+    let mut builder = tar::Builder::new(HashingWrite {
+        inner: out,
+        hasher: Sha256::new(),
+    });
+    builder.follow_symlinks(false);
+    let write_err = |e| DockerError::io("send", src, e);
+    let report = if meta.is_dir() {
+        let (bytes, entries) = append_tree(&mut builder, src, Path::new(name))?;
+        CopyReport {
+            path: src.to_owned(),
+            is_dir: true,
+            bytes,
+            sha256: String::new(),
+            entries,
+        }
+    } else {
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata(&meta);
+        let file = fs::File::open(src).map_err(|e| DockerError::io("open", src, e))?;
+        let mut reader = HashingReader::new(file);
+        builder
+            .append_data(&mut header, name, &mut reader)
+            .map_err(write_err)?;
+        let (bytes, sha256) = reader.finish();
+        CopyReport {
+            path: src.to_owned(),
+            is_dir: false,
+            bytes,
+            sha256,
+            entries: 1,
+        }
+    };
+    let mut out = builder.into_inner().map_err(write_err)?;
+    out.flush().map_err(write_err)?;
+    if report.is_dir {
+        let sha256 = hex::encode(out.hasher.finalize());
+        return Ok(CopyReport { sha256, ..report });
+    }
+    Ok(report)
+}
+
+fn append_tree<W: Write>(
+    builder: &mut tar::Builder<W>,
+    dir: &Path,
+    name: &Path,
+) -> Result<(u64, u64), DockerError> {
+    builder
+        .append_path_with_name(dir, name)
+        .map_err(|e| DockerError::io("send", dir, e))?;
+    let (mut bytes, mut entries) = (0, 1);
+    let mut children: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| DockerError::io("list", dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| DockerError::io("list", dir, e))?;
+    children.sort_by_key(fs::DirEntry::file_name);
+    for child in children {
+        let path = child.path();
+        let child_name = name.join(child.file_name());
+        let meta = fs::symlink_metadata(&path).map_err(|e| DockerError::io("read", &path, e))?;
+        if meta.is_dir() {
+            let (b, e) = append_tree(builder, &path, &child_name)?;
+            bytes += b;
+            entries += e;
+        } else {
+            if meta.is_file() {
+                bytes += meta.len();
+            }
+            builder
+                .append_path_with_name(&path, &child_name)
+                .map_err(|e| DockerError::io("send", &path, e))?;
+            entries += 1;
+        }
+    }
+    Ok((bytes, entries))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{extract_dir, safe_relative, symlink_stays_inside};
+    use crate::docker::DockerError;
+
+    /// A tar whose entries are written raw, bypassing the builder's own path checks.
+    fn raw_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, link) in entries {
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_mode(0o755);
+            h.set_size(0);
+            h.set_cksum();
+            b.append(&h, &[][..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn extraction_refuses_escapes() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let cases: [&[(&str, tar::EntryType, &str)]; 3] = [
+            &[("d/", Directory, ""), ("d/../../evil", Regular, "")],
+            &[("d/", Directory, ""), ("d/l", Symlink, "../../etc")],
+            &[("d/", Directory, ""), ("d/l", Symlink, "/etc")],
+        ];
+        for entries in cases {
+            let tmp = tempfile::tempdir().unwrap();
+            let dest = tmp.path().join("out");
+            let err = extract_dir(&raw_tar(entries)[..], &dest).unwrap_err();
+            assert!(matches!(err, DockerError::UnsafeEntry { .. }), "{err}");
+            assert!(!dest.exists(), "nothing left under the final name");
+            assert_eq!(
+                std::fs::read_dir(tmp.path()).unwrap().count(),
+                0,
+                "temp dir removed"
+            );
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let ok = raw_tar(&[
+            ("d/", Directory, ""),
+            ("d/s/", Directory, ""),
+            ("d/s/l", Symlink, "../x"),
+        ]);
+        let report = extract_dir(&ok[..], &tmp.path().join("out")).unwrap();
+        assert_eq!(report.entries, 2);
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            safe_relative(Path::new("d/a/b"), true).unwrap(),
+            Path::new("a/b")
+        );
+        assert_eq!(
+            safe_relative(Path::new("./d/./a"), true).unwrap(),
+            Path::new("a")
+        );
+        assert!(safe_relative(Path::new("d/../../x"), true).is_none());
+        assert!(safe_relative(Path::new("/etc/passwd"), true).is_none());
+    }
+
+    #[test]
+    fn symlinks() {
+        assert!(symlink_stays_inside(Path::new("a/b/l"), Path::new("../c")));
+        assert!(symlink_stays_inside(Path::new("l"), Path::new("c/d")));
+        assert!(!symlink_stays_inside(Path::new("l"), Path::new("../c")));
+        assert!(!symlink_stays_inside(
+            Path::new("a/l"),
+            Path::new("../../c")
+        ));
+        assert!(!symlink_stays_inside(
+            Path::new("a/l"),
+            Path::new("d/../..")
+        ));
+        assert!(!symlink_stays_inside(Path::new("a/l"), Path::new("/etc")));
+    }
+}

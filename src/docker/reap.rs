@@ -1,0 +1,282 @@
+//! Stopping an exec'd process for real when its exec is cancelled.
+//!
+//! The Engine API has no "kill exec": dropping the attach connection leaves the process
+//! running, and a `pg_dump` or `pg_restore` left behind holds locks and connections. So every
+//! exec rb starts carries a marker variable, `RB_EXEC_ID=<random token>`, in its environment,
+//! which its children inherit. To stop it, rb runs a second, short exec in the same container
+//! that sends SIGTERM to every process carrying the token, waits up to 3 s for them to go,
+//! then sends SIGKILL; rb then polls the exec's inspect until the engine reports it is no
+//! longer running. Reading another process's `/proc/PID/environ` takes the same uid (or
+//! `CAP_SYS_PTRACE`, which containers lack, and a privileged exec is refused in some
+//! sandboxes), so the helper runs as the exec's own user and again as root.
+//!
+//! Why not the host PID from exec inspect: it is only meaningful when the engine shares this
+//! machine's PID namespace, which is false for `tcp://` and `ssh://` engines and for rb
+//! itself running in a container; the marker works on any engine. It needs `sh`, `tr`,
+//! `grep` and `kill` in the container (busybox has them); distroless images without a shell
+//! cannot be cleaned up this way, and the error says so.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::exec::CreateExecOptions;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use super::engine::Engine;
+use super::error::{DockerError, Subject};
+
+/// The environment variable that marks the processes of one exec.
+pub(crate) const MARKER_VAR: &str = "RB_EXEC_ID";
+
+/// How long the whole stop may take before it is reported as a timeout.
+const STOP_DEADLINE: Duration = Duration::from_secs(20);
+/// How long a finished exec may still be reported as running.
+const EXIT_DEADLINE: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
+
+/// `$1` is the token. Prints nothing; exits 0 when no marked process is left.
+const KILL_SCRIPT: &str = r#"m="RB_EXEC_ID=$1"
+marked() {
+  for d in /proc/[0-9]*; do
+    if { tr '\000' '\n' < "$d/environ"; } 2>/dev/null | grep -qxF "$m"; then echo "${d#/proc/}"; fi
+  done
+}
+p=$(marked); [ -z "$p" ] && exit 0
+kill -TERM $p 2>/dev/null
+i=0
+while [ $i -lt 30 ]; do
+  p=$(marked); [ -z "$p" ] && exit 0
+  sleep 0.1; i=$((i+1))
+done
+kill -KILL $p 2>/dev/null
+p=$(marked); [ -z "$p" ] && exit 0
+exit 1
+"#;
+
+/// A fresh random-enough token: nothing else in the container can guess or share it.
+pub(crate) fn new_token() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = Sha256::new();
+    h.update(std::process::id().to_le_bytes());
+    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    h.update(now.as_nanos().to_le_bytes());
+    let local = 0u8;
+    h.update(format!("{:p}", &raw const local).as_bytes());
+    hex::encode(&h.finalize()[..12])
+}
+
+/// Owns a started exec until it has ended; dropping it while armed stops the process in
+/// the background.
+pub(crate) struct ExecGuard {
+    engine: Engine,
+    container: String,
+    exec_id: String,
+    token: String,
+    user: Option<String>,
+    armed: bool,
+}
+
+impl ExecGuard {
+    pub(crate) fn new(
+        engine: Engine,
+        container: &str,
+        exec_id: &str,
+        token: String,
+        user: Option<String>,
+    ) -> Self {
+        Self {
+            engine,
+            container: container.to_owned(),
+            exec_id: exec_id.to_owned(),
+            token,
+            user,
+            armed: true,
+        }
+    }
+
+    /// The exec ended normally: nothing to stop.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Stops the process now and waits until the engine reports it gone.
+    pub(crate) async fn stop_now(&mut self) -> Result<(), DockerError> {
+        self.armed = false;
+        let target = Target {
+            container: &self.container,
+            exec_id: &self.exec_id,
+            token: &self.token,
+            user: self.user.as_deref(),
+        };
+        stop_exec(&self.engine, &target).await
+    }
+
+    /// Waits for the engine to record the exit code of an exec whose output has ended.
+    pub(crate) async fn exit_code(&self) -> Result<i64, DockerError> {
+        let start = Instant::now();
+        loop {
+            let (running, code) = exec_state(&self.engine, &self.container, &self.exec_id).await?;
+            if !running {
+                return Ok(code.unwrap_or(-1));
+            }
+            if start.elapsed() > EXIT_DEADLINE {
+                return Err(self.engine.timeout(
+                    format!(
+                        "waiting for the exit code of an exec in container `{}`",
+                        self.container
+                    ),
+                    EXIT_DEADLINE,
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Drop for ExecGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Drop cannot wait: the stop runs on the runtime the exec ran on.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let (engine, container, exec_id, token, user) = (
+                self.engine.clone(),
+                std::mem::take(&mut self.container),
+                std::mem::take(&mut self.exec_id),
+                std::mem::take(&mut self.token),
+                self.user.take(),
+            );
+            handle.spawn(async move {
+                let target = Target {
+                    container: &container,
+                    exec_id: &exec_id,
+                    token: &token,
+                    user: user.as_deref(),
+                };
+                let _ = stop_exec(&engine, &target).await;
+            });
+        }
+    }
+}
+
+async fn exec_state(
+    engine: &Engine,
+    container: &str,
+    exec_id: &str,
+) -> Result<(bool, Option<i64>), DockerError> {
+    let info = engine.docker.inspect_exec(exec_id).await.map_err(|e| {
+        engine.err(
+            Subject::Container(container),
+            &format!("to inspect an exec in container `{container}`"),
+            e,
+        )
+    })?;
+    Ok((info.running.unwrap_or(false), info.exit_code))
+}
+
+/// The exec to stop.
+pub(crate) struct Target<'a> {
+    container: &'a str,
+    exec_id: &'a str,
+    token: &'a str,
+    /// The exec's user (`None`: the container's).
+    user: Option<&'a str>,
+}
+
+/// Kills every process of the exec (by its marker) until the engine reports it ended.
+pub(crate) async fn stop_exec(engine: &Engine, target: &Target<'_>) -> Result<(), DockerError> {
+    let Target {
+        container,
+        exec_id,
+        token,
+        user,
+    } = *target;
+    let as_root = matches!(user, Some("0" | "root" | "0:0" | "root:root"));
+    let start = Instant::now();
+    let mut last_problem = String::new();
+    loop {
+        last_problem.clear();
+        // As the exec's user first (it can read its own processes' environment), then as
+        // root for children that switched to root (su, sudo, setuid programs).
+        if let Err(e) = run_killer(engine, container, token, user).await {
+            last_problem = e;
+        }
+        if !as_root && let Err(e) = run_killer(engine, container, token, Some("0")).await {
+            last_problem = e;
+        }
+        match exec_state(engine, container, exec_id).await {
+            // Ended; or the container is gone, and its processes with it.
+            Ok((false, _)) | Err(DockerError::ContainerNotFound { .. }) => return Ok(()),
+            Ok((true, _)) => {}
+            Err(e) => return Err(e),
+        }
+        if start.elapsed() > STOP_DEADLINE {
+            let mut what = format!("stopping a cancelled exec in container `{container}`");
+            if !last_problem.is_empty() {
+                what = format!("{what} ({last_problem})");
+            }
+            return Err(engine.timeout(what, STOP_DEADLINE));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs the kill script in the container; `Err` carries why it could not run.
+async fn run_killer(
+    engine: &Engine,
+    container: &str,
+    token: &str,
+    user: Option<&str>,
+) -> Result<(), String> {
+    let options = CreateExecOptions {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        user: user.map(str::to_owned),
+        cmd: Some(vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            KILL_SCRIPT.to_owned(),
+            "rb-kill".to_owned(),
+            token.to_owned(),
+        ]),
+        ..CreateExecOptions::default()
+    };
+    let created = engine
+        .docker
+        .create_exec(container, options)
+        .await
+        .map_err(|e| super::error::chain(&e).to_lowercase())?;
+    let started = engine
+        .docker
+        .start_exec(&created.id, None)
+        .await
+        .map_err(|e| super::error::chain(&e).to_lowercase())?;
+    let mut text = Vec::new();
+    if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+        while let Some(Ok(frame)) = output.next().await {
+            if text.len() < 4096 {
+                text.extend_from_slice(&frame.into_bytes());
+            }
+        }
+    }
+    let info = engine
+        .docker
+        .inspect_exec(&created.id)
+        .await
+        .map_err(|e| super::error::chain(&e).to_lowercase())?;
+    match info.exit_code {
+        Some(0) => Ok(()),
+        Some(127) => Err("the container has no `sh` to stop it with".to_owned()),
+        code => Err(format!(
+            "the stop helper exited with {code:?}: {}",
+            String::from_utf8_lossy(&text).trim()
+        )),
+    }
+}
