@@ -15,9 +15,12 @@
 pub mod cli;
 pub mod docker;
 pub mod duration;
+pub mod event;
+pub mod exec;
 pub mod exit_code;
 pub mod io;
 pub mod plan;
+pub mod report;
 pub mod retention;
 pub mod runbook;
 pub mod schema;

@@ -3,6 +3,7 @@
 mod diagnostics;
 mod graph;
 mod plan;
+mod run;
 mod schema;
 mod validate;
 
@@ -40,6 +41,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Show what a run would do: rendered steps, parallel groups, critical path, RTO budget.
     Plan(plan::Args),
+    /// Run a runbook (or resume one): steps in parallel, journaled, with a timed report.
+    Run(run::Args),
     /// Print the step graph as Graphviz DOT or Mermaid, the critical path highlighted.
     Graph(graph::Args),
     /// Print the JSON Schema of the runbook format.
@@ -63,6 +66,7 @@ pub fn run() -> u8 {
     match cli.command {
         Command::Validate(a) => validate::run(&a),
         Command::Plan(a) => plan::run(&a),
+        Command::Run(a) => run::run(&a),
         Command::Graph(a) => graph::run(&a),
         Command::Schema => schema::run(),
     }

@@ -247,7 +247,8 @@ pub fn render_step(
     Ok((config, Some(kind)))
 }
 
-fn mask_json(v: Json, masker: &Masker) -> Json {
+/// Mask every string of a JSON value.
+pub fn mask_json(v: Json, masker: &Masker) -> Json {
     if masker.is_empty() {
         return v;
     }

@@ -40,6 +40,18 @@ pub struct Step {
     pub config_node: Node,
 }
 
+impl Runbook {
+    /// The directory relative paths in the runbook resolve against (absolute).
+    pub fn base_dir(&self) -> PathBuf {
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned())
+    }
+}
+
 impl Step {
     pub fn id(&self) -> &str {
         &self.common.id

@@ -1,8 +1,10 @@
 //! `archive` and `extract`: tar, tar.gz, tar.zst.
 
 use super::StepConfig;
+use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// An archive format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -46,3 +48,63 @@ pub struct ExtractConfig {
 
 impl StepConfig for ArchiveConfig {}
 impl StepConfig for ExtractConfig {}
+
+fn io_format(f: ArchiveFormat) -> crate::io::archive::ArchiveFormat {
+    match f {
+        ArchiveFormat::Tar => crate::io::archive::ArchiveFormat::Tar,
+        ArchiveFormat::TarGz => crate::io::archive::ArchiveFormat::TarGz,
+        ArchiveFormat::TarZst => crate::io::archive::ArchiveFormat::TarZst,
+    }
+}
+
+/// Pack the sources into one archive.
+pub async fn run_archive(cfg: &ArchiveConfig, cx: &StepCx) -> StepResult {
+    let base = cfg
+        .base_dir
+        .as_ref()
+        .map_or_else(|| cx.base_dir.clone(), |b| cx.path(b));
+    let sources: Vec<PathBuf> = cfg.sources.iter().map(PathBuf::from).collect();
+    let dest = cx.path(&cfg.dest);
+    let exclude = cfg.exclude.clone();
+    let format = cfg.format.map(io_format);
+    let info = tokio::task::spawn_blocking(move || {
+        let format = match format {
+            Some(f) => f,
+            None => crate::io::archive::ArchiveFormat::for_path(&dest)?,
+        };
+        crate::io::archive::create_archive(&sources, &base, &dest, &exclude, format)
+    })
+    .await
+    .map_err(|e| StepError::failed(e.to_string()))??;
+    let mut out = Outputs::new();
+    out.insert("file".into(), info.file.display().to_string().into());
+    out.insert("bytes".into(), info.bytes.into());
+    out.insert("sha256".into(), info.sha256.into());
+    out.insert("entries".into(), info.entries.into());
+    Ok(out)
+}
+
+/// Unpack an archive.
+pub async fn run_extract(cfg: &ExtractConfig, cx: &StepCx) -> StepResult {
+    let source = cx.path(&cfg.source);
+    let dest = cx.path(&cfg.dest);
+    let format = cfg.format.map(io_format);
+    let info = tokio::task::spawn_blocking(move || {
+        let format = match format {
+            Some(f) => f,
+            None => crate::io::archive::ArchiveFormat::for_path(&source)?,
+        };
+        crate::io::archive::extract_archive(&source, &dest, format)
+    })
+    .await
+    .map_err(|e| StepError::failed(e.to_string()))??;
+    let mut out = Outputs::new();
+    out.insert(
+        "path".into(),
+        cx.path(&cfg.dest).display().to_string().into(),
+    );
+    out.insert("entries".into(), info.entries.into());
+    out.insert("bytes".into(), info.bytes.into());
+    out.insert("sha256".into(), info.archive_sha256.into());
+    Ok(out)
+}

@@ -1,6 +1,7 @@
 //! `assert`: expressions that must all be true.
 
 use super::{ConfigProblem, StepConfig};
+use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -22,4 +23,25 @@ impl StepConfig for AssertConfig {
             Vec::new()
         }
     }
+}
+
+/// Evaluate each expression against the step outputs and params so far.
+pub fn run(cfg: &AssertConfig, cx: &StepCx, ctx: &minijinja::Value) -> StepResult {
+    let env = crate::template::environment();
+    for expr in &cfg.that {
+        let value = env
+            .compile_expression(expr)
+            .and_then(|e| e.eval(ctx.clone()))
+            .map_err(|e| {
+                StepError::failed(cx.masker.mask(&format!("cannot evaluate `{expr}`: {e}")))
+            })?;
+        if !value.is_true() {
+            let msg = cfg
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("assertion failed: `{expr}`"));
+            return Err(StepError::failed(cx.masker.mask(&msg)));
+        }
+    }
+    Ok(Outputs::new())
 }

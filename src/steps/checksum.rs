@@ -1,8 +1,10 @@
 //! `checksum`: write or verify a `sha256sum`-format file.
 
 use super::{ConfigProblem, StepConfig};
+use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Write the SHA-256 of files into a `sha256sum`-format file, or verify such a file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -34,4 +36,43 @@ impl StepConfig for ChecksumConfig {
             _ => Vec::new(),
         }
     }
+}
+
+/// Write or verify a checksum file.
+pub async fn run(cfg: &ChecksumConfig, cx: &StepCx) -> StepResult {
+    let files: Vec<PathBuf> = cfg.files.iter().map(|f| cx.path(f)).collect();
+    let write = cfg.write.as_ref().map(|p| cx.path(p));
+    let verify = cfg.verify.as_ref().map(|p| cx.path(p));
+    let task = tokio::task::spawn_blocking(move || match (write, verify) {
+        (Some(list), _) => crate::io::checksum::write_checksum_file(&list, &files),
+        (None, Some(list)) => {
+            let all = crate::io::checksum::verify_checksum_file(&list)?;
+            if files.is_empty() {
+                return Ok(all);
+            }
+            // Only the files asked for must be listed (all listed files were verified).
+            for f in &files {
+                if !all.iter().any(|d| &d.path == f) {
+                    return Err(crate::io::error::Error::Invalid(format!(
+                        "`{}` is not listed in `{}`",
+                        f.display(),
+                        list.display()
+                    )));
+                }
+            }
+            Ok(all)
+        }
+        (None, None) => Err(crate::io::error::Error::Invalid(
+            "needs `write` or `verify`".into(),
+        )),
+    });
+    let digests = task.await.map_err(|e| StepError::failed(e.to_string()))??;
+    let map: serde_json::Map<String, serde_json::Value> = digests
+        .iter()
+        .map(|d| (d.path.display().to_string(), d.sha256.clone().into()))
+        .collect();
+    let mut out = Outputs::new();
+    out.insert("sha256".into(), map.into());
+    out.insert("files".into(), digests.len().into());
+    Ok(out)
 }

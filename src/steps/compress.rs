@@ -2,6 +2,8 @@
 
 use super::exec::Compression;
 use super::{ConfigProblem, StepConfig};
+use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use crate::io::compress::Format;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -36,4 +38,35 @@ impl StepConfig for CompressConfig {
             _ => Vec::new(),
         }
     }
+}
+
+fn digest_outputs(d: &crate::io::digest::FileDigest) -> Outputs {
+    let mut out = Outputs::new();
+    out.insert("file".into(), d.path.display().to_string().into());
+    out.insert("bytes".into(), d.bytes.into());
+    out.insert("sha256".into(), d.sha256.clone().into());
+    out
+}
+
+/// Compress (`decompress: false`) or decompress one file on a blocking thread.
+pub async fn run(cfg: &CompressConfig, cx: &StepCx, decompress: bool) -> StepResult {
+    let source = cx.path(&cfg.source);
+    let dest = cfg.dest.as_ref().map(|d| cx.path(d));
+    let format = cfg.format.map(|f| match f {
+        Compression::Gzip => Format::Gzip,
+        Compression::Zstd => Format::Zstd,
+    });
+    let (level, remove) = (cfg.level, cfg.remove_source);
+    let task = tokio::task::spawn_blocking(move || {
+        if decompress {
+            crate::io::compress::decompress_file(&source, dest.as_deref(), format, remove)
+        } else {
+            let format = format
+                .or_else(|| dest.as_deref().and_then(Format::from_extension))
+                .unwrap_or(Format::Gzip);
+            crate::io::compress::compress_file(&source, dest.as_deref(), format, level, remove)
+        }
+    });
+    let digest = task.await.map_err(|e| StepError::failed(e.to_string()))??;
+    Ok(digest_outputs(&digest))
 }

@@ -2,9 +2,12 @@
 //! `container.stop`, `container.remove`, `network.create`.
 
 use super::{ConfigProblem, StepConfig};
+use crate::docker::{PortMapping, RunSpec};
+use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Copy files or directories between this machine and a container (as `docker cp`).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -120,4 +123,107 @@ impl StepConfig for NetworkConfig {
     fn host(&self) -> Option<&str> {
         self.host.as_deref()
     }
+}
+
+/// Copy in or out of a container through the archive API.
+pub async fn run_copy(cfg: &CopyConfig, cx: &StepCx) -> StepResult {
+    let engine = cx.engines.get(cfg.host.as_deref())?;
+    let report = match (
+        split_container_path(&cfg.from),
+        split_container_path(&cfg.to),
+    ) {
+        (Some((container, path)), None) => {
+            engine.copy_out_to(container, path, &cx.path(&cfg.to)).await
+        }
+        (None, Some((container, path))) => {
+            engine.copy_in(&cx.path(&cfg.from), container, path).await
+        }
+        _ => {
+            return Err(StepError::failed(
+                "exactly one of `from` and `to` must be `CONTAINER:PATH`",
+            ));
+        }
+    }
+    .map_err(|e| StepError::from(e).masked(&cx.masker))?;
+    let mut out = Outputs::new();
+    out.insert("path".into(), report.path.display().to_string().into());
+    out.insert("bytes".into(), report.bytes.into());
+    out.insert("sha256".into(), report.sha256.into());
+    out.insert("entries".into(), report.entries.into());
+    Ok(out)
+}
+
+/// Create and start a container.
+pub async fn run_run(cfg: &RunConfig, cx: &StepCx) -> StepResult {
+    let engine = cx.engines.get(cfg.host.as_deref())?;
+    let ports = cfg
+        .ports
+        .iter()
+        .map(|p| PortMapping::parse(p).map_err(|e| StepError::failed(format!("port `{p}`: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = RunSpec {
+        name: cfg.name.clone(),
+        image: cfg.image.clone(),
+        env: cfg
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        ports,
+        network: cfg.network.clone(),
+        volumes: cfg.volumes.clone(),
+        command: cfg.command.clone(),
+        entrypoint: cfg.entrypoint.clone(),
+        labels: vec![("rb.step".into(), cx.step_id.clone())],
+        replace: cfg.replace,
+    };
+    let id = engine
+        .run(&spec)
+        .await
+        .map_err(|e| StepError::from(e).masked(&cx.masker))?;
+    let mut out = Outputs::new();
+    out.insert("id".into(), id.into());
+    Ok(out)
+}
+
+/// What a `containers` step does.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    Start,
+    Stop,
+    Remove,
+}
+
+/// Start, stop or remove containers, waiting for the state.
+pub async fn run_containers(cfg: &ContainersConfig, cx: &StepCx, action: Action) -> StepResult {
+    let engine = cx.engines.get(cfg.host.as_deref())?;
+    let names: Vec<&str> = cfg.containers.iter().map(String::as_str).collect();
+    let wait = cx.timeout.unwrap_or(Duration::from_secs(60));
+    let work = async {
+        match action {
+            Action::Start => engine.start(&names, wait).await,
+            Action::Stop => engine.stop(&names, wait).await,
+            Action::Remove => engine.remove(&names, true).await,
+        }
+    };
+    let changed = tokio::select! {
+        r = work => r.map_err(|e| StepError::from(e).masked(&cx.masker))?,
+        () = cx.cancel.cancelled() => return Err(StepError::Cancelled),
+    };
+    let mut out = Outputs::new();
+    out.insert("changed".into(), changed.into());
+    Ok(out)
+}
+
+/// Create a network unless it exists.
+pub async fn run_network(cfg: &NetworkConfig, cx: &StepCx) -> StepResult {
+    let engine = cx.engines.get(cfg.host.as_deref())?;
+    let n = engine
+        .network_create(&cfg.name, cfg.driver.as_deref())
+        .await
+        .map_err(|e| StepError::from(e).masked(&cx.masker))?;
+    let mut out = Outputs::new();
+    out.insert("id".into(), n.id.into());
+    out.insert("changed".into(), n.changed.into());
+    Ok(out)
 }

@@ -1,10 +1,12 @@
 //! `exec` (a process on this machine) and `container.exec` (a process in a container).
 
-use super::{ConfigProblem, StepConfig};
+use super::{ConfigProblem, StepConfig, process};
+use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::process::Stdio;
 
 /// Run a program on this machine.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -221,4 +223,167 @@ impl StepConfig for ContainerExecConfig {
     fn host(&self) -> Option<&str> {
         self.host.as_deref()
     }
+}
+
+/// Run a process on this machine.
+pub async fn run(cfg: &ExecConfig, cx: &StepCx) -> StepResult {
+    let argv = process::argv(cfg.command.as_ref(), cfg.shell.as_ref());
+    let program = argv.first().cloned().unwrap_or_default();
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&argv[1..])
+        .envs(&cfg.env)
+        .stdin(if cfg.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout or Ctrl-C kills the whole tree.
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &cfg.cwd {
+        cmd.current_dir(cx.path(dir));
+    } else {
+        cmd.current_dir(&cx.base_dir);
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        StepError::failed(cx.masker.mask(&format!("cannot start `{program}`: {e}")))
+    })?;
+    let group = GroupGuard(child.id());
+    let feeder = match (&cfg.stdin, child.stdin.take()) {
+        (Some(spec), Some(pipe)) => Some(process::Feeder::feed(spec, cx, pipe)),
+        _ => None,
+    };
+    let mut out = process::Sink::new(&cfg.stdout, cx);
+    let mut err = process::Sink::new(&cfg.stderr, cx);
+    let mut child_out = child.stdout.take().expect("piped");
+    let mut child_err = child.stderr.take().expect("piped");
+    let pump = async {
+        let (a, b) = tokio::join!(
+            tokio::io::copy(&mut child_out, out.writer()),
+            tokio::io::copy(&mut child_err, err.writer())
+        );
+        a.and(b)
+    };
+    let finished = tokio::select! {
+        r = async { let p = pump.await; (p, child.wait().await) } => Some(r),
+        () = cx.cancel.cancelled() => None,
+    };
+    let Some((pumped, waited)) = finished else {
+        group.kill();
+        let _ = child.wait().await;
+        out.finish(false, "stdout", cx, &mut Outputs::new())
+            .await
+            .ok();
+        err.finish(false, "stderr", cx, &mut Outputs::new())
+            .await
+            .ok();
+        return Err(StepError::Cancelled);
+    };
+    group.disarm();
+    let code = waited
+        .map_err(|e| StepError::failed(format!("waiting for `{program}`: {e}")))?
+        .code()
+        .map_or(-1, i64::from);
+    pumped.map_err(|e| StepError::failed(format!("reading the output of `{program}`: {e}")))?;
+    let fed = match feeder {
+        Some(f) => f
+            .await
+            .map_err(|e| StepError::failed(format!("stdin: {e}")))?
+            .map_err(StepError::Failed),
+        None => Ok(0),
+    };
+    let ok = cfg.ok_codes.contains(&code) && fed.is_ok();
+    let stderr_tail = err.tail();
+    let mut outputs = Outputs::new();
+    outputs.insert("exit_code".into(), code.into());
+    out.finish(ok, "stdout", cx, &mut outputs).await?;
+    err.finish(ok, "stderr", cx, &mut outputs).await?;
+    fed?;
+    if !ok {
+        return Err(process::exit_error(&program, code, &stderr_tail, cx));
+    }
+    Ok(outputs)
+}
+
+/// Kills a child's process group unless disarmed (the child ended by itself).
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn kill(&self) {
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Run a process inside a container.
+pub async fn run_in_container(cfg: &ContainerExecConfig, cx: &StepCx) -> StepResult {
+    let engine = cx.engines.get(cfg.host.as_deref())?;
+    let argv = process::argv(cfg.command.as_ref(), cfg.shell.as_ref());
+    let program = argv.first().cloned().unwrap_or_default();
+    let spec = crate::docker::ExecSpec {
+        container: cfg.container.clone(),
+        argv,
+        user: cfg.user.clone(),
+        env: cfg
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        workdir: cfg.workdir.clone(),
+        timeout: None,
+        cancel: Some(cx.cancel.clone()),
+    };
+    let (stdin, feeder) = match &cfg.stdin {
+        Some(s) => {
+            let (pipe, feeder) = process::Feeder::start(s, cx);
+            (Some(pipe), Some(feeder))
+        }
+        None => (None, None),
+    };
+    let mut out = process::Sink::new(&cfg.stdout, cx);
+    let mut err = process::Sink::new(&cfg.stderr, cx);
+    let result = engine.exec(&spec, stdin, out.writer(), err.writer()).await;
+    let fed = match feeder {
+        Some(f) => f.finish().await.map(|_| ()),
+        None => Ok(()),
+    };
+    let code = match result {
+        Ok(r) => r.exit_code,
+        Err(e) => {
+            out.finish(false, "stdout", cx, &mut Outputs::new())
+                .await
+                .ok();
+            err.finish(false, "stderr", cx, &mut Outputs::new())
+                .await
+                .ok();
+            return Err(StepError::from(e).masked(&cx.masker));
+        }
+    };
+    let ok = cfg.ok_codes.contains(&code) && fed.is_ok();
+    let stderr_tail = err.tail();
+    let mut outputs = Outputs::new();
+    outputs.insert("exit_code".into(), code.into());
+    out.finish(ok, "stdout", cx, &mut outputs).await?;
+    err.finish(ok, "stderr", cx, &mut outputs).await?;
+    fed?;
+    if !ok {
+        return Err(process::exit_error(&program, code, &stderr_tail, cx));
+    }
+    Ok(outputs)
 }

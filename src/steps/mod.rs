@@ -14,6 +14,7 @@ pub mod container;
 pub mod exec;
 pub mod gate;
 pub mod health;
+pub mod process;
 pub mod prune;
 pub mod runbook;
 pub mod sleep;
@@ -109,4 +110,34 @@ step_kinds! {
     Sleep(sleep::SleepConfig) = "sleep",
     Assert(assert::AssertConfig) = "assert",
     Runbook(runbook::RunbookConfig) = "runbook",
+}
+
+/// Run one attempt of a step. `ctx` is the template context (for `assert`).
+pub async fn run(
+    kind: &StepKind,
+    cx: &crate::exec::cx::StepCx,
+    ctx: &minijinja::Value,
+) -> crate::exec::cx::StepResult {
+    use container::Action;
+    match kind {
+        StepKind::Exec(c) => exec::run(c, cx).await,
+        StepKind::ContainerExec(c) => exec::run_in_container(c, cx).await,
+        StepKind::ContainerCopy(c) => container::run_copy(c, cx).await,
+        StepKind::ContainerRun(c) => container::run_run(c, cx).await,
+        StepKind::ContainerStart(c) => container::run_containers(c, cx, Action::Start).await,
+        StepKind::ContainerStop(c) => container::run_containers(c, cx, Action::Stop).await,
+        StepKind::ContainerRemove(c) => container::run_containers(c, cx, Action::Remove).await,
+        StepKind::NetworkCreate(c) => container::run_network(c, cx).await,
+        StepKind::Compress(c) => compress::run(c, cx, false).await,
+        StepKind::Decompress(c) => compress::run(c, cx, true).await,
+        StepKind::Checksum(c) => checksum::run(c, cx).await,
+        StepKind::Archive(c) => archive::run_archive(c, cx).await,
+        StepKind::Extract(c) => archive::run_extract(c, cx).await,
+        StepKind::Health(c) => health::run(c, cx).await,
+        StepKind::Gate(c) => gate::run(c, cx).await,
+        StepKind::Prune(c) => prune::run(c, cx).await,
+        StepKind::Sleep(c) => sleep::run(c, cx).await,
+        StepKind::Assert(c) => assert::run(c, cx, ctx),
+        StepKind::Runbook(c) => Box::pin(runbook::run(c, cx)).await,
+    }
 }

@@ -1,9 +1,11 @@
 //! `prune`: retention with `restic forget` semantics over a directory of backups.
 
 use super::{ConfigProblem, StepConfig};
-use crate::retention::{KeepCounts, KeepWithin};
+use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use crate::retention::{KeepCounts, KeepWithin, TimeSource};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// Remove old backups, keeping what the policy keeps.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -53,4 +55,64 @@ impl StepConfig for PruneConfig {
         }
         out
     }
+}
+
+/// Plan the prune and (unless `dry_run`) remove what the policy does not keep.
+pub async fn run(cfg: &PruneConfig, cx: &StepCx) -> StepResult {
+    let dir = cx.path(&cfg.path);
+    let time: TimeSource = cfg
+        .time
+        .parse()
+        .map_err(|e: crate::retention::TimeSourceError| {
+            StepError::failed(format!("`time: {}`: {}", e.text, e.problem))
+        })?;
+    let (glob, keep, within, dry) = (
+        cfg.matches.clone(),
+        cfg.keep.clone().unwrap_or_default(),
+        cfg.keep_within.clone().unwrap_or_default(),
+        cfg.dry_run,
+    );
+    let result = tokio::task::spawn_blocking(move || {
+        let plan = crate::retention::plan_prune(&dir, &glob, &time, &keep, &within)?;
+        let outcome = if dry {
+            None
+        } else {
+            Some(crate::retention::apply(&plan)?)
+        };
+        Ok::<_, crate::retention::PruneError>((plan, outcome))
+    })
+    .await
+    .map_err(|e| StepError::failed(e.to_string()))?;
+    let (plan, outcome) = result.map_err(|e| StepError::failed(e.to_string()))?;
+    let mut reasons = Map::new();
+    for e in plan.entries() {
+        let why = if e.keep {
+            e.reasons.join(", ")
+        } else {
+            "removed: no policy keeps it".to_owned()
+        };
+        reasons.insert(e.name.clone(), Value::String(why));
+    }
+    let names = |it: &mut dyn Iterator<Item = &crate::retention::PruneEntry>| -> Vec<Value> {
+        it.map(|e| Value::String(e.name.clone())).collect()
+    };
+    let mut out = Outputs::new();
+    out.insert("kept".into(), Value::Array(names(&mut plan.kept())));
+    out.insert("removed".into(), Value::Array(names(&mut plan.removed())));
+    out.insert("reasons".into(), Value::Object(reasons));
+    out.insert("dry_run".into(), dry.into());
+    if let Some(o) = outcome
+        && !o.failed.is_empty()
+    {
+        let list: Vec<String> = o
+            .failed
+            .iter()
+            .map(|f| format!("`{}`: {}", f.path.display(), f.error))
+            .collect();
+        return Err(StepError::failed(format!(
+            "could not remove {}",
+            list.join("; ")
+        )));
+    }
+    Ok(out)
 }

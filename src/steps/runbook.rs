@@ -1,9 +1,15 @@
 //! `runbook`: run another runbook's steps as part of this run.
 
 use super::StepConfig;
+use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
+use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use crate::exec::executor::{self, Request};
+use crate::plan::build::{Context, Mode};
+use crate::runbook::params::Overrides;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// Include a runbook; its steps are journaled as `parent/child`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -17,3 +23,113 @@ pub struct RunbookConfig {
 }
 
 impl StepConfig for RunbookConfig {}
+
+/// Load, validate and run the child runbook inside this run: its steps are journaled as
+/// `parent/child`; its outputs are the children's outputs by id.
+pub async fn run(cfg: &RunbookConfig, cx: &StepCx) -> StepResult {
+    let path = cx.path(&cfg.file);
+    let loaded = crate::runbook::load::load_file(&path);
+    let mut diags = loaded.diagnostics;
+    let Some(child) = loaded.runbook else {
+        return Err(StepError::failed(describe(&path, &diags)));
+    };
+    let dag = crate::runbook::validate::validate(&child, &mut diags);
+    let mut overrides = Overrides::default();
+    overrides.files.push((
+        format!("step `{}`", cx.step_id),
+        cfg.params.clone().into_iter().collect(),
+    ));
+    let values = crate::runbook::params::resolve(&child, &overrides, &mut diags);
+    let secrets = crate::exec::secrets::read(&child).map_err(StepError::Failed)?;
+    if !diags.is_empty() {
+        return Err(StepError::failed(describe(&path, &diags)));
+    }
+    let mut ctx = Context::new(
+        &child,
+        values,
+        secrets,
+        cx.now,
+        cx.run_id.clone(),
+        Mode::Run,
+    );
+    ctx.render_vars(&child, &crate::template::environment())
+        .map_err(|d| StepError::failed(d.message))?;
+    let prefix = format!("{}/", cx.step_id);
+    let done = cx
+        .done
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|c| (c.to_owned(), v.clone())))
+        .collect();
+    let collected: Arc<Mutex<(Outputs, Option<String>)>> = Arc::default();
+    let (parent_emit, sink, pre) = (cx.emit.clone(), collected.clone(), prefix.clone());
+    let emit = Arc::new(move |mut e: RunEvent| {
+        match &mut e.kind {
+            EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => return,
+            EventKind::StepFinished {
+                step,
+                outcome,
+                outputs,
+                error,
+                ..
+            } => {
+                let mut s = sink.lock().expect("sub-runbook outputs");
+                if *outcome == Outcome::Succeeded {
+                    s.0.insert(step.clone(), serde_json::Value::Object(outputs.clone()));
+                } else if *outcome == Outcome::Failed && s.1.is_none() {
+                    s.1 = Some(format!(
+                        "step `{step}`: {}",
+                        error.clone().unwrap_or_default()
+                    ));
+                }
+                step.insert_str(0, &pre);
+            }
+            EventKind::StepStarted { step, .. }
+            | EventKind::StepProgressed { step, .. }
+            | EventKind::StepRetrying { step, .. }
+            | EventKind::GateRequested { step, .. }
+            | EventKind::GateAnswered { step, .. } => step.insert_str(0, &pre),
+        }
+        parent_emit(e);
+    });
+    let request = Request {
+        runbook: Arc::new(child),
+        dag,
+        ctx,
+        jobs: cx.jobs,
+        done,
+        rerun: Vec::new(),
+        only: None,
+        approvals: cx
+            .approvals
+            .iter()
+            .filter_map(|a| a.strip_prefix(&prefix).map(str::to_owned))
+            .collect(),
+        approver: cx.approver.clone(),
+        interactive: cx.interactive,
+        interrupt: cx.cancel.clone(),
+    };
+    let outcome = executor::execute(request, emit).await;
+    let (outputs, failure) = std::mem::take(&mut *collected.lock().expect("sub-runbook outputs"));
+    match outcome {
+        RunOutcome::Succeeded => Ok(outputs),
+        RunOutcome::Interrupted => Err(StepError::Cancelled),
+        RunOutcome::GatePending => Err(StepError::GatePending),
+        RunOutcome::GateRejected => Err(StepError::GateRejected(
+            failure.unwrap_or_else(|| "a gate was rejected".into()),
+        )),
+        RunOutcome::Failed => Err(StepError::failed(format!(
+            "runbook `{}` failed at {}",
+            cfg.file,
+            failure.unwrap_or_else(|| "a step".into())
+        ))),
+    }
+}
+
+fn describe(path: &std::path::Path, diags: &[crate::runbook::diagnostic::Diagnostic]) -> String {
+    let list: Vec<&str> = diags.iter().take(5).map(|d| d.message.as_str()).collect();
+    format!(
+        "runbook `{}` is invalid: {}",
+        path.display(),
+        list.join("; ")
+    )
+}

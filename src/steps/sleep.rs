@@ -2,6 +2,7 @@
 
 use super::StepConfig;
 use crate::duration::Dur;
+use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -14,3 +15,11 @@ pub struct SleepConfig {
 }
 
 impl StepConfig for SleepConfig {}
+
+/// Wait, unless cancelled.
+pub async fn run(cfg: &SleepConfig, cx: &StepCx) -> StepResult {
+    tokio::select! {
+        () = tokio::time::sleep(cfg.duration.0) => Ok(Outputs::new()),
+        () = cx.cancel.cancelled() => Err(StepError::Cancelled),
+    }
+}

@@ -1,0 +1,441 @@
+//! `rb run FILE`: run (or resume) a runbook.
+
+use super::ParamArgs;
+use super::diagnostics::{load_valid, prepare};
+use crate::event::{EventKind, RunEvent, RunOutcome};
+use crate::exec::executor::{self, Done, Request};
+use crate::exec::journal::{self, Journal, RunRecord};
+use crate::exec::lock::RunLock;
+use crate::exec::state;
+use crate::exit_code;
+use crate::plan::build::Mode;
+use crate::report::model;
+use crate::report::terminal::Terminal;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, clap::Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
+pub struct Args {
+    /// The runbook.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub params: ParamArgs,
+    /// Show the plan and run nothing (same as `rb plan`).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Continue the newest unfinished run of this runbook, or the run named.
+    #[arg(long, value_name = "RUN_ID", num_args = 0..=1, default_missing_value = "")]
+    pub resume: Option<String>,
+    /// With --resume: run STEP again and everything that depends on it.
+    #[arg(long, value_name = "STEP", requires = "resume")]
+    pub from: Option<String>,
+    /// With --resume: run only STEP (its needs must have succeeded).
+    #[arg(
+        long,
+        value_name = "STEP",
+        requires = "resume",
+        conflicts_with = "from"
+    )]
+    pub only: Option<String>,
+    /// Approve a gate (repeatable).
+    #[arg(long, value_name = "GATE")]
+    pub approve: Vec<String>,
+    /// Who approves (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    pub approver: Option<String>,
+    /// Steps run at once at most.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    pub jobs: usize,
+    /// Write the report here too; the format follows the extension (.json).
+    #[arg(long, value_name = "PATH")]
+    pub report: Vec<PathBuf>,
+    /// State directory (runs, journals, locks).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Show only failures and the final line.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Exit 4 when the run succeeded but took longer than the RTO.
+    #[arg(long)]
+    pub fail_over_rto: bool,
+}
+
+pub fn run(args: &Args) -> u8 {
+    if args.dry_run {
+        return super::plan::run(&super::plan::Args {
+            file: args.file.clone(),
+            params: args.params.clone(),
+            format: super::plan::Format::Text,
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(run_async(args))
+}
+
+fn sha256_file(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| hex::encode(Sha256::digest(&b)))
+        .unwrap_or_default()
+}
+
+/// The run being resumed, if asked.
+fn find_resumed(args: &Args, state: &Path, name: &str) -> Result<Option<RunRecord>, (u8, String)> {
+    let Some(wanted) = &args.resume else {
+        return Ok(None);
+    };
+    let runs = journal::runs(state, Some(name))
+        .map_err(|e| (exit_code::INVALID, format!("cannot read runs: {e}")))?;
+    let record = if wanted.is_empty() {
+        runs.into_iter()
+            .rev()
+            .find(|r| !r.succeeded())
+            .ok_or_else(|| {
+                (
+                    exit_code::INVALID,
+                    format!(
+                        "no unfinished run of `{name}` to resume in `{}`",
+                        state.display()
+                    ),
+                )
+            })?
+    } else {
+        runs.into_iter()
+            .find(|r| &r.run_id == wanted)
+            .ok_or_else(|| {
+                (
+                    exit_code::INVALID,
+                    format!("no run `{wanted}` of `{name}` in `{}`", state.display()),
+                )
+            })?
+    };
+    if record.succeeded() && args.from.is_none() && args.only.is_none() {
+        return Err((
+            exit_code::OK,
+            format!(
+                "run `{}` of `{name}` already succeeded; nothing to do",
+                record.run_id
+            ),
+        ));
+    }
+    Ok(Some(record))
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "the one place that wires a run together, in order"
+)]
+async fn run_async(args: &Args) -> u8 {
+    let state = state::state_dir(args.state_dir.as_deref());
+    let Some((runbook, _)) = load_valid(&args.file) else {
+        return exit_code::INVALID;
+    };
+    let resumed = match find_resumed(args, &state, &runbook.name) {
+        Ok(r) => r,
+        Err((code, msg)) => {
+            eprintln!("{msg}");
+            return code;
+        }
+    };
+    // On resume, `now` and the params come from the journal so names stay the same.
+    let mut params = args.params.clone();
+    if let Some(EventKind::RunStarted {
+        now, params: old, ..
+    }) = resumed.as_ref().and_then(|r| r.started()).map(|e| &e.kind)
+    {
+        params.now = Some(now.to_rfc3339());
+        let mut pairs: Vec<String> = old
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                )
+            })
+            .collect();
+        pairs.extend(params.params.iter().cloned());
+        params.params = pairs;
+    }
+    let secrets = match crate::exec::secrets::read(&runbook) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}\nno step was run");
+            return exit_code::INVALID;
+        }
+    };
+    let run_id = resumed.as_ref().map_or_else(
+        || state::new_run_id(chrono::Utc::now()),
+        |r| r.run_id.clone(),
+    );
+    let Some(prepared) = prepare(&args.file, &params, Mode::Run, &run_id, secrets) else {
+        return exit_code::INVALID;
+    };
+    let ids: Vec<&str> = prepared.runbook.steps.iter().map(|s| s.id()).collect();
+    for step in args
+        .from
+        .iter()
+        .chain(args.only.iter())
+        .chain(args.approve.iter())
+    {
+        let top = step.split('/').next().unwrap_or_default();
+        if !ids.contains(&top) {
+            eprintln!("error: no step `{step}` in `{}`", prepared.runbook.name);
+            return exit_code::INVALID;
+        }
+    }
+    let _lock = match RunLock::acquire(&state, &prepared.runbook.name, &run_id) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::STEP_FAILED;
+        }
+    };
+    let run_dir = state::run_dir(&state, &run_id);
+    let journal = match Journal::open(&run_dir) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!(
+                "error: cannot open the journal in `{}`: {e}",
+                run_dir.display()
+            );
+            return exit_code::STEP_FAILED;
+        }
+    };
+    let mut done: HashMap<String, Done> = HashMap::new();
+    if let Some(r) = &resumed {
+        for (id, fingerprint, outputs) in r.succeeded_steps() {
+            done.insert(
+                id,
+                Done {
+                    fingerprint,
+                    outputs,
+                },
+            );
+        }
+    }
+    let rerun = args
+        .from
+        .as_ref()
+        .map(|f| dependents_of(&prepared, f))
+        .unwrap_or_default();
+    let masker = prepared.ctx.masker();
+    let start = RunEvent::now(EventKind::RunStarted {
+        version: crate::event::JOURNAL_VERSION,
+        run_id: run_id.clone(),
+        runbook: prepared.runbook.name.clone(),
+        file: args.file.display().to_string(),
+        file_sha256: sha256_file(&args.file),
+        now: prepared.ctx.now,
+        params: prepared.ctx.params.clone().into_iter().collect(),
+        vars: prepared
+            .ctx
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), masker.mask(v).into()))
+            .collect(),
+        secrets: prepared.ctx.secrets.keys().cloned().collect(),
+        rto_seconds: prepared.plan.rto_seconds,
+        resumed: resumed.is_some(),
+        pid: std::process::id(),
+    });
+    let mut events: Vec<RunEvent> = resumed.map(|r| r.events).unwrap_or_default();
+    let terminal = Terminal::new(args.quiet);
+    let sinks = Arc::new(Mutex::new(Sinks {
+        journal,
+        terminal,
+        events: Vec::new(),
+        failed_write: None,
+    }));
+    let emit_sinks = sinks.clone();
+    let emit: Arc<dyn Fn(RunEvent) + Send + Sync> = Arc::new(move |e: RunEvent| {
+        emit_sinks.lock().expect("sinks").event(e);
+    });
+    emit(start);
+    let interrupt = CancellationToken::new();
+    spawn_signal_handler(interrupt.clone(), sinks.clone());
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let request = Request {
+        runbook: Arc::new(prepared.runbook.clone()),
+        dag: prepared.dag.clone(),
+        ctx: prepared.ctx.clone(),
+        jobs: args.jobs,
+        done,
+        rerun,
+        only: args.only.clone().map(|o| vec![o]),
+        approvals: args.approve.clone(),
+        approver: args
+            .approver
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into()),
+        interactive,
+        interrupt,
+    };
+    let outcome = executor::execute(request, emit).await;
+    let mut sinks = sinks.lock().expect("sinks");
+    if let Some(e) = &sinks.failed_write {
+        eprintln!("error: the journal could not be written: {e}");
+    }
+    events.append(&mut sinks.events);
+    let report = model::build(&events);
+    if let Some(r) = &report {
+        write_report(&run_dir.join("report.json"), r);
+        for p in &args.report {
+            write_report(p, r);
+        }
+    }
+    drop(sinks);
+    match outcome {
+        RunOutcome::Succeeded => {
+            let over = report.as_ref().and_then(|r| r.rto_met) == Some(false);
+            if over && args.fail_over_rto {
+                exit_code::OVER_RTO
+            } else {
+                exit_code::OK
+            }
+        }
+        RunOutcome::Failed => {
+            eprintln!(
+                "fix the cause, then continue with: rb run {} --resume {run_id}",
+                args.file.display()
+            );
+            exit_code::STEP_FAILED
+        }
+        RunOutcome::GatePending => {
+            let gates = pending_gates(&events);
+            let approve: Vec<String> = gates.iter().map(|g| format!("--approve {g}")).collect();
+            eprintln!(
+                "waiting for approval of gate {}; approve and continue with:\n  rb run {} --resume {run_id} {}",
+                gates
+                    .iter()
+                    .map(|g| format!("`{g}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                args.file.display(),
+                approve.join(" ")
+            );
+            exit_code::GATE_NOT_APPROVED
+        }
+        RunOutcome::GateRejected => exit_code::GATE_NOT_APPROVED,
+        RunOutcome::Interrupted => exit_code::INTERRUPTED,
+    }
+}
+
+fn pending_gates(events: &[RunEvent]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in events {
+        if let EventKind::StepFinished {
+            step,
+            reason: Some(r),
+            ..
+        } = &e.kind
+            && r == "waiting for approval"
+            && !out.contains(step)
+        {
+            out.push(step.clone());
+        }
+    }
+    out
+}
+
+/// STEP and every step that (transitively) needs it.
+fn dependents_of(p: &super::Prepared, step: &str) -> Vec<String> {
+    let Some(start) = p.runbook.steps.iter().position(|s| s.id() == step) else {
+        return vec![step.to_owned()];
+    };
+    let dependents = p.dag.dependents();
+    let mut seen = vec![false; p.runbook.steps.len()];
+    let mut stack = vec![start];
+    while let Some(i) = stack.pop() {
+        if !std::mem::replace(&mut seen[i], true) {
+            stack.extend(&dependents[i]);
+        }
+    }
+    (0..seen.len())
+        .filter(|&i| seen[i])
+        .map(|i| p.runbook.steps[i].id().to_owned())
+        .collect()
+}
+
+fn write_report(path: &Path, report: &model::Report) {
+    let text = serde_json::to_string_pretty(report).unwrap_or_default() + "\n";
+    let result = crate::io::atomic::AtomicFile::create(path).and_then(|mut f| {
+        use std::io::Write as _;
+        f.write_all(text.as_bytes())
+            .map_err(|e| crate::io::error::Error::io("write", path, e))?;
+        f.commit()
+    });
+    if let Err(e) = result {
+        eprintln!("error: cannot write the report `{}`: {e}", path.display());
+    }
+}
+
+/// The sinks every event goes to, in order: journal first (on disk before anything else
+/// happens), then the terminal.
+struct Sinks {
+    journal: Journal,
+    terminal: Terminal,
+    events: Vec<RunEvent>,
+    failed_write: Option<String>,
+}
+
+impl Sinks {
+    fn event(&mut self, e: RunEvent) {
+        if let Err(err) = self.journal.append(&e)
+            && self.failed_write.is_none()
+        {
+            self.failed_write = Some(err.to_string());
+        }
+        self.terminal.event(&e);
+        if !matches!(e.kind, EventKind::StepProgressed { .. }) {
+            self.events.push(e);
+        }
+    }
+}
+
+/// First SIGINT/SIGTERM: cancel the run (running steps are stopped, `always` steps run).
+/// Second: stop at once, recording the interruption in the journal.
+fn spawn_signal_handler(interrupt: CancellationToken, sinks: Arc<Mutex<Sinks>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            count += 1;
+            if count == 1 {
+                eprintln!(
+                    "\ninterrupted: stopping running steps and running cleanup steps (again to stop at once)"
+                );
+                interrupt.cancel();
+            } else {
+                if let Ok(mut s) = sinks.try_lock() {
+                    s.event(RunEvent::now(EventKind::RunFinished {
+                        outcome: RunOutcome::Interrupted,
+                        duration_seconds: 0.0,
+                        gate_wait_seconds: 0.0,
+                    }));
+                }
+                std::process::exit(i32::from(exit_code::INTERRUPTED));
+            }
+        }
+    });
+}

@@ -1,0 +1,552 @@
+//! The executor: runs the DAG on tokio with bounded parallelism, per-step timeouts, retries,
+//! `when`, `continue_on_error`, `always`, fail-fast and cancellation. It emits events and
+//! never prints.
+
+use super::cx::{Engines, Outputs, Progress, StepCx, StepError};
+use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
+use crate::plan::build::{self, Context};
+use crate::plan::graph::Dag;
+use crate::runbook::model::Runbook;
+use crate::steps::common::Retries;
+use crate::template;
+use minijinja::Value;
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// A step that succeeded in an earlier run, for `--resume`.
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub fingerprint: String,
+    pub outputs: Outputs,
+}
+
+/// What to run.
+pub struct Request {
+    pub runbook: Arc<Runbook>,
+    pub dag: Dag,
+    pub ctx: Context,
+    pub jobs: usize,
+    /// Steps that succeeded in the run being resumed.
+    pub done: HashMap<String, Done>,
+    /// Steps that must run even if they succeeded before (`--from`): the step and its
+    /// dependents.
+    pub rerun: Vec<String>,
+    /// Run only these steps (`--only`); the others must be in `done`.
+    pub only: Option<Vec<String>>,
+    pub approvals: Vec<String>,
+    pub approver: String,
+    pub interactive: bool,
+    /// Fires on Ctrl-C / SIGTERM.
+    pub interrupt: CancellationToken,
+}
+
+type Emit = Arc<dyn Fn(RunEvent) + Send + Sync>;
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Pending,
+    Running,
+    Ended(Outcome),
+}
+
+struct Finished {
+    index: usize,
+    result: Result<Outputs, StepError>,
+    attempts: u32,
+    started: Instant,
+    fingerprint: String,
+}
+
+/// Run the request; returns how the run ended.
+pub async fn execute(req: Request, emit: Emit) -> RunOutcome {
+    let mut run = Run::new(req, emit);
+    run.go().await
+}
+
+struct Run {
+    req: Request,
+    emit: Emit,
+    state: Vec<State>,
+    outputs: BTreeMap<String, Json>,
+    env: minijinja::Environment<'static>,
+    engines: Arc<Engines>,
+    /// A non-`continue_on_error` failure, a rejected gate, or an interrupt happened: only
+    /// `always` steps start from now on.
+    stopping: Option<RunOutcome>,
+    step_cancel: CancellationToken,
+    started: Instant,
+    gate_wait: f64,
+    /// Why each step that ended without running did so.
+    skip_reasons: HashMap<usize, String>,
+}
+
+impl Run {
+    fn new(req: Request, emit: Emit) -> Self {
+        let n = req.runbook.steps.len();
+        let base = req.runbook.base_dir();
+        let engines = Arc::new(Engines::new(req.runbook.hosts.clone(), base));
+        let step_cancel = req.interrupt.child_token();
+        Self {
+            req,
+            emit,
+            state: vec![State::Pending; n],
+            outputs: BTreeMap::new(),
+            env: template::environment(),
+            engines,
+            stopping: None,
+            step_cancel,
+            started: Instant::now(),
+            gate_wait: 0.0,
+            skip_reasons: HashMap::new(),
+        }
+    }
+
+    fn emit(&self, kind: EventKind) {
+        (self.emit)(RunEvent::now(kind));
+    }
+
+    fn id(&self, i: usize) -> &str {
+        self.req.runbook.steps[i].id()
+    }
+
+    async fn go(&mut self) -> RunOutcome {
+        let mut tasks: JoinSet<Finished> = JoinSet::new();
+        let mut running = 0usize;
+        loop {
+            if self.stopping.is_none() && self.req.interrupt.is_cancelled() {
+                self.stopping = Some(RunOutcome::Interrupted);
+                self.step_cancel.cancel();
+            }
+            self.settle();
+            while running < self.req.jobs.max(1) {
+                let Some(i) = self.next_startable() else {
+                    break;
+                };
+                if let Some(task) = self.start(i) {
+                    tasks.spawn(task);
+                    running += 1;
+                }
+            }
+            if running == 0 && self.next_startable().is_none() {
+                self.settle();
+                if self.state.iter().all(|s| matches!(s, State::Ended(_)))
+                    || self.next_startable().is_none()
+                {
+                    break;
+                }
+            }
+            tokio::select! {
+                Some(joined) = tasks.join_next(), if running > 0 => {
+                    running -= 1;
+                    match joined {
+                        Ok(f) => self.finish(f),
+                        Err(e) => panic!("a step task panicked: {e}"),
+                    }
+                }
+                () = self.req.interrupt.cancelled(), if self.stopping.is_none() => {}
+            }
+        }
+        // Whatever never started is skipped (the run stopped before reaching it).
+        for i in 0..self.state.len() {
+            if self.state[i] == State::Pending {
+                self.end_without_running(i, Outcome::Skipped, "the run stopped before this step");
+            }
+        }
+        let outcome = self.stopping.unwrap_or_else(|| {
+            let failed = self.req.runbook.steps.iter().enumerate().any(|(i, s)| {
+                self.state[i] == State::Ended(Outcome::Failed) && !s.common.continue_on_error
+            });
+            if failed {
+                RunOutcome::Failed
+            } else {
+                RunOutcome::Succeeded
+            }
+        });
+        self.emit(EventKind::RunFinished {
+            outcome,
+            duration_seconds: self.started.elapsed().as_secs_f64(),
+            gate_wait_seconds: self.gate_wait,
+        });
+        outcome
+    }
+
+    /// Decide the steps that end without running: restored from a resumed run, or skipped
+    /// because a need failed.
+    fn settle(&mut self) {
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for i in 0..self.state.len() {
+                if self.state[i] != State::Pending {
+                    continue;
+                }
+                let needs = self.req.dag.needs[i].clone();
+                if !needs
+                    .iter()
+                    .all(|&j| matches!(self.state[j], State::Ended(_)))
+                {
+                    continue;
+                }
+                let step = &self.req.runbook.steps[i];
+                let id = step.id().to_owned();
+                if let Some(only) = &self.req.only
+                    && !only.contains(&id)
+                {
+                    self.end_without_running(i, Outcome::Skipped, "not selected by --only");
+                    changed = true;
+                    continue;
+                }
+                if step.common.always {
+                    continue;
+                }
+                let broken = needs.iter().find(|&&j| {
+                    let s = &self.req.runbook.steps[j];
+                    match self.state[j] {
+                        State::Ended(Outcome::Failed) => !s.common.continue_on_error,
+                        State::Ended(Outcome::Cancelled) => true,
+                        // A need skipped because of a failure upstream propagates the skip;
+                        // one skipped by its own `when` does not.
+                        State::Ended(Outcome::Skipped) => self.skipped_by_failure(j),
+                        _ => false,
+                    }
+                });
+                if let Some(&j) = broken {
+                    let reason = format!("needs `{}`, which did not succeed", self.id(j));
+                    self.end_without_running(i, Outcome::Skipped, &reason);
+                    changed = true;
+                }
+            }
+        }
+    }
+
+    fn skipped_by_failure(&self, j: usize) -> bool {
+        self.skip_reasons
+            .get(&j)
+            .is_some_and(|r| r.starts_with("needs") || r.starts_with("the run"))
+    }
+
+    fn next_startable(&self) -> Option<usize> {
+        (0..self.state.len()).find(|&i| {
+            self.state[i] == State::Pending
+                && self.req.dag.needs[i]
+                    .iter()
+                    .all(|&j| matches!(self.state[j], State::Ended(_)))
+                && (self.stopping.is_none() || self.req.runbook.steps[i].common.always)
+        })
+    }
+
+    fn end_without_running(&mut self, i: usize, outcome: Outcome, reason: &str) {
+        self.state[i] = State::Ended(outcome);
+        self.skip_reasons.insert(i, reason.to_owned());
+        self.emit(EventKind::StepFinished {
+            step: self.id(i).to_owned(),
+            outcome,
+            attempts: 0,
+            duration_seconds: 0.0,
+            fingerprint: String::new(),
+            outputs: Outputs::new(),
+            error: None,
+            reason: Some(reason.to_owned()),
+            reused: false,
+        });
+    }
+
+    fn template_context(&self) -> Value {
+        let steps: BTreeMap<&str, Json> = self
+            .req
+            .runbook
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let status = match &self.state[i] {
+                    State::Ended(o) => serde_json::to_value(o).ok()?,
+                    _ => return None,
+                };
+                let outputs = self
+                    .outputs
+                    .get(s.id())
+                    .cloned()
+                    .unwrap_or(Json::Object(Outputs::new()));
+                Some((
+                    s.id(),
+                    serde_json::json!({ "status": status, "outputs": outputs }),
+                ))
+            })
+            .collect();
+        self.req
+            .ctx
+            .value(Value::from(minijinja::value::Serde(steps)))
+    }
+
+    /// Render, check `when` and resume state, and return the task that runs step `i`
+    /// (`None` when it ended without running).
+    fn start(&mut self, i: usize) -> Option<impl Future<Output = Finished> + Send + 'static> {
+        let step = self.req.runbook.steps[i].clone();
+        let id = step.id().to_owned();
+        let ctx = self.template_context();
+        let masker = self.req.ctx.masker();
+        if let Some(when) = &step.common.when {
+            match self
+                .env
+                .compile_expression(when)
+                .and_then(|e| e.eval(ctx.clone()))
+            {
+                Ok(v) if v.is_true() => {}
+                Ok(_) => {
+                    self.end_without_running(
+                        i,
+                        Outcome::Skipped,
+                        &format!("`when: {when}` is false"),
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    self.fail_now(i, &masker.mask(&format!("cannot evaluate `when`: {e}")));
+                    return None;
+                }
+            }
+        }
+        let rendered = build::render_node(&step.config_node, &self.env, &ctx)
+            .map_err(|(e, _)| {
+                masker.mask(&format!(
+                    "cannot render step: {}",
+                    e.detail().unwrap_or(&e.to_string())
+                ))
+            })
+            .and_then(|node| {
+                crate::steps::StepKind::decode(&step.common.type_name, &node)
+                    .map_err(|e| masker.mask(&format!("after rendering: {}", e.message)))
+            });
+        let kind = match rendered {
+            Ok(k) => k,
+            Err(msg) => {
+                self.fail_now(i, &msg);
+                return None;
+            }
+        };
+        let masked = serde_json::to_value(&kind)
+            .map(|v| build::mask_json(v, &masker))
+            .unwrap_or(Json::Null);
+        let fingerprint = build::fingerprint(&step, &masked);
+        let forced =
+            self.req.rerun.contains(&id) || self.req.only.as_ref().is_some_and(|o| o.contains(&id));
+        if !forced && let Some(done) = self.req.done.get(&id) {
+            if done.fingerprint == fingerprint {
+                self.state[i] = State::Ended(Outcome::Succeeded);
+                self.outputs
+                    .insert(id.clone(), Json::Object(done.outputs.clone()));
+                self.emit(EventKind::StepFinished {
+                    step: id,
+                    outcome: Outcome::Succeeded,
+                    attempts: 0,
+                    duration_seconds: 0.0,
+                    fingerprint,
+                    outputs: done.outputs.clone(),
+                    error: None,
+                    reason: Some("succeeded in the resumed run with the same definition".into()),
+                    reused: true,
+                });
+                return None;
+            }
+        }
+        self.state[i] = State::Running;
+        let cancel = if step.common.always {
+            CancellationToken::new()
+        } else {
+            self.step_cancel.child_token()
+        };
+        let emit = self.emit.clone();
+        let cx = StepCx {
+            step_id: id.clone(),
+            base_dir: self.req.runbook.base_dir(),
+            engines: self.engines.clone(),
+            progress: Progress::new(id.clone(), emit.clone()),
+            cancel,
+            masker,
+            timeout: step.common.timeout.map(|d| d.0),
+            approvals: Arc::new(self.req.approvals.clone()),
+            approver: self.req.approver.clone(),
+            interactive: self.req.interactive,
+            emit: emit.clone(),
+            now: self.req.ctx.now,
+            run_id: self.req.ctx.run_id.clone(),
+            done: Arc::new(self.req.done.clone()),
+            jobs: self.req.jobs,
+        };
+        let template_ctx = ctx.clone();
+        let retries = step.common.retries.clone();
+        let type_name = step.common.type_name.clone();
+        Some(async move {
+            let started = Instant::now();
+            let (result, attempts) = attempt_loop(
+                &kind,
+                &cx,
+                &template_ctx,
+                retries.as_ref(),
+                &type_name,
+                &fingerprint,
+            )
+            .await;
+            Finished {
+                index: i,
+                result,
+                attempts,
+                started,
+                fingerprint,
+            }
+        })
+    }
+
+    fn fail_now(&mut self, i: usize, message: &str) {
+        self.state[i] = State::Ended(Outcome::Failed);
+        self.emit(EventKind::StepFinished {
+            step: self.id(i).to_owned(),
+            outcome: Outcome::Failed,
+            attempts: 0,
+            duration_seconds: 0.0,
+            fingerprint: String::new(),
+            outputs: Outputs::new(),
+            error: Some(message.to_owned()),
+            reason: None,
+            reused: false,
+        });
+        self.note_failure(i);
+    }
+
+    fn note_failure(&mut self, i: usize) {
+        if !self.req.runbook.steps[i].common.continue_on_error && self.stopping.is_none() {
+            self.stopping = Some(RunOutcome::Failed);
+        }
+    }
+
+    fn finish(&mut self, f: Finished) {
+        let id = self.id(f.index).to_owned();
+        let duration = f.started.elapsed().as_secs_f64();
+        let (outcome, outputs, error) = match f.result {
+            Ok(outputs) => (Outcome::Succeeded, outputs, None),
+            Err(StepError::Failed(m)) => (Outcome::Failed, Outputs::new(), Some(m)),
+            Err(StepError::Cancelled) => {
+                (Outcome::Cancelled, Outputs::new(), Some("cancelled".into()))
+            }
+            Err(StepError::GatePending) => {
+                // Not an outcome of the step: it stays pending for `--resume --approve`.
+                if self.stopping.is_none() {
+                    self.stopping = Some(RunOutcome::GatePending);
+                }
+                self.state[f.index] = State::Ended(Outcome::Skipped);
+                self.skip_reasons
+                    .insert(f.index, "the run stopped before this step".into());
+                self.emit(EventKind::StepFinished {
+                    step: id,
+                    outcome: Outcome::Skipped,
+                    attempts: f.attempts,
+                    duration_seconds: duration,
+                    fingerprint: f.fingerprint,
+                    outputs: Outputs::new(),
+                    error: None,
+                    reason: Some("waiting for approval".into()),
+                    reused: false,
+                });
+                return;
+            }
+            Err(StepError::GateRejected(m)) => {
+                if self.stopping.is_none() {
+                    self.stopping = Some(RunOutcome::GateRejected);
+                }
+                (Outcome::Failed, Outputs::new(), Some(m))
+            }
+        };
+        if let Some(g) = outputs.get("waited_seconds").and_then(Json::as_f64) {
+            self.gate_wait += g;
+        }
+        self.state[f.index] = State::Ended(outcome);
+        if outcome == Outcome::Succeeded {
+            self.outputs
+                .insert(id.clone(), Json::Object(outputs.clone()));
+        }
+        self.emit(EventKind::StepFinished {
+            step: id,
+            outcome,
+            attempts: f.attempts,
+            duration_seconds: duration,
+            fingerprint: f.fingerprint,
+            outputs,
+            error,
+            reason: None,
+            reused: false,
+        });
+        if outcome == Outcome::Failed {
+            self.note_failure(f.index);
+        }
+    }
+}
+
+/// Attempts with timeout and retries. Returns the last result and the number of attempts.
+async fn attempt_loop(
+    kind: &crate::steps::StepKind,
+    cx: &StepCx,
+    ctx: &Value,
+    retries: Option<&Retries>,
+    type_name: &str,
+    fingerprint: &str,
+) -> (Result<Outputs, StepError>, u32) {
+    let max = 1 + retries.map_or(0, |r| r.attempts);
+    let mut delay = retries.map_or(Duration::ZERO, |r| r.delay.0);
+    let mut attempt = 1;
+    loop {
+        cx.event(EventKind::StepStarted {
+            step: cx.step_id.clone(),
+            type_name: type_name.to_owned(),
+            attempt,
+            fingerprint: fingerprint.to_owned(),
+        });
+        let attempt_cancel = cx.cancel.child_token();
+        let mut acx = cx.clone();
+        acx.cancel = attempt_cancel.clone();
+        let fut = crate::steps::run(kind, &acx, ctx);
+        let result = match cx.timeout {
+            // Gates measure their own timeout (a person's time, not the machine's).
+            Some(t) if !matches!(kind, crate::steps::StepKind::Gate(_)) => {
+                tokio::select! {
+                    r = fut => r,
+                    () = tokio::time::sleep(t) => {
+                        attempt_cancel.cancel();
+                        Err(StepError::Failed(format!("timed out after {}", crate::duration::Dur(t))))
+                    }
+                }
+            }
+            _ => fut.await,
+        };
+        let retryable = matches!(result, Err(StepError::Failed(_)))
+            && attempt < max
+            && !cx.cancel.is_cancelled();
+        if !retryable {
+            return (result, attempt);
+        }
+        let Err(StepError::Failed(error)) = &result else {
+            unreachable!("checked above")
+        };
+        cx.event(EventKind::StepRetrying {
+            step: cx.step_id.clone(),
+            attempt: attempt + 1,
+            delay_seconds: delay.as_secs_f64(),
+            error: error.clone(),
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = cx.cancel.cancelled() => return (Err(StepError::Cancelled), attempt),
+        }
+        if let Some(r) = retries {
+            delay = delay.mul_f64(r.backoff.max(1.0));
+            if let Some(m) = r.max_delay {
+                delay = delay.min(m.0);
+            }
+        }
+        attempt += 1;
+    }
+}

@@ -1,0 +1,166 @@
+//! The journal: one JSON event per line in `STATE/runs/RUN_ID/journal.jsonl`, each line
+//! written and fsynced before the executor goes on, and read back for `--resume`,
+//! `rb history` and `rb report`.
+
+use crate::event::{EventKind, Outcome, RunEvent};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+/// An open journal.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Open (create or append to) the journal of a run directory.
+    pub fn open(run_dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(run_dir)?;
+        let path = run_dir.join("journal.jsonl");
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Self { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append one event. Progress events are not synced (they are many and only
+    /// informative); every other event is on disk when this returns.
+    pub fn append(&mut self, event: &RunEvent) -> io::Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        if !matches!(event.kind, EventKind::StepProgressed { .. }) {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// Read a journal. A torn last line (the process died mid-write) is ignored; any other
+/// unreadable line is an error.
+pub fn read(path: &Path) -> io::Result<Vec<RunEvent>> {
+    let file = File::open(path)?;
+    let lines: Vec<String> = BufReader::new(file).lines().collect::<Result<_, _>>()?;
+    let mut events = Vec::with_capacity(lines.len());
+    for (n, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<RunEvent>(line) {
+            Ok(e) => events.push(e),
+            Err(_) if n + 1 == lines.len() => break,
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: line {}: {e}", path.display(), n + 1),
+                ));
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// What a journal says about a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub runbook: String,
+    pub dir: PathBuf,
+    pub events: Vec<RunEvent>,
+}
+
+impl RunRecord {
+    /// The run's start event.
+    pub fn started(&self) -> Option<&RunEvent> {
+        self.events
+            .iter()
+            .find(|e| matches!(e.kind, EventKind::RunStarted { .. }))
+    }
+
+    /// The last `RunFinished` (a resumed run has several).
+    pub fn finished(&self) -> Option<&RunEvent> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| matches!(e.kind, EventKind::RunFinished { .. }))
+    }
+
+    /// Whether the last attempt of the run ended in success.
+    pub fn succeeded(&self) -> bool {
+        matches!(
+            self.finished().map(|e| &e.kind),
+            Some(EventKind::RunFinished {
+                outcome: crate::event::RunOutcome::Succeeded,
+                ..
+            })
+        )
+    }
+
+    /// The latest finish of each step that succeeded (id → fingerprint, outputs).
+    pub fn succeeded_steps(
+        &self,
+    ) -> Vec<(String, String, serde_json::Map<String, serde_json::Value>)> {
+        let mut latest: std::collections::BTreeMap<
+            String,
+            (Outcome, String, serde_json::Map<String, serde_json::Value>),
+        > = std::collections::BTreeMap::new();
+        for e in &self.events {
+            if let EventKind::StepFinished {
+                step,
+                outcome,
+                fingerprint,
+                outputs,
+                ..
+            } = &e.kind
+            {
+                latest.insert(
+                    step.clone(),
+                    (*outcome, fingerprint.clone(), outputs.clone()),
+                );
+            }
+        }
+        latest
+            .into_iter()
+            .filter(|(_, (o, _, _))| *o == Outcome::Succeeded)
+            .map(|(id, (_, fp, out))| (id, fp, out))
+            .collect()
+    }
+}
+
+/// Every run in a state directory, oldest first (optionally of one runbook).
+pub fn runs(state: &Path, runbook: Option<&str>) -> io::Result<Vec<RunRecord>> {
+    let dir = state.join("runs");
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(out);
+    };
+    let mut names: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    names.sort();
+    for run_dir in names {
+        let Ok(events) = read(&run_dir.join("journal.jsonl")) else {
+            continue;
+        };
+        let Some(EventKind::RunStarted {
+            run_id,
+            runbook: name,
+            ..
+        }) = events.first().map(|e| &e.kind)
+        else {
+            continue;
+        };
+        if runbook.is_some_and(|r| r != name) {
+            continue;
+        }
+        out.push(RunRecord {
+            run_id: run_id.clone(),
+            runbook: name.clone(),
+            dir: run_dir.clone(),
+            events,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,11 @@
+//! Running a plan: the executor walks the DAG on tokio and emits [`crate::event::RunEvent`]s;
+//! `journal` persists them (and reads them back for `--resume`), `lock` keeps one run per
+//! runbook name and state directory, `state` finds the state directory, `cx` is what a
+//! running step is given.
+
+pub mod cx;
+pub mod executor;
+pub mod journal;
+pub mod lock;
+pub mod secrets;
+pub mod state;

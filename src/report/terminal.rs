@@ -1,0 +1,229 @@
+//! The terminal: progress bars for running steps on a terminal, plain timestamped lines
+//! otherwise (logs, CI). Everything goes to stderr; `--quiet` keeps only failures.
+
+use crate::duration::human_secs;
+use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// The terminal sink.
+pub struct Terminal {
+    quiet: bool,
+    color: bool,
+    multi: Option<MultiProgress>,
+    bars: HashMap<String, ProgressBar>,
+    rto: Option<f64>,
+}
+
+impl Terminal {
+    pub fn new(quiet: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let color = tty && std::env::var_os("NO_COLOR").is_none();
+        let multi =
+            (tty && !quiet).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Self {
+            quiet,
+            color,
+            multi,
+            bars: HashMap::new(),
+            rto: None,
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    fn line(&self, e: &RunEvent, text: &str) {
+        let line = format!("{} {text}", e.at.format("%H:%M:%S"));
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Show one event.
+    pub fn event(&mut self, e: &RunEvent) {
+        match &e.kind {
+            EventKind::RunStarted {
+                run_id,
+                runbook,
+                rto_seconds,
+                resumed,
+                ..
+            } => {
+                self.rto = *rto_seconds;
+                if !self.quiet {
+                    let what = if *resumed { "resuming" } else { "running" };
+                    let rto = rto_seconds
+                        .map_or_else(String::new, |r| format!(" (RTO {})", human_secs(r)));
+                    self.line(e, &format!("{what} `{runbook}` as run {run_id}{rto}"));
+                }
+            }
+            EventKind::StepStarted {
+                step,
+                type_name,
+                attempt,
+                ..
+            } => {
+                if self.quiet {
+                    return;
+                }
+                let again = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
+                if let Some(m) = &self.multi {
+                    let bar = m.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {prefix} {msg} {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.set_prefix(step.clone());
+                    bar.set_message(format!("{type_name}{again}"));
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    self.bars.insert(step.clone(), bar);
+                } else {
+                    self.line(e, &format!("▶ {step} ({type_name}){again}"));
+                }
+            }
+            EventKind::StepProgressed { step, bytes } => {
+                if let Some(bar) = self.bars.get(step) {
+                    let secs = bar.elapsed().as_secs_f64().max(0.001);
+                    bar.set_message(format!(
+                        "{} at {}/s",
+                        bytes_h(*bytes),
+                        bytes_h((*bytes as f64 / secs) as u64)
+                    ));
+                }
+            }
+            EventKind::StepRetrying {
+                step,
+                attempt,
+                delay_seconds,
+                error,
+            } => {
+                self.line(
+                    e,
+                    &format!(
+                        "↻ {step}: {}; attempt {attempt} in {}",
+                        first_line(error),
+                        human_secs(*delay_seconds)
+                    ),
+                );
+            }
+            EventKind::GateRequested { step, message } => {
+                if !self.quiet {
+                    self.line(e, &format!("⏸ gate {step}: {}", first_line(message)));
+                }
+            }
+            EventKind::GateAnswered {
+                step, approved, by, ..
+            } => {
+                let verdict = if *approved { "approved" } else { "rejected" };
+                self.line(e, &format!("gate {step} {verdict} by {by}"));
+            }
+            EventKind::StepFinished {
+                step,
+                outcome,
+                duration_seconds,
+                error,
+                reason,
+                reused,
+                ..
+            } => {
+                if let Some(bar) = self.bars.remove(step) {
+                    bar.finish_and_clear();
+                }
+                let took = human_secs(*duration_seconds);
+                let text = match outcome {
+                    Outcome::Succeeded if *reused => {
+                        format!("{} {step} (done in the resumed run)", self.paint("32", "✔"))
+                    }
+                    Outcome::Succeeded => format!("{} {step} {took}", self.paint("32", "✔")),
+                    Outcome::Failed => format!(
+                        "{} {step} failed after {took}: {}",
+                        self.paint("31", "✘"),
+                        error.as_deref().unwrap_or("")
+                    ),
+                    Outcome::Skipped => format!(
+                        "{} {step} skipped: {}",
+                        self.paint("33", "−"),
+                        reason.as_deref().unwrap_or("")
+                    ),
+                    Outcome::Cancelled => {
+                        format!("{} {step} cancelled after {took}", self.paint("33", "■"))
+                    }
+                };
+                if !self.quiet || *outcome == Outcome::Failed {
+                    self.line(e, &text);
+                }
+            }
+            EventKind::RunFinished {
+                outcome,
+                duration_seconds,
+                gate_wait_seconds,
+            } => {
+                let rto = self.rto.map_or_else(String::new, |r| {
+                    let margin = r - duration_seconds;
+                    if margin >= 0.0 {
+                        format!(
+                            "; within the RTO of {} by {}",
+                            human_secs(r),
+                            human_secs(margin)
+                        )
+                    } else {
+                        format!(
+                            "; OVER the RTO of {} by {}",
+                            human_secs(r),
+                            human_secs(-margin)
+                        )
+                    }
+                });
+                let gates = if *gate_wait_seconds > 0.0 {
+                    format!(" ({} waiting at gates)", human_secs(*gate_wait_seconds))
+                } else {
+                    String::new()
+                };
+                let what = match outcome {
+                    RunOutcome::Succeeded => self.paint("32", "succeeded"),
+                    RunOutcome::Failed => self.paint("31", "failed"),
+                    RunOutcome::GatePending => self.paint("33", "stopped at a gate"),
+                    RunOutcome::GateRejected => self.paint("31", "stopped: gate rejected"),
+                    RunOutcome::Interrupted => self.paint("33", "interrupted"),
+                };
+                self.line(
+                    e,
+                    &format!(
+                        "run {what} in {}{gates}{rto}",
+                        human_secs(*duration_seconds)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn bytes_h(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.0} kB", b / 1e3)
+    }
+}
