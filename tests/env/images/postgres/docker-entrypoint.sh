@@ -40,7 +40,21 @@ file_env POSTGRES_DB "$POSTGRES_USER"
 file_env POSTGRES_INITDB_ARGS
 export POSTGRES_HOST_AUTH_METHOD="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
 
-if [ "$1" != 'postgres' ]; then
+# `postgres --version`, `--help`, `-C name`, `--describe-config` only print: no init, no privileges.
+want_help() {
+	local arg
+	for arg; do
+		case "$arg" in
+			-'?'|--help|--describe-config|-V|--version|-C|-C*) return 0 ;;
+		esac
+	done
+	return 1
+}
+
+if [ "$1" != 'postgres' ] || want_help "$@"; then
+	if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
+		exec setpriv --reuid=postgres --regid=postgres --init-groups "$@"
+	fi
 	exec "$@"
 fi
 
