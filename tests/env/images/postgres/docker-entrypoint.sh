@@ -70,7 +70,7 @@ if [ "$(id -u)" = '0' ]; then
 		chown postgres:postgres "$POSTGRES_INITDB_WALDIR"
 		chmod 0700 "$POSTGRES_INITDB_WALDIR"
 	fi
-	exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+	exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 fi
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
@@ -102,7 +102,10 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	for f in /docker-entrypoint-initdb.d/*; do
 		[ -e "$f" ] || continue
 		case "$f" in
-			*.sh) log "running $f"; if [ -x "$f" ]; then "$f"; else . "$f"; fi ;;
+			*.sh) log "running $f"; if [ -x "$f" ]; then "$f"; else
+				# shellcheck disable=SC1090
+				. "$f"
+			fi ;;
 			*.sql) log "running $f"; "${psql_q[@]}" -d "$POSTGRES_DB" -f "$f" ;;
 			*.sql.gz) log "running $f"; gzip -dc "$f" | "${psql_q[@]}" -d "$POSTGRES_DB" ;;
 			*.sql.zst) log "running $f"; zstd -dc "$f" | "${psql_q[@]}" -d "$POSTGRES_DB" ;;
