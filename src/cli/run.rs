@@ -439,3 +439,13 @@ fn spawn_signal_handler(interrupt: CancellationToken, sinks: Arc<Mutex<Sinks>>) 
         }
     });
 }
+
+/// `$USER`, else the name of the current uid.
+fn default_approver() -> String {
+    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {}", nix::unistd::getuid()), |u| u.name)
+    })
+}

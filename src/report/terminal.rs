@@ -189,7 +189,7 @@ impl Terminal {
                         )
                     }
                 });
-                let gates = if *gate_wait_seconds > 0.0 {
+                let gates = if *gate_wait_seconds >= 0.05 {
                     format!(" ({} waiting at gates)", human_secs(*gate_wait_seconds))
                 } else {
                     String::new()
