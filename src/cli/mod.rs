@@ -45,8 +45,8 @@ pub enum Command {
     Run(run::Args),
     /// Print the step graph as Graphviz DOT or Mermaid, the critical path highlighted.
     Graph(graph::Args),
-    /// Print the JSON Schema of the runbook format.
-    Schema,
+    /// Print the JSON Schema of the runbook format (or of the JSON plan).
+    Schema(schema::Args),
 }
 
 /// Parse the command line, run the command, and return the exit code.
@@ -68,7 +68,7 @@ pub fn run() -> u8 {
         Command::Plan(a) => plan::run(&a),
         Command::Run(a) => run::run(&a),
         Command::Graph(a) => graph::run(&a),
-        Command::Schema => schema::run(),
+        Command::Schema(a) => schema::run(&a),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::steps::StepKind;
 use crate::template::{self, Masker, Placeholder};
 use chrono::{DateTime, SecondsFormat, Utc};
 use minijinja::{Environment, Value};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -167,7 +168,7 @@ pub fn render_node(
 }
 
 /// One step as a plan shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct PlanStep {
     pub id: String,
     #[serde(rename = "type")]
@@ -190,7 +191,7 @@ pub struct PlanStep {
 }
 
 /// A milestone's budget.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct MilestoneBudget {
     pub name: String,
     pub rto_seconds: f64,
@@ -199,7 +200,7 @@ pub struct MilestoneBudget {
 }
 
 /// The whole plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Plan {
     pub runbook: String,
     pub file: String,

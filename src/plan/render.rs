@@ -277,6 +277,18 @@ pub fn markdown(plan: &Plan) -> String {
     o
 }
 
+/// The JSON Schema of the JSON plan document (`schemas/plan.schema.json`).
+pub fn json_schema() -> String {
+    let mut schema = schemars::schema_for!(Plan).to_value();
+    if let Some(props) = schema.get_mut("properties").and_then(serde_json::Value::as_object_mut) {
+        props.insert(
+            "format_version".into(),
+            serde_json::json!({ "const": PLAN_JSON_VERSION, "description": "Version of this document's format." }),
+        );
+    }
+    serde_json::to_string_pretty(&schema).expect("a JSON value serializes") + "\n"
+}
+
 /// The stable JSON document.
 pub fn json(plan: &Plan) -> String {
     let mut doc = serde_json::to_value(plan).unwrap_or(Json::Null);

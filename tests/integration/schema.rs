@@ -66,3 +66,22 @@ fn schema_carries_descriptions_for_editor_hover() {
         assert!(text.contains(d), "no description {d:?} in the schema");
     }
 }
+
+#[test]
+fn plan_json_schema_has_not_drifted_and_validates_a_plan() {
+    let ran = Test::new().args(["schema", "plan"]).expect(0);
+    let committed = std::fs::read_to_string(repo().join("schemas/plan.schema.json")).unwrap();
+    assert!(
+        ran.stdout.trim_end() == committed.trim_end(),
+        "schemas/plan.schema.json is out of date: run `cargo run -- schema plan > schemas/plan.schema.json`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let plan = Test::new()
+        .cwd(&repo())
+        .args(["plan", "runbooks/drills/demo.yaml", "--format", "json"])
+        .expect(0);
+    let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}

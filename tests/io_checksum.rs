@@ -1,0 +1,153 @@
+//! `sha256sum`-format files, checked against coreutils both ways.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rb::io::Error;
+use rb::io::checksum::{read_checksum_file, verify_checksum_file, write_checksum_file};
+use rb::io::error::VerifyFailure;
+
+fn sha256sum(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("sha256sum")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("`sha256sum` (coreutils) is required by this test: {e}"))
+}
+
+/// Files with awkward names: a space, a backslash, a newline, a subdirectory.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    fs::create_dir(dir.join("sub")).unwrap();
+    let names = [
+        "a.dump",
+        "with space",
+        "back\\slash",
+        "new\nline",
+        "sub/b.tar.zst",
+    ];
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let p = dir.join(n);
+            fs::write(&p, format!("content {i}\n").repeat(i * 1000 + 1)).unwrap();
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn coreutils_accepts_what_rb_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tree(dir.path());
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    fs::write(outside.path(), "elsewhere").unwrap();
+    let mut all = files.clone();
+    all.push(outside.path().to_path_buf());
+    let list = dir.path().join("SHA256SUMS");
+    let digests = write_checksum_file(&list, &all).unwrap();
+    assert_eq!(digests.len(), 6);
+    let text = fs::read_to_string(&list).unwrap();
+    assert!(text.contains("  a.dump\n"), "{text}");
+    assert!(text.contains("  sub/b.tar.zst\n"), "relative names: {text}");
+    assert!(
+        text.contains(&format!("  {}\n", outside.path().display())),
+        "{text}"
+    );
+    assert!(text.contains("  new\\nline\n"), "escaped newline: {text}");
+    let out = sha256sum(dir.path(), &["-c", "--strict", "SHA256SUMS"]);
+    assert!(
+        out.status.success(),
+        "sha256sum -c: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And rb reads its own file back, resolving names beside the list.
+    assert_eq!(verify_checksum_file(&list).unwrap(), digests);
+}
+
+#[test]
+fn rb_verifies_what_coreutils_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    tree(dir.path());
+    let names = [
+        "a.dump",
+        "with space",
+        "back\\slash",
+        "new\nline",
+        "sub/b.tar.zst",
+    ];
+    for (flags, list) in [
+        (&[][..], "text.sha256"),
+        (&["-b"][..], "bin.sha256"),
+        (&["--tag"][..], "tag.sha256"),
+    ] {
+        let mut args = flags.to_vec();
+        args.extend(names);
+        let out = sha256sum(dir.path(), &args);
+        assert!(out.status.success());
+        let list = dir.path().join(list);
+        fs::write(&list, &out.stdout).unwrap();
+        let entries = read_checksum_file(&list).unwrap();
+        let got: Vec<_> = entries.iter().map(|e| e.name.to_str().unwrap()).collect();
+        assert_eq!(got, names, "{flags:?}");
+        assert_eq!(entries[0].binary, !flags.is_empty(), "{flags:?}");
+        // Verified from another working directory: names resolve beside the list.
+        assert_eq!(verify_checksum_file(&list).unwrap().len(), 5, "{flags:?}");
+    }
+}
+
+#[test]
+fn mismatch_and_missing_name_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tree(dir.path());
+    let list = dir.path().join("SUMS");
+    let digests = write_checksum_file(&list, &files).unwrap();
+    fs::write(&files[0], "tampered").unwrap();
+    fs::remove_file(&files[4]).unwrap();
+    let err = verify_checksum_file(&list).unwrap_err();
+    let Error::Verification {
+        failures, total, ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(*total, 5);
+    assert_eq!(failures.len(), 2);
+    assert!(
+        matches!(&failures[0], VerifyFailure::Mismatch { path, expected, .. }
+        if path.ends_with("a.dump") && *expected == digests[0].sha256)
+    );
+    let msg = err.to_string();
+    assert!(msg.starts_with("2 of 5 files listed in `"), "{msg}");
+    assert!(msg.contains("a.dump` does not match: expected "), "{msg}");
+    assert!(msg.contains(&digests[0].sha256), "{msg}");
+    assert!(
+        msg.contains("sub/b.tar.zst` cannot be read: No such file"),
+        "{msg}"
+    );
+    // coreutils agrees.
+    assert!(!sha256sum(dir.path(), &["-c", "SUMS"]).status.success());
+}
+
+#[test]
+fn malformed_lines_are_errors_with_line_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("bad");
+    fs::write(&list, "# comment\n\nnot a checksum line\n").unwrap();
+    let err = read_checksum_file(&list).unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "bad` line 3: expected a 64-digit SHA-256, a space, a mode marker and a name"
+        ),
+        "{err}"
+    );
+    fs::write(&list, "").unwrap();
+    assert!(
+        verify_checksum_file(&list)
+            .unwrap_err()
+            .to_string()
+            .ends_with("lists no files")
+    );
+}
