@@ -1,5 +1,5 @@
-//! End-to-end: the runbooks under `runbooks/` driven by the real `rb` binary against real
-//! PostgreSQL (and stand-in services) in Docker.
+//! End-to-end: the runbooks under `runbooks/` driven by the real `rb` binary against a real
+//! `PostgreSQL` server (and stand-in services) in Docker.
 //!
 //! Every container, network and volume is named `rbt-<pid>-<test>-…` and removed by a guard,
 //! also when the test fails.
@@ -160,7 +160,7 @@ fn start_pg(name: &str, pw: &str) {
         "POSTGRES_DB=codexos_db",
         &pg_image(),
     ]);
-    poll("postgres to answer on TCP", Duration::from_secs(60), || {
+    poll("postgres to answer on TCP", Duration::from_mins(1), || {
         psql(name, pw, DB, "select 1").status.success()
     });
 }
@@ -265,10 +265,10 @@ fn backup(env: &Env, pw: &str, pg: &str) -> PathBuf {
     PathBuf::from(last["file"].as_str().expect("file"))
 }
 
-/// Restores `dump` into a fresh database `db` of `pg` with plain pg_restore.
+/// Restores `dump` into a fresh database `db` of `pg` with plain `pg_restore`.
 fn restore_by_hand(pg: &str, pw: &str, dump: &Path, db: &str) {
     psql_ok(pg, pw, "postgres", &format!("create database {db}"));
-    let zstd = Command::new("zstd")
+    let mut zstd = Command::new("zstd")
         .args(["-dc"])
         .arg(dump)
         .stdout(Stdio::piped())
@@ -291,9 +291,13 @@ fn restore_by_hand(pg: &str, pw: &str, dump: &Path, db: &str) {
             db,
             "--exit-on-error",
         ])
-        .stdin(zstd.stdout.expect("piped"))
+        .stdin(zstd.stdout.take().expect("piped"))
         .output()
         .expect("pg_restore");
+    assert!(
+        zstd.wait().expect("zstd exits").success(),
+        "zstd -dc failed"
+    );
     assert!(
         out.status.success(),
         "{}",
