@@ -87,6 +87,9 @@ pub async fn run(cfg: &HealthConfig, cx: &StepCx) -> StepResult {
             .map_err(|e| StepError::from(e).masked(&cx.masker))?;
         return Ok(outputs(report.attempts, report.latency));
     }
+    // reqwest is built with `rustls-no-provider`: without a process-wide provider, building a
+    // client panics. `Err` only means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(interval.max(Duration::from_secs(2)))
         .build()

@@ -1,0 +1,547 @@
+//! End-to-end: the runbooks under `runbooks/` driven by the real `rb` binary against a real
+//! `PostgreSQL` server (and stand-in services) in Docker.
+//!
+//! Every container, network and volume is named `rbt-<pid>-<test>-…` and removed by a guard,
+//! also when the test fails.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TABLES: [&str; 3] = ["users", "agents", "agent_execution_history"];
+const USER: &str = "codexos";
+const DB: &str = "codexos_db";
+
+fn pg_image() -> String {
+    std::env::var("RB_TEST_PG_IMAGE").unwrap_or_else(|_| "rb-test/postgres:15".into())
+}
+
+fn tools_image() -> String {
+    std::env::var("RB_TEST_TOOLS_IMAGE").unwrap_or_else(|_| "rb-test/tools:1".into())
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A password that must never show up in output or journals.
+fn password(test: &str) -> String {
+    format!("pw-{test}-{}-s3cr3t", std::process::id())
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker runs")
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Removes everything a test created, also on panic.
+struct Env {
+    prefix: String,
+    containers: Vec<String>,
+    networks: Vec<String>,
+    volumes: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(test: &str) -> Env {
+        Env {
+            prefix: format!("rbt-{}-{test}", std::process::id()),
+            containers: Vec::new(),
+            networks: Vec::new(),
+            volumes: Vec::new(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn name(&mut self, what: &str) -> String {
+        let n = format!("{}-{what}", self.prefix);
+        self.containers.push(n.clone());
+        n
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = docker(&["rm", "-f", "-v", c]);
+        }
+        for n in &self.networks {
+            let _ = docker(&["network", "rm", n]);
+        }
+        for v in &self.volumes {
+            let _ = docker(&["volume", "rm", "-f", v]);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn psql(container: &str, pw: &str, db: &str, sql: &str) -> Output {
+    let env = format!("PGPASSWORD={pw}");
+    docker(&[
+        "exec",
+        "-e",
+        &env,
+        container,
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        USER,
+        "-d",
+        db,
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-Atc",
+        sql,
+    ])
+}
+
+fn psql_ok(container: &str, pw: &str, db: &str, sql: &str) -> String {
+    let out = psql(container, pw, db, sql);
+    assert!(
+        out.status.success(),
+        "psql `{sql}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// Poll until `f` is true, failing after `limit`.
+fn poll(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn start_pg(name: &str, pw: &str) {
+    let env = format!("POSTGRES_PASSWORD={pw}");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-e",
+        "POSTGRES_USER=codexos",
+        "-e",
+        &env,
+        "-e",
+        "POSTGRES_DB=codexos_db",
+        &pg_image(),
+    ]);
+    poll("postgres to answer on TCP", Duration::from_mins(1), || {
+        psql(name, pw, DB, "select 1").status.success()
+    });
+}
+
+fn seed(name: &str, pw: &str) {
+    psql_ok(
+        name,
+        pw,
+        DB,
+        "create table users(id int primary key, email text not null, created_at timestamptz default now());
+         insert into users(id, email) select g, md5(random()::text) || '@example.com' from generate_series(1, 700) g;
+         create table agents(id int primary key, owner int references users, config text);
+         insert into agents select g, 1 + g % 700, md5(random()::text) || md5(random()::text) from generate_series(1, 300) g;
+         create table agent_execution_history(id bigint primary key, agent_id int references agents, output text);
+         insert into agent_execution_history select g, 1 + g % 300, repeat(md5(random()::text), 4) from generate_series(1, 4000) g;",
+    );
+}
+
+/// Per table: row count and a hash of all rows in primary-key order.
+fn fingerprint(name: &str, pw: &str, db: &str) -> BTreeMap<String, String> {
+    TABLES
+        .iter()
+        .map(|t| {
+            let v = psql_ok(
+                name,
+                pw,
+                db,
+                &format!("select count(*) || ' ' || md5(coalesce(string_agg(t::text, '|' order by id), '')) from {t} t"),
+            );
+            ((*t).to_owned(), v)
+        })
+        .collect()
+}
+
+/// Runs `rb` with the password in the environment; asserts it never leaks.
+fn rb(env: &Env, pw: &str, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_rb"))
+        .args(args)
+        .current_dir(root())
+        .env("PGPASSWORD", pw)
+        .env("CODEXOS_SECRET_KEY", format!("{pw}-key"))
+        .env("RB_STATE_DIR", env.path("state"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("rb runs");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains(pw),
+        "the password leaked into rb's output:\n{all}"
+    );
+    for entry in walkdir::WalkDir::new(env.path("state"))
+        .into_iter()
+        .flatten()
+    {
+        if entry.file_type().is_file() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            assert!(
+                !text.contains(pw),
+                "the password leaked into {}",
+                entry.path().display()
+            );
+        }
+    }
+    out
+}
+
+fn expect_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "rb exited {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn backup(env: &Env, pw: &str, pg: &str) -> PathBuf {
+    let root = env.path("backups");
+    let out = rb(
+        env,
+        pw,
+        &[
+            "run",
+            "runbooks/backup/database.yaml",
+            "-p",
+            &format!("container={pg}"),
+            "-p",
+            &format!("backup_root={}", root.display()),
+        ],
+    );
+    expect_code(&out, 0);
+    let catalog = std::fs::read_to_string(root.join("catalog.jsonl")).expect("catalog written");
+    let last: serde_json::Value =
+        serde_json::from_str(catalog.lines().last().expect("an entry")).expect("JSON line");
+    assert_eq!(last["verified"], true);
+    PathBuf::from(last["file"].as_str().expect("file"))
+}
+
+/// Restores `dump` into a fresh database `db` of `pg` with plain `pg_restore`.
+fn restore_by_hand(pg: &str, pw: &str, dump: &Path, db: &str) {
+    psql_ok(pg, pw, "postgres", &format!("create database {db}"));
+    let mut zstd = Command::new("zstd")
+        .args(["-dc"])
+        .arg(dump)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("zstd");
+    let env = format!("PGPASSWORD={pw}");
+    let out = Command::new("docker")
+        .args([
+            "exec",
+            "-i",
+            "-e",
+            &env,
+            pg,
+            "pg_restore",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            USER,
+            "-d",
+            db,
+            "--exit-on-error",
+        ])
+        .stdin(zstd.stdout.take().expect("piped"))
+        .output()
+        .expect("pg_restore");
+    assert!(
+        zstd.wait().expect("zstd exits").success(),
+        "zstd -dc failed"
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An application stand-in: busybox httpd answering `/health` with 200.
+fn app(name: &str, port: u16) {
+    let publish = format!("127.0.0.1:{port}:8000");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        &publish,
+        &tools_image(),
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "8000",
+        "-h",
+        "/www",
+    ]);
+}
+
+fn running(name: &str) -> bool {
+    docker_ok(&["inspect", "-f", "{{.State.Running}}", name]).trim() == "true"
+}
+
+#[test]
+fn backup_database_writes_a_verified_restorable_dump() {
+    let mut env = Env::new("bk");
+    let pw = password("bk");
+    let pg = env.name("pg");
+    start_pg(&pg, &pw);
+    seed(&pg, &pw);
+    let before = fingerprint(&pg, &pw, DB);
+
+    let dump = backup(&env, &pw, &pg);
+    assert!(dump.starts_with(env.path("backups")));
+    assert!(dump.to_string_lossy().ends_with(".dump.zst"));
+    let dir = dump.parent().expect("dated dir");
+
+    let t = Command::new("zstd")
+        .arg("-t")
+        .arg(&dump)
+        .output()
+        .expect("zstd");
+    assert!(
+        t.status.success(),
+        "zstd -t: {}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let c = Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(dir)
+        .output()
+        .expect("sha256sum");
+    assert!(
+        c.status.success(),
+        "sha256sum -c: {}",
+        String::from_utf8_lossy(&c.stdout)
+    );
+    let listed = String::from_utf8_lossy(&c.stdout);
+    assert!(
+        listed.contains(".dump.zst: OK") && listed.contains("globals_"),
+        "{listed}"
+    );
+    let catalog = std::fs::read_to_string(env.path("backups/catalog.jsonl")).expect("catalog");
+    let entry: serde_json::Value = serde_json::from_str(catalog.trim()).expect("one JSON line");
+    assert_eq!(
+        entry["bytes"],
+        std::fs::metadata(&dump).expect("dump").len()
+    );
+
+    restore_by_hand(&pg, &pw, &dump, "copy_db");
+    assert_eq!(fingerprint(&pg, &pw, "copy_db"), before);
+}
+
+#[test]
+fn restore_database_brings_back_the_backup_and_refuses_a_corrupted_one() {
+    let mut env = Env::new("rs");
+    let pw = password("rs");
+    let pg = env.name("pg");
+    let (be, fe) = (env.name("backend"), env.name("frontend"));
+    let (be_port, fe_port) = (free_port(), free_port());
+    start_pg(&pg, &pw);
+    seed(&pg, &pw);
+    app(&be, be_port);
+    app(&fe, fe_port);
+    let backed_up = fingerprint(&pg, &pw, DB);
+    let dump = backup(&env, &pw, &pg);
+
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "delete from agent_execution_history where id % 3 = 0; update users set email = 'x' where id < 50; insert into agents values (9999, 1, 'new')",
+    );
+    let mutated = fingerprint(&pg, &pw, DB);
+    assert_ne!(mutated, backed_up);
+
+    let params = |extra: &str| {
+        vec![
+            format!("container={pg}"),
+            format!("backup_root={}", env.path("backups").display()),
+            format!("backend={be}"),
+            format!("frontend={fe}"),
+            format!("backend_url=http://127.0.0.1:{be_port}/health"),
+            format!("frontend_url=http://127.0.0.1:{fe_port}/health"),
+            extra.to_owned(),
+        ]
+    };
+    let args = |ps: &[String]| {
+        let mut a = vec![
+            "run".to_owned(),
+            "runbooks/restore/database.yaml".to_owned(),
+        ];
+        for p in ps {
+            a.extend(["-p".to_owned(), p.clone()]);
+        }
+        a.extend(["--approve".to_owned(), "approve_drop".to_owned()]);
+        a
+    };
+
+    // Without approval the run stops at the gate, before anything is dropped.
+    let ps = params("tables=users agents agent_execution_history");
+    let mut no_gate: Vec<String> = args(&ps);
+    no_gate.truncate(no_gate.len() - 2);
+    let out = rb(
+        &env,
+        &pw,
+        &no_gate.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    expect_code(&out, 3);
+    assert_eq!(fingerprint(&pg, &pw, DB), mutated);
+    docker_ok(&["start", &be, &fe]);
+
+    // From the catalog (no `backup` param): the newest verified backup.
+    let a = args(&ps);
+    let out = rb(&env, &pw, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    expect_code(&out, 0);
+    assert_eq!(fingerprint(&pg, &pw, DB), backed_up);
+    assert!(running(&be) && running(&fe), "the application runs again");
+    let safety = std::fs::read_dir(env.path("backups/pre_recovery"))
+        .expect("safety dumps")
+        .count();
+    assert_eq!(safety, 1, "one safety dump of the database being replaced");
+
+    // A corrupted backup (one byte flipped) is refused before anything is stopped or dropped.
+    psql_ok(&pg, &pw, DB, "delete from users where id > 690");
+    let mutated = fingerprint(&pg, &pw, DB);
+    let mut bytes = std::fs::read(&dump).expect("dump");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&dump, bytes).expect("corrupt");
+    let ps = params(&format!("backup={}", dump.display()));
+    let a = args(&ps);
+    let out = rb(&env, &pw, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    expect_code(&out, 1);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("verify_checksum"), "{text}");
+    assert_eq!(
+        fingerprint(&pg, &pw, DB),
+        mutated,
+        "the database was not touched"
+    );
+    assert!(
+        running(&be) && running(&fe),
+        "the application was not stopped"
+    );
+}
+
+#[test]
+fn disaster_recovery_rebuilds_every_service_from_the_backup() {
+    let mut env = Env::new("dr");
+    let pw = password("dr");
+    let pg = env.name("pg");
+    let (redis, be, fe) = (env.name("redis"), env.name("backend"), env.name("frontend"));
+    let net = format!("{}-net", env.prefix);
+    let vol = format!("{}-pgdata", env.prefix);
+    env.networks.push(net.clone());
+    env.volumes.push(vol.clone());
+    start_pg(&pg, &pw);
+    seed(&pg, &pw);
+    let before = fingerprint(&pg, &pw, DB);
+    backup(&env, &pw, &pg);
+
+    // The disaster: the database container and its data are gone.
+    docker_ok(&["rm", "-f", "-v", &pg]);
+
+    let (redis_port, be_port, fe_port) = (free_port(), free_port(), free_port());
+    let httpd = "busybox httpd -f -p 8000 -h /www";
+    let params = [
+        format!("network={net}"),
+        format!("backup_root={}", env.path("backups").display()),
+        format!("db_container={pg}"),
+        format!("db_image={}", pg_image()),
+        format!("db_volume={vol}"),
+        format!("redis_container={redis}"),
+        format!("redis_image={}", tools_image()),
+        format!("redis_port={redis_port}"),
+        format!("backend={be}"),
+        format!("backend_image={}", tools_image()),
+        format!("backend_command={httpd}"),
+        format!("backend_port={be_port}"),
+        format!("frontend={fe}"),
+        format!("frontend_image={}", tools_image()),
+        format!("frontend_command={httpd}"),
+        format!("frontend_port={fe_port}"),
+        "frontend_container_port=8000".to_owned(),
+        "frontend_path=/health".to_owned(),
+    ];
+    let mut args = vec!["run", "runbooks/disaster-recovery.yaml"];
+    for p in &params {
+        args.extend(["-p", p.as_str()]);
+    }
+    args.extend(["--approve", "restore/approve_drop", "--report"]);
+    let report = env.path("dr-report.json");
+    let report_s = report.display().to_string();
+    args.push(&report_s);
+    let out = rb(&env, &pw, &args);
+    expect_code(&out, 0);
+
+    assert_eq!(fingerprint(&pg, &pw, DB), before);
+    for c in [&redis, &be, &fe] {
+        assert!(running(c), "{c} runs");
+    }
+    let ping = docker_ok(&["exec", &redis, "redis-cli", "ping"]);
+    assert_eq!(ping.trim(), "PONG");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("JSON");
+    let text = report.to_string();
+    for step in [
+        "backend_healthy",
+        "frontend_healthy",
+        "db_query",
+        "redis_pong",
+        "restore/restore",
+    ] {
+        assert!(text.contains(step), "report mentions {step}");
+    }
+}
