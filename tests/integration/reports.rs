@@ -558,3 +558,72 @@ fn html_report_renders_in_headless_chromium() {
         png.len()
     );
 }
+
+/// The first ```yaml block after `## Alert rules` in docs/metrics.md.
+fn documented_rules() -> String {
+    let doc = std::fs::read_to_string(repo().join("docs/metrics.md")).unwrap();
+    let after = &doc[doc.find("## Alert rules").expect("an Alert rules section")..];
+    let start = after.find("```yaml\n").unwrap() + "```yaml\n".len();
+    after[start..start + after[start..].find("```").unwrap()].to_owned()
+}
+
+#[test]
+fn documented_alert_rules_fire_on_the_metrics_rb_writes() {
+    let t = fixture();
+    let metrics = rb(&t, &["report", NEW, "--format", "prometheus"]).stdout;
+    // The series the rules are tested on are the ones rb writes (names and labels).
+    let series = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.split_once(' '))
+            .map(|(s, _)| s.to_owned())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    std::fs::write(t.path("rules.yml"), documented_rules()).unwrap();
+    let tests = format!(
+        r"rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1h
+    input_series:
+      - series: '{stamp}'
+        values: '0x30'
+      - series: '{size}'
+        values: '2000000000x30'
+    alert_rule_test:
+      - eval_time: 23h
+        alertname: BackupFailed
+        exp_alerts: []
+      - eval_time: 25h
+        alertname: BackupFailed
+        exp_alerts:
+          - exp_labels: {{ severity: critical, runbook: nightly-backup }}
+            exp_annotations:
+              summary: No successful backup of nightly-backup for over 24h
+              description: Last success 1970-01-01 00:00:00 +0000 UTC. Check `rb history nightly-backup` and the newest run's report (`rb report latest`).
+      - eval_time: 1h
+        alertname: BackupTooLarge
+        exp_alerts:
+          - exp_labels: {{ severity: warning, runbook: nightly-backup }}
+            exp_annotations:
+              summary: Backup of nightly-backup is 1.863GiB (over 1 GiB)
+",
+        stamp = series("backup_last_success_timestamp"),
+        size = series("backup_size_bytes"),
+    );
+    std::fs::write(t.path("rules_test.yml"), tests).unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules", "rules_test.yml"])
+        .current_dir(t.dir.path())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("promtool is needed for this test (Debian: apt-get install -y prometheus): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
