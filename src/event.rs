@@ -56,6 +56,9 @@ pub enum EventKind {
         vars: Map<String, Value>,
         secrets: Vec<String>,
         rto_seconds: Option<f64>,
+        /// The runbook's recovery point objective (for `rb status`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rpo_seconds: Option<f64>,
         /// Set when this process continues an earlier run.
         resumed: bool,
         pid: u32,

@@ -2,9 +2,12 @@
 
 mod diagnostics;
 mod graph;
+mod history;
 mod plan;
+mod report;
 mod run;
 mod schema;
+mod status;
 mod validate;
 
 pub use diagnostics::{Prepared, prepare, print_diagnostics};
@@ -47,6 +50,12 @@ pub enum Command {
     Graph(graph::Args),
     /// Print the JSON Schema of the runbook format (or of the JSON plan).
     Schema(schema::Args),
+    /// Render a past run's report: text, Markdown, JSON, `JUnit` XML, HTML or Prometheus.
+    Report(report::Args),
+    /// List past runs, oldest first: duration, result, RTO verdict and trend.
+    History(history::Args),
+    /// Check each runbook's RPO against its newest successful run; exit 1 when violated.
+    Status(status::Args),
 }
 
 /// Parse the command line, run the command, and return the exit code.
@@ -69,6 +78,9 @@ pub fn run() -> u8 {
         Command::Run(a) => run::run(&a),
         Command::Graph(a) => graph::run(&a),
         Command::Schema(a) => schema::run(&a),
+        Command::Report(a) => report::run(&a),
+        Command::History(a) => history::run(&a),
+        Command::Status(a) => status::run(&a),
     }
 }
 

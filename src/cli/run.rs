@@ -9,8 +9,8 @@ use crate::exec::lock::RunLock;
 use crate::exec::state;
 use crate::exit_code;
 use crate::plan::build::Mode;
-use crate::report::model;
 use crate::report::terminal::Terminal;
+use crate::report::{self, Format, model};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -54,9 +54,13 @@ pub struct Args {
     /// Steps run at once at most.
     #[arg(long, short = 'j', default_value_t = 4)]
     pub jobs: usize,
-    /// Write the report here too; the format follows the extension (.json).
+    /// Write the report here too; the format follows the extension: .json, .md, .xml
+    /// (`JUnit`), .html, .txt, .prom (repeatable).
     #[arg(long, value_name = "PATH")]
     pub report: Vec<PathBuf>,
+    /// Write Prometheus metrics of the run here (text format, for the textfile collector).
+    #[arg(long, value_name = "PATH")]
+    pub metrics: Option<PathBuf>,
     /// State directory (runs, journals, locks).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -75,6 +79,15 @@ pub fn run(args: &Args) -> u8 {
             params: args.params.clone(),
             format: super::plan::Format::Text,
         });
+    }
+    for p in &args.report {
+        if Format::from_path(p).is_none() {
+            eprintln!(
+                "error: cannot tell the report format of `{}`: use .json, .md, .xml, .html, .txt or .prom",
+                p.display()
+            );
+            return exit_code::INVALID;
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -245,6 +258,7 @@ async fn run_async(args: &Args) -> u8 {
             .collect(),
         secrets: prepared.ctx.secrets.keys().cloned().collect(),
         rto_seconds: prepared.plan.rto_seconds,
+        rpo_seconds: prepared.plan.rpo_seconds,
         resumed: resumed.is_some(),
         pid: std::process::id(),
     });
@@ -289,10 +303,7 @@ async fn run_async(args: &Args) -> u8 {
     events.append(&mut sinks.events);
     let report = model::build(&events);
     if let Some(r) = &report {
-        write_report(&run_dir.join("report.json"), r);
-        for p in &args.report {
-            write_report(p, r);
-        }
+        write_reports(args, &state, &run_dir, r);
     }
     drop(sinks);
     match outcome {
@@ -367,8 +378,41 @@ fn dependents_of(p: &super::Prepared, step: &str) -> Vec<String> {
         .collect()
 }
 
-fn write_report(path: &Path, report: &model::Report) {
-    let text = serde_json::to_string_pretty(report).unwrap_or_default() + "\n";
+/// `report.json` in the run directory, every `--report`, and `--metrics`.
+fn write_reports(args: &Args, state: &Path, run_dir: &Path, r: &model::Report) {
+    write_file(
+        &run_dir.join("report.json"),
+        &report::render(r, Format::Json, &[]),
+        "report",
+    );
+    let needs_history = args.metrics.is_some()
+        || args
+            .report
+            .iter()
+            .any(|p| Format::from_path(p) == Some(Format::Html));
+    let history: Vec<model::Report> = if needs_history {
+        report::history(state, Some(&r.runbook))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| h.run_id != r.run_id)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for p in &args.report {
+        let format = Format::from_path(p).unwrap_or(Format::Json);
+        write_file(p, &report::render(r, format, &history), "report");
+    }
+    if let Some(p) = &args.metrics {
+        write_file(
+            p,
+            &report::render(r, Format::Prometheus, &history),
+            "metrics",
+        );
+    }
+}
+
+fn write_file(path: &Path, text: &str, what: &str) {
     let result = crate::io::atomic::AtomicFile::create(path).and_then(|mut f| {
         use std::io::Write as _;
         f.write_all(text.as_bytes())
@@ -376,7 +420,7 @@ fn write_report(path: &Path, report: &model::Report) {
         f.commit()
     });
     if let Err(e) = result {
-        eprintln!("error: cannot write the report `{}`: {e}", path.display());
+        eprintln!("error: cannot write the {what} `{}`: {e}", path.display());
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -9,13 +10,16 @@ use serde_json::{Map, Value};
 pub const REPORT_VERSION: u32 = 1;
 
 /// One step in a report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StepReport {
     pub id: String,
     #[serde(rename = "type")]
     pub type_name: Option<String>,
+    #[schemars(schema_with = "outcome_schema")]
     pub status: Outcome,
+    #[schemars(schema_with = "optional_time_schema")]
     pub start: Option<DateTime<Utc>>,
+    #[schemars(schema_with = "optional_time_schema")]
     pub end: Option<DateTime<Utc>>,
     pub duration_seconds: f64,
     pub attempts: u32,
@@ -27,17 +31,18 @@ pub struct StepReport {
 }
 
 /// A gate and who answered it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct GateReport {
     pub step: String,
     pub approved: bool,
     pub by: String,
+    #[schemars(schema_with = "time_schema")]
     pub at: DateTime<Utc>,
     pub waited_seconds: f64,
 }
 
-/// The whole report.
-#[derive(Debug, Clone, Serialize)]
+/// The report of one run of a runbook (`report.json`, `rb report RUN_ID --format json`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Report {
     pub format_version: u32,
     pub run_id: String,
@@ -45,8 +50,12 @@ pub struct Report {
     pub file: String,
     pub file_sha256: String,
     pub params: Map<String, Value>,
+    #[schemars(schema_with = "time_schema")]
     pub start: DateTime<Utc>,
+    #[schemars(schema_with = "optional_time_schema")]
     pub end: Option<DateTime<Utc>>,
+    /// How the run's last attempt ended; null while it is still running.
+    #[schemars(schema_with = "run_outcome_schema")]
     pub outcome: Option<RunOutcome>,
     /// Wall time from the first start to the last finish, gates included.
     pub duration_seconds: f64,
@@ -58,11 +67,52 @@ pub struct Report {
     /// RTO minus the duration; negative when over.
     pub rto_margin_seconds: Option<f64>,
     pub rto_met: Option<bool>,
+    /// The runbook's recovery point objective, if it has one.
+    pub rpo_seconds: Option<f64>,
     pub steps: Vec<StepReport>,
     pub gates: Vec<GateReport>,
 }
 
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "step durations are far below i64::MAX milliseconds"
+)]
+fn millis(secs: f64) -> i64 {
+    (secs * 1000.0).round() as i64
+}
+
+fn time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "format": "date-time" })
+}
+
+fn optional_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["string", "null"], "format": "date-time" })
+}
+
+fn outcome_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "How the step ended.",
+        "enum": ["succeeded", "failed", "skipped", "cancelled"]
+    })
+}
+
+fn run_outcome_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "enum": ["succeeded", "failed", "gate_pending", "gate_rejected", "interrupted", null]
+    })
+}
+
+/// The JSON Schema of the report document (`schemas/report.schema.json`).
+pub fn schema() -> serde_json::Value {
+    let g = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    g.into_root_schema_for::<Report>().to_value()
+}
+
 /// Build the report from a run's events (all attempts, resumed ones included).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one match over the event kinds, each arm short"
+)]
 pub fn build(events: &[RunEvent]) -> Option<Report> {
     let first = events.first()?;
     let EventKind::RunStarted {
@@ -72,6 +122,7 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         file_sha256,
         params,
         rto_seconds,
+        rpo_seconds,
         ..
     } = &first.kind
     else {
@@ -138,9 +189,8 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
                 s.reason.clone_from(reason);
                 s.reused = *reused;
                 if s.start.is_none() || *reused || *attempts == 0 {
-                    s.start = Some(
-                        e.at - chrono::Duration::milliseconds((duration_seconds * 1000.0) as i64),
-                    );
+                    s.start =
+                        Some(e.at - chrono::Duration::milliseconds(millis(*duration_seconds)));
                 }
             }
             EventKind::GateAnswered {
@@ -185,6 +235,7 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         rto_seconds: *rto_seconds,
         rto_margin_seconds: margin,
         rto_met: margin.map(|m| m >= 0.0),
+        rpo_seconds: *rpo_seconds,
         steps,
         gates,
     })

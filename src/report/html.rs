@@ -1,0 +1,203 @@
+//! The report as one self-contained HTML page: inline CSS and SVG, nothing fetched. A Gantt
+//! chart of the steps with the RTO line, and the durations of earlier runs as a trend.
+
+use super::junit::xml_escape as esc;
+use super::model::Report;
+use super::{offset_secs, outcome_word, rto_verdict, run_outcome_word};
+use crate::duration::human_secs;
+use crate::event::{Outcome, RunOutcome};
+use std::fmt::Write as _;
+
+const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}\
+h1{font-size:1.4em}table{border-collapse:collapse;margin:1em 0}\
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}td.n{text-align:right}\
+.succeeded{fill:#3a3;color:#262}.failed{fill:#c33;color:#c33}.skipped,.cancelled{fill:#aaa;color:#777}\
+.ok{color:#262}.bad{color:#c33;font-weight:bold}svg text{font:12px sans-serif;fill:#222}";
+
+const ROW: f64 = 22.0;
+const LABEL: f64 = 160.0;
+const CHART: f64 = 640.0;
+
+fn colour(o: Outcome) -> &'static str {
+    outcome_word(o)
+}
+
+/// The Gantt chart: one bar a step from its start to its end, and the RTO as a red line.
+fn gantt(r: &Report) -> String {
+    let span = r
+        .steps
+        .iter()
+        .filter_map(|s| s.start.map(|t| offset_secs(r, t) + s.duration_seconds))
+        .fold(r.duration_seconds, f64::max)
+        .max(r.rto_seconds.unwrap_or(0.0))
+        .max(1.0);
+    let scale = CHART / span;
+    let height = ROW * (r.steps.len() as f64 + 1.5);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<svg id=\"gantt\" width=\"{w}\" height=\"{height}\" role=\"img\" aria-label=\"timeline of the steps\">",
+        w = LABEL + CHART + 20.0
+    );
+    for (i, s) in r.steps.iter().enumerate() {
+        let y = ROW * i as f64 + 4.0;
+        let _ = writeln!(
+            out,
+            "<text x=\"4\" y=\"{:.1}\">{}</text>",
+            y + 13.0,
+            esc(&s.id)
+        );
+        if let Some(t) = s.start {
+            let x = LABEL + offset_secs(r, t) * scale;
+            let w = (s.duration_seconds * scale).max(1.0);
+            let _ = writeln!(
+                out,
+                "<rect class=\"{}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{:.1}\"><title>{}: {} from +{} for {}</title></rect>",
+                colour(s.status),
+                ROW - 6.0,
+                esc(&s.id),
+                outcome_word(s.status),
+                human_secs(offset_secs(r, t)),
+                human_secs(s.duration_seconds)
+            );
+        }
+    }
+    let bottom = ROW * r.steps.len() as f64 + 6.0;
+    let _ = writeln!(
+        out,
+        "<line x1=\"{LABEL}\" y1=\"{bottom:.1}\" x2=\"{:.1}\" y2=\"{bottom:.1}\" stroke=\"#888\"/>",
+        LABEL + CHART
+    );
+    let _ = writeln!(
+        out,
+        "<text x=\"{LABEL}\" y=\"{:.1}\">0</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+        bottom + 14.0,
+        LABEL + CHART,
+        bottom + 14.0,
+        human_secs(span)
+    );
+    if let Some(rto) = r.rto_seconds {
+        let x = LABEL + rto * scale;
+        let _ = writeln!(
+            out,
+            "<line id=\"rto\" x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{bottom:.1}\" stroke=\"#c00\" stroke-width=\"2\" stroke-dasharray=\"6 3\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" style=\"fill:#c00\">RTO {}</text>",
+            x - 3.0,
+            bottom - 4.0,
+            human_secs(rto)
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// Duration of each run, oldest first, as bars; the RTO as a line.
+fn trend(r: &Report, history: &[Report]) -> String {
+    let runs: Vec<&Report> = history
+        .iter()
+        .filter(|h| h.run_id != r.run_id)
+        .chain([r])
+        .collect();
+    let max = runs
+        .iter()
+        .map(|h| h.duration_seconds)
+        .fold(r.rto_seconds.unwrap_or(0.0), f64::max)
+        .max(1.0);
+    let (w, h) = (CHART, 140.0);
+    let bar = (w / runs.len() as f64).min(40.0);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<svg id=\"trend\" width=\"{:.0}\" height=\"{:.0}\" role=\"img\" aria-label=\"duration of earlier runs\">",
+        w + 20.0,
+        h + 20.0
+    );
+    for (i, run) in runs.iter().enumerate() {
+        let bh = (run.duration_seconds / max * h).max(1.0);
+        let class = match run.outcome {
+            Some(RunOutcome::Succeeded) => "succeeded",
+            Some(RunOutcome::Failed) => "failed",
+            _ => "skipped",
+        };
+        let _ = writeln!(
+            out,
+            "<rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\"><title>{} {}: {}</title></rect>",
+            i as f64 * bar + 2.0,
+            h - bh,
+            bar - 4.0,
+            esc(&run.run_id),
+            run_outcome_word(run.outcome),
+            human_secs(run.duration_seconds)
+        );
+    }
+    if let Some(rto) = r.rto_seconds {
+        let y = h - rto / max * h;
+        let _ = writeln!(
+            out,
+            "<line x1=\"0\" y1=\"{y:.1}\" x2=\"{w:.1}\" y2=\"{y:.1}\" stroke=\"#c00\" stroke-dasharray=\"6 3\"/>"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<line x1=\"0\" y1=\"{h:.1}\" x2=\"{w:.1}\" y2=\"{h:.1}\" stroke=\"#888\"/><text x=\"0\" y=\"{:.1}\">{} runs, max {}</text>",
+        h + 15.0,
+        runs.len(),
+        human_secs(max)
+    );
+    out.push_str("</svg>\n");
+    out
+}
+
+/// Render the report as a self-contained HTML page.
+pub fn render(r: &Report, history: &[Report]) -> String {
+    let mut out = String::new();
+    let title = format!("rb: {} run {}", r.runbook, r.run_id);
+    let _ = writeln!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>",
+        esc(&title)
+    );
+    let _ = writeln!(out, "<h1>{}</h1>", esc(&title));
+    let verdict_class = if r.rto_met == Some(false) {
+        "bad"
+    } else {
+        "ok"
+    };
+    let _ = writeln!(
+        out,
+        "<p>Result: <b class=\"{}\">{}</b>. Started {}. Took {} (machine {}, gate wait {}).</p>\n<p id=\"verdict\" class=\"{verdict_class}\">{}</p>",
+        if r.outcome == Some(RunOutcome::Succeeded) {
+            "ok"
+        } else {
+            "bad"
+        },
+        run_outcome_word(r.outcome),
+        r.start.to_rfc3339(),
+        human_secs(r.duration_seconds),
+        human_secs(r.machine_seconds),
+        human_secs(r.gate_wait_seconds),
+        esc(&rto_verdict(r))
+    );
+    out.push_str("<h2>Timeline</h2>\n");
+    out.push_str(&gantt(r));
+    out.push_str("<table>\n<tr><th>Step</th><th>Type</th><th>Status</th><th>Start</th><th>Duration</th><th>Attempts</th><th>Note</th></tr>\n");
+    for s in &r.steps {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            esc(&s.id),
+            esc(s.type_name.as_deref().unwrap_or("")),
+            colour(s.status),
+            outcome_word(s.status),
+            s.start
+                .map(|t| format!("+{}", human_secs(offset_secs(r, t))))
+                .unwrap_or_default(),
+            human_secs(s.duration_seconds),
+            s.attempts,
+            esc(s.error.as_deref().or(s.reason.as_deref()).unwrap_or(""))
+        );
+    }
+    out.push_str("</table>\n<h2>Earlier runs</h2>\n");
+    out.push_str(&trend(r, history));
+    out.push_str("</body>\n</html>\n");
+    out
+}

@@ -1,0 +1,130 @@
+//! The report as Prometheus metrics (text exposition format), for the node exporter's
+//! textfile collector or a Pushgateway. See `docs/metrics.md` for the alert rules.
+
+use super::model::{Report, StepReport};
+use crate::event::{Outcome, RunOutcome};
+use std::fmt::Write as _;
+
+/// The backup a run made: the last step to finish with both a `file` and a `bytes` output.
+pub fn backup_artifact(r: &Report) -> Option<&StepReport> {
+    r.steps
+        .iter()
+        .filter(|s| {
+            s.status == Outcome::Succeeded
+                && s.outputs.get("file").is_some()
+                && s.outputs
+                    .get("bytes")
+                    .and_then(serde_json::Value::as_u64)
+                    .is_some()
+        })
+        .max_by_key(|s| s.end)
+}
+
+/// Whether the run is a backup run (it made a file with a size).
+pub fn is_backup(r: &Report) -> bool {
+    backup_artifact(r).is_some()
+}
+
+/// The newest successful backup run among `history` (oldest first).
+pub fn last_backup(history: &[Report]) -> Option<&Report> {
+    history
+        .iter()
+        .rev()
+        .find(|h| h.outcome == Some(RunOutcome::Succeeded) && is_backup(h))
+}
+
+/// Escape a label value.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
+    if samples.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+    }
+}
+
+/// Render the metrics of a run. `last_backup` is the newest earlier successful backup run
+/// of the same runbook: when this run made no backup (it failed), the backup metrics keep
+/// that run's time and size, so `BackupFailed` fires once it is old enough.
+pub fn render(r: &Report, last_backup: Option<&Report>) -> String {
+    let rb = format!("runbook=\"{}\"", label(&r.runbook));
+    let mut out = String::new();
+    let ok = r.outcome == Some(RunOutcome::Succeeded);
+    family(
+        &mut out,
+        "rb_run_success",
+        "Whether the last run of the runbook succeeded (1) or not (0).",
+        &[(rb.clone(), f64::from(u8::from(ok)))],
+    );
+    family(
+        &mut out,
+        "rb_run_duration_seconds",
+        "Wall time of the last run, gates included.",
+        &[(rb.clone(), r.duration_seconds)],
+    );
+    family(
+        &mut out,
+        "rb_run_timestamp_seconds",
+        "When the last run started (Unix time).",
+        &[(rb.clone(), r.start.timestamp() as f64)],
+    );
+    let steps: Vec<(String, f64)> = r
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                format!("{rb},step=\"{}\"", label(&s.id)),
+                s.duration_seconds,
+            )
+        })
+        .collect();
+    family(
+        &mut out,
+        "rb_step_duration_seconds",
+        "Duration of each step of the last run.",
+        &steps,
+    );
+    if let Some(rto) = r.rto_seconds {
+        family(
+            &mut out,
+            "rb_rto_seconds",
+            "The runbook's recovery time objective.",
+            &[(rb.clone(), rto)],
+        );
+    }
+    let (source, artifact) = match backup_artifact(r) {
+        Some(a) if ok => (Some(r), Some(a)),
+        _ => match last_backup.and_then(|b| backup_artifact(b).map(|a| (b, a))) {
+            Some((b, a)) => (Some(b), Some(a)),
+            None => (None, None),
+        },
+    };
+    if let (Some(src), Some(a)) = (source, artifact) {
+        let at = src.end.or(a.end).unwrap_or(src.start);
+        family(
+            &mut out,
+            "backup_last_success_timestamp",
+            "When the newest successful backup finished (Unix time).",
+            &[(rb.clone(), at.timestamp() as f64)],
+        );
+        let bytes = a
+            .outputs
+            .get("bytes")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_default();
+        family(
+            &mut out,
+            "backup_size_bytes",
+            "Size of the newest successful backup.",
+            &[(rb, bytes as f64)],
+        );
+    }
+    out
+}

@@ -1,0 +1,88 @@
+//! The report as a terminal summary: one row a step, totals, and the RTO verdict.
+
+use super::model::Report;
+use super::{offset_secs, outcome_word, rto_verdict, run_outcome_word};
+use crate::duration::human_secs;
+use std::fmt::Write as _;
+
+/// Render the report as plain text.
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run {} of `{}`: {}",
+        r.run_id,
+        r.runbook,
+        run_outcome_word(r.outcome)
+    );
+    let _ = writeln!(out, "started {}", r.start.to_rfc3339());
+    let width = r
+        .steps
+        .iter()
+        .map(|s| s.id.chars().count())
+        .chain([4])
+        .max()
+        .unwrap_or(4);
+    let _ = writeln!(
+        out,
+        "\n{:<width$}  {:<10}  {:>9}  {:>9}  {:>8}",
+        "STEP", "STATUS", "START", "DURATION", "ATTEMPTS"
+    );
+    for s in &r.steps {
+        let start = s.start.map_or_else(
+            || "-".to_owned(),
+            |t| format!("+{}", human_secs(offset_secs(r, t))),
+        );
+        let mut status = outcome_word(s.status).to_owned();
+        if s.reused {
+            status = "reused".into();
+        }
+        let _ = write!(
+            out,
+            "{:<width$}  {:<10}  {:>9}  {:>9}  {:>8}",
+            s.id,
+            status,
+            start,
+            human_secs(s.duration_seconds),
+            s.attempts
+        );
+        if let Some(e) = &s.error {
+            let _ = write!(out, "  {}", first_line(e));
+        } else if let Some(why) = &s.reason {
+            let _ = write!(out, "  ({why})");
+        }
+        out.push('\n');
+    }
+    let count = |o| r.steps.iter().filter(|s| s.status == o).count();
+    let _ = writeln!(
+        out,
+        "\nsteps: {} succeeded, {} failed, {} skipped, {} cancelled",
+        count(crate::event::Outcome::Succeeded),
+        count(crate::event::Outcome::Failed),
+        count(crate::event::Outcome::Skipped),
+        count(crate::event::Outcome::Cancelled)
+    );
+    let _ = writeln!(
+        out,
+        "total {} = machine {} + gate wait {}",
+        human_secs(r.duration_seconds),
+        human_secs(r.machine_seconds),
+        human_secs(r.gate_wait_seconds)
+    );
+    for g in &r.gates {
+        let _ = writeln!(
+            out,
+            "gate {} {} by {} after {}",
+            g.step,
+            if g.approved { "approved" } else { "rejected" },
+            g.by,
+            human_secs(g.waited_seconds)
+        );
+    }
+    let _ = writeln!(out, "{}", rto_verdict(r));
+    out
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
