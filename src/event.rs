@@ -69,6 +69,9 @@ pub enum EventKind {
         type_name: String,
         attempt: u32,
         fingerprint: String,
+        /// Why a step that succeeded in the resumed run runs again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     StepProgressed {
         step: String,

@@ -19,10 +19,6 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
-#[expect(
-    clippy::struct_excessive_bools,
-    reason = "independent command-line switches"
-)]
 pub struct Args {
     /// The runbook.
     pub file: PathBuf,
@@ -193,7 +189,12 @@ async fn run_async(args: &Args) -> u8 {
     let Some(prepared) = prepare(&args.file, &params, Mode::Run, &run_id, secrets) else {
         return exit_code::INVALID;
     };
-    let ids: Vec<&str> = prepared.runbook.steps.iter().map(|s| s.id()).collect();
+    let ids: Vec<&str> = prepared
+        .runbook
+        .steps
+        .iter()
+        .map(crate::runbook::model::Step::id)
+        .collect();
     for step in args
         .from
         .iter()
@@ -287,11 +288,7 @@ async fn run_async(args: &Args) -> u8 {
         rerun,
         only: args.only.clone().map(|o| vec![o]),
         approvals: args.approve.clone(),
-        approver: args
-            .approver
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".into()),
+        approver: args.approver.clone().unwrap_or_else(default_approver),
         interactive,
         interrupt,
     };
@@ -486,10 +483,13 @@ fn spawn_signal_handler(interrupt: CancellationToken, sinks: Arc<Mutex<Sinks>>) 
 
 /// `$USER`, else the name of the current uid.
 fn default_approver() -> String {
-    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
-        nix::unistd::User::from_uid(nix::unistd::getuid())
-            .ok()
-            .flatten()
-            .map_or_else(|| format!("uid {}", nix::unistd::getuid()), |u| u.name)
-    })
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map_or_else(|| format!("uid {}", nix::unistd::getuid()), |u| u.name)
+        })
 }

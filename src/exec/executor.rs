@@ -290,26 +290,8 @@ impl Run {
         let id = step.id().to_owned();
         let ctx = self.template_context();
         let masker = self.req.ctx.masker();
-        if let Some(when) = &step.common.when {
-            match self
-                .env
-                .compile_expression(when)
-                .and_then(|e| e.eval(ctx.clone()))
-            {
-                Ok(v) if v.is_true() => {}
-                Ok(_) => {
-                    self.end_without_running(
-                        i,
-                        Outcome::Skipped,
-                        &format!("`when: {when}` is false"),
-                    );
-                    return None;
-                }
-                Err(e) => {
-                    self.fail_now(i, &masker.mask(&format!("cannot evaluate `when`: {e}")));
-                    return None;
-                }
-            }
+        if !self.when_allows(i, &ctx) {
+            return None;
         }
         let rendered = build::render_node(&step.config_node, &self.env, &ctx)
             .map_err(|(e, _)| {
@@ -329,31 +311,22 @@ impl Run {
                 return None;
             }
         };
-        let masked = serde_json::to_value(&kind)
-            .map(|v| build::mask_json(v, &masker))
-            .unwrap_or(Json::Null);
-        let fingerprint = build::fingerprint(&step, &masked);
+        let masked_config =
+            serde_json::to_value(&kind).map_or(Json::Null, |v| build::mask_json(v, &masker));
+        let fingerprint = build::fingerprint(&step, &masked_config);
         let forced =
             self.req.rerun.contains(&id) || self.req.only.as_ref().is_some_and(|o| o.contains(&id));
-        if !forced && let Some(done) = self.req.done.get(&id) {
-            if done.fingerprint == fingerprint {
-                self.state[i] = State::Ended(Outcome::Succeeded);
-                self.outputs
-                    .insert(id.clone(), Json::Object(done.outputs.clone()));
-                self.emit(EventKind::StepFinished {
-                    step: id,
-                    outcome: Outcome::Succeeded,
-                    attempts: 0,
-                    duration_seconds: 0.0,
-                    fingerprint,
-                    outputs: done.outputs.clone(),
-                    error: None,
-                    reason: Some("succeeded in the resumed run with the same definition".into()),
-                    reused: true,
-                });
+        let note = match self.req.done.get(&id) {
+            Some(_) if forced => Some("asked to run again (--from/--only)".to_owned()),
+            Some(done) if done.fingerprint == fingerprint => {
+                self.reuse(i, fingerprint);
                 return None;
             }
-        }
+            Some(_) => {
+                Some("its definition changed since the resumed run: running it again".to_owned())
+            }
+            None => None,
+        };
         self.state[i] = State::Running;
         let cancel = if step.common.always {
             CancellationToken::new()
@@ -390,6 +363,7 @@ impl Run {
                 retries.as_ref(),
                 &type_name,
                 &fingerprint,
+                note,
             )
             .await;
             Finished {
@@ -400,6 +374,53 @@ impl Run {
                 fingerprint,
             }
         })
+    }
+
+    /// Evaluate the step's `when`; a false or failing one ends the step.
+    fn when_allows(&mut self, i: usize, ctx: &Value) -> bool {
+        let Some(when) = self.req.runbook.steps[i].common.when.clone() else {
+            return true;
+        };
+        match self
+            .env
+            .compile_expression(&when)
+            .and_then(|e| e.eval(ctx.clone()))
+        {
+            Ok(v) if v.is_true() => true,
+            Ok(_) => {
+                self.end_without_running(i, Outcome::Skipped, &format!("`when: {when}` is false"));
+                false
+            }
+            Err(e) => {
+                let msg = self
+                    .req
+                    .ctx
+                    .masker()
+                    .mask(&format!("cannot evaluate `when`: {e}"));
+                self.fail_now(i, &msg);
+                false
+            }
+        }
+    }
+
+    /// Restore a step that succeeded in the resumed run with the same definition.
+    fn reuse(&mut self, i: usize, fingerprint: String) {
+        let id = self.id(i).to_owned();
+        let outputs = self.req.done[&id].outputs.clone();
+        self.state[i] = State::Ended(Outcome::Succeeded);
+        self.outputs
+            .insert(id.clone(), Json::Object(outputs.clone()));
+        self.emit(EventKind::StepFinished {
+            step: id,
+            outcome: Outcome::Succeeded,
+            attempts: 0,
+            duration_seconds: 0.0,
+            fingerprint,
+            outputs,
+            error: None,
+            reason: Some("succeeded in the resumed run with the same definition".into()),
+            reused: true,
+        });
     }
 
     fn fail_now(&mut self, i: usize, message: &str) {
@@ -494,6 +515,7 @@ async fn attempt_loop(
     retries: Option<&Retries>,
     type_name: &str,
     fingerprint: &str,
+    note: Option<String>,
 ) -> (Result<Outputs, StepError>, u32) {
     let max = 1 + retries.map_or(0, |r| r.attempts);
     let mut delay = retries.map_or(Duration::ZERO, |r| r.delay.0);
@@ -504,6 +526,7 @@ async fn attempt_loop(
             type_name: type_name.to_owned(),
             attempt,
             fingerprint: fingerprint.to_owned(),
+            note: if attempt == 1 { note.clone() } else { None },
         });
         let attempt_cancel = cx.cancel.child_token();
         let mut acx = cx.clone();

@@ -280,7 +280,10 @@ pub fn markdown(plan: &Plan) -> String {
 /// The JSON Schema of the JSON plan document (`schemas/plan.schema.json`).
 pub fn json_schema() -> String {
     let mut schema = schemars::schema_for!(Plan).to_value();
-    if let Some(props) = schema.get_mut("properties").and_then(serde_json::Value::as_object_mut) {
+    if let Some(props) = schema
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    {
         props.insert(
             "format_version".into(),
             serde_json::json!({ "const": PLAN_JSON_VERSION, "description": "Version of this document's format." }),

@@ -51,6 +51,10 @@ impl Terminal {
     }
 
     /// Show one event.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per event kind, each a line of output"
+    )]
     pub fn event(&mut self, e: &RunEvent) {
         match &e.kind {
             EventKind::RunStarted {
@@ -72,16 +76,20 @@ impl Terminal {
                 step,
                 type_name,
                 attempt,
+                note,
                 ..
             } => {
                 if self.quiet {
                     return;
                 }
-                let again = if *attempt > 1 {
+                let mut again = if *attempt > 1 {
                     format!(" (attempt {attempt})")
                 } else {
                     String::new()
                 };
+                if let Some(n) = note {
+                    again = format!("{again} — {n}");
+                }
                 if let Some(m) = &self.multi {
                     let bar = m.add(ProgressBar::new_spinner());
                     bar.set_style(
@@ -102,7 +110,7 @@ impl Terminal {
                     bar.set_message(format!(
                         "{} at {}/s",
                         bytes_h(*bytes),
-                        bytes_h((*bytes as f64 / secs) as u64)
+                        bytes_h(rate(*bytes, secs))
                     ));
                 }
             }
@@ -226,4 +234,13 @@ fn bytes_h(b: u64) -> String {
     } else {
         format!("{:.0} kB", b / 1e3)
     }
+}
+
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a positive rate for display"
+)]
+fn rate(bytes: u64, secs: f64) -> u64 {
+    (bytes as f64 / secs) as u64
 }

@@ -1,4 +1,4 @@
-//! Reports: every format rendered from fixed journals (snapshots), JUnit read by a real
+//! Reports: every format rendered from fixed journals (snapshots), `JUnit` read by a real
 //! consumer, metrics checked by the real `promtool`, the JSON schema, `rb report` on a real
 //! run, `rb history`, `rb status` and the HTML page in headless Chromium.
 
@@ -10,6 +10,7 @@ use std::process::Command;
 const OLD: &str = "20261125T020000Z-0001";
 const NEW: &str = "20261126T020000Z-0002";
 
+#[expect(clippy::needless_pass_by_value, reason = "callers build the value inline")]
 fn ev(at: &str, event: &str, fields: Value) -> String {
     let mut v = json!({ "at": at, "event": event });
     v.as_object_mut()
@@ -39,6 +40,7 @@ fn step(at: &str, id: &str, ty: &str, attempt: u32) -> String {
     )
 }
 
+#[expect(clippy::needless_pass_by_value, reason = "callers build the value inline")]
 fn finished(at: &str, id: &str, outcome: &str, attempts: u32, secs: f64, extra: Value) -> String {
     let mut f = json!({
         "step": id, "outcome": outcome, "attempts": attempts, "duration_seconds": secs,
@@ -559,7 +561,7 @@ fn html_report_renders_in_headless_chromium() {
     );
 }
 
-/// The first ```yaml block after `## Alert rules` in docs/metrics.md.
+/// The first YAML code block after `## Alert rules` in `docs/metrics.md`.
 fn documented_rules() -> String {
     let doc = std::fs::read_to_string(repo().join("docs/metrics.md")).unwrap();
     let after = &doc[doc.find("## Alert rules").expect("an Alert rules section")..];
@@ -576,9 +578,7 @@ fn documented_alert_rules_fire_on_the_metrics_rb_writes() {
         metrics
             .lines()
             .find(|l| l.starts_with(&format!("{name}{{")))
-            .and_then(|l| l.split_once(' '))
-            .map(|(s, _)| s.to_owned())
-            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+            .and_then(|l| l.split_once(' ')).map_or_else(|| panic!("no {name} in\n{metrics}"), |(s, _)| s.to_owned())
     };
     std::fs::write(t.path("rules.yml"), documented_rules()).unwrap();
     let tests = format!(
