@@ -78,7 +78,10 @@ fn collect(plan: &Plan, base: &Path) -> Needs {
                     named.push(n);
                 }
                 for stream in ["stdout", "stderr"] {
-                    if let Some(f) = c.get(stream).and_then(|o| o.get("file")).and_then(Json::as_str)
+                    if let Some(f) = c
+                        .get(stream)
+                        .and_then(|o| o.get("file"))
+                        .and_then(Json::as_str)
                     {
                         outputs.push(f.to_owned());
                     }
@@ -290,7 +293,11 @@ fn disk_probe(dir: &Path) -> Probe {
             let shown = if at == dir {
                 format!("{} free", human(free))
             } else {
-                format!("{} free at {} (does not exist yet)", human(free), at.display())
+                format!(
+                    "{} free at {} (does not exist yet)",
+                    human(free),
+                    at.display()
+                )
             };
             Probe {
                 kind: "disk",
@@ -348,7 +355,9 @@ pub fn text(probes: &[Probe]) -> String {
 /// The probes as a markdown section.
 pub fn markdown(probes: &[Probe]) -> String {
     use std::fmt::Write as _;
-    let mut out = String::from("\n## Checks\n\n| result | kind | subject | detail |\n| --- | --- | --- | --- |\n");
+    let mut out = String::from(
+        "\n## Checks\n\n| result | kind | subject | detail |\n| --- | --- | --- | --- |\n",
+    );
     for p in probes {
         let _ = writeln!(
             out,

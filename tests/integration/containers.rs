@@ -123,7 +123,17 @@ fn wait_pg(host: &str, n: &str) {
         let out = docker(
             host,
             &[
-                "exec", "-u", "postgres", n, "psql", "-h", "127.0.0.1", "-tAc", "select 1",
+                "exec",
+                "-e",
+                "PGPASSWORD=pw",
+                "-u",
+                "postgres",
+                n,
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-tAc",
+                "select 1",
             ],
         );
         if out.status.success() {
@@ -153,9 +163,14 @@ const FINGERPRINT: &str = "select count(*) || ' ' || md5(string_agg(v, ',' order
 /// Run a runbook written into the test dir, with a state dir and a JSON report.
 fn run_book(t: &Test, extra_env: &[(&str, &str)]) -> (Ran, Value) {
     let mut cmd = Command::new(RB);
-    cmd.current_dir(t.dir.path())
-        .env("NO_COLOR", "1")
-        .args(["run", "rb.yaml", "--state-dir", "state", "--report", "report.json"]);
+    cmd.current_dir(t.dir.path()).env("NO_COLOR", "1").args([
+        "run",
+        "rb.yaml",
+        "--state-dir",
+        "state",
+        "--report",
+        "report.json",
+    ]);
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -318,7 +333,8 @@ steps:
     loop {
         let top = docker_ok(&g.host, &["top", &c]);
         assert!(top.contains("sleep 3600"), "{top}");
-        if !top.contains("sleep 300\n") && !top.lines().any(|l| l.trim_end().ends_with("sleep 300")) {
+        if !top.contains("sleep 300\n") && !top.lines().any(|l| l.trim_end().ends_with("sleep 300"))
+        {
             break;
         }
         assert!(Instant::now() < deadline, "sleep 300 still running:\n{top}");
@@ -375,10 +391,10 @@ fn copy_directories_and_files_both_ways() {
         r#"version: 1
 name: copy
 steps:
-  - {{ id: dir_in, type: container.copy, from: local/tree, to: "{c}:/data/tree" }}
-  - {{ id: dir_out, type: container.copy, from: "{c}:/data/tree", to: back/tree }}
-  - {{ id: file_in, type: container.copy, from: local/tree/random.bin, to: "{c}:/data/one.bin" }}
-  - {{ id: file_out, type: container.copy, from: "{c}:/data/one.bin", to: back/one.bin }}
+  - {{ id: dir_in, type: container.copy, from: local/tree, to: "{c}:/tmp/tree" }}
+  - {{ id: dir_out, type: container.copy, from: "{c}:/tmp/tree", to: back/tree }}
+  - {{ id: file_in, type: container.copy, from: local/tree/random.bin, to: "{c}:/tmp/one.bin" }}
+  - {{ id: file_out, type: container.copy, from: "{c}:/tmp/one.bin", to: back/one.bin }}
 "#
     );
     let t = Test::new().file("rb.yaml", yaml);
@@ -393,7 +409,7 @@ steps:
         "sha256sum {}",
         t.path("local/tree/random.bin").display()
     ));
-    let inside = docker_ok(&g.host, &["exec", &c, "sha256sum", "/data/tree/random.bin"]);
+    let inside = docker_ok(&g.host, &["exec", &c, "sha256sum", "/tmp/tree/random.bin"]);
     assert_eq!(&inside[..64], &local_sum[..64]);
     assert_eq!(
         std::fs::read(t.path("back/one.bin")).unwrap(),
@@ -409,7 +425,7 @@ steps:
         outputs(&report, "file_out")["path"].as_str().unwrap(),
         t.path("back/one.bin").display().to_string()
     );
-    assert_eq!(outputs(&report, "file_in")["path"], "/data/one.bin");
+    assert_eq!(outputs(&report, "file_in")["path"], "/tmp/one.bin");
     for id in ["dir_in", "dir_out"] {
         let o = outputs(&report, id);
         assert_eq!(o["bytes"], 300_006, "{id}: {o}");
@@ -437,8 +453,8 @@ steps:
   - {{ id: net1, type: network.create, name: {net} }}
   - {{ id: net2, type: network.create, name: {net} }}
   - {{ id: probe, type: health, container: {{ name: {c}, command: ["true"] }}, interval: 100ms, timeout: 30s }}
-  - {{ id: doomed, type: container.run, name: {dies}, image: "{tools}", command: [sh, -c, "echo last-words-1; echo last-words-2 >&2; exit 7"] }}
-  - {{ id: deadprobe, type: health, container: {{ name: {dies}, command: ["true"] }}, interval: 200ms, timeout: 120s, continue_on_error: true }}
+  - {{ id: doomed, type: container.run, name: {dies}, image: "{tools}", command: [sh, -c, "sleep 3; echo last-words-1; echo last-words-2 >&2; exit 7"] }}
+  - {{ id: deadprobe, type: health, container: {{ name: {dies}, command: ["false"] }}, interval: 200ms, timeout: 120s, continue_on_error: true }}
   - {{ id: rm1, type: container.remove, containers: [{c}] }}
   - {{ id: rm2, type: container.remove, containers: [{c}] }}
 "#
@@ -447,7 +463,10 @@ steps:
     let (ran, report) = run_book(&t, &[]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     let first = outputs(&report, "run")["id"].as_str().unwrap().to_owned();
-    let second = outputs(&report, "replaced")["id"].as_str().unwrap().to_owned();
+    let second = outputs(&report, "replaced")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(first.len(), 64);
     assert_ne!(first, second, "replace makes a new container");
     for (id, changed) in [
@@ -462,14 +481,23 @@ steps:
     ] {
         assert_eq!(outputs(&report, id)["changed"], changed, "{id}");
     }
-    assert_eq!(outputs(&report, "net1")["id"], outputs(&report, "net2")["id"]);
+    assert_eq!(
+        outputs(&report, "net1")["id"],
+        outputs(&report, "net2")["id"]
+    );
     let dead = step(&report, "deadprobe");
     assert_eq!(dead["status"], "failed");
     let err = dead["error"].as_str().unwrap();
     assert!(err.contains("exited with code 7"), "{err}");
-    assert!(err.contains("last-words-1") && err.contains("last-words-2"), "{err}");
+    assert!(
+        err.contains("last-words-1") && err.contains("last-words-2"),
+        "{err}"
+    );
     assert!(dead["duration_seconds"].as_f64().unwrap() < 30.0, "{dead}");
-    assert!(!docker(&g.host, &["inspect", &c]).status.success(), "removed");
+    assert!(
+        !docker(&g.host, &["inspect", &c]).status.success(),
+        "removed"
+    );
     docker_ok(&g.host, &["network", "inspect", &net]);
 
     // Without `replace`, an existing name fails the step and names the way out.
@@ -484,7 +512,10 @@ steps:
     let (ran, _) = run_book(&t, &[]);
     assert_eq!(ran.code, 1);
     let all = ran.stdout + &ran.stderr;
-    assert!(all.contains("already in use") && all.contains("replace: true"), "{all}");
+    assert!(
+        all.contains("already in use") && all.contains("replace: true"),
+        "{all}"
+    );
 }
 
 fn one_step_run(step_yaml: &str, env: &[(&str, &str)]) -> String {
@@ -517,7 +548,9 @@ fn clear_errors_through_rb() {
     let mut g = Guard::new(&engine1());
     let c = g.container(&name("img"));
     let out = one_step_run(
-        &format!("{{ id: a, type: container.run, name: {c}, image: \"rb-test/does-not-exist:0\" }}"),
+        &format!(
+            "{{ id: a, type: container.run, name: {c}, image: \"rb-test/does-not-exist:0\" }}"
+        ),
         &[],
     );
     assert!(
@@ -567,11 +600,7 @@ fn permission_denied_on_the_socket_is_explained() {
             &mut std::fs::metadata(&p).unwrap().permissions(),
             mode,
         );
-        std::fs::set_permissions(
-            &p,
-            std::os::unix::fs::PermissionsExt::from_mode(mode),
-        )
-        .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
     }
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", RB])
@@ -581,10 +610,13 @@ fn permission_denied_on_the_socket_is_explained() {
         .env("DOCKER_HOST", engine1())
         .output()
         .expect("setpriv runs");
-    let all = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let all =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
-        all.contains(&format!("permission denied on docker engine `unix://{sock}`")),
+        all.contains(&format!(
+            "permission denied on docker engine `unix://{sock}`"
+        )),
         "{all}"
     );
     assert!(all.contains("docker` group"), "{all}");
@@ -678,36 +710,49 @@ steps:
         ran.stdout
     );
     assert!(
-        ran.stdout.contains(&format!("ok   container {c} on default: running")),
+        ran.stdout
+            .contains(&format!("ok   container {c} on default: running")),
         "{}",
         ran.stdout
     );
     assert!(
-        ran.stdout.contains(&format!("ok   image     {tools} on default: present")),
+        ran.stdout
+            .contains(&format!("ok   image     {tools} on default: present")),
         "{}",
         ran.stdout
     );
     assert!(
-        ran.stdout.contains(&format!("ok   disk      {}: ", t.path("out").display())),
+        ran.stdout
+            .contains(&format!("ok   disk      {}: ", t.path("out").display())),
         "{}",
         ran.stdout
     );
-    assert!(!ran.stdout.contains(&created), "created by run: not probed\n{}", ran.stdout);
+    let checks = ran.stdout.split("Checks:").nth(1).unwrap();
+    assert!(
+        !checks.contains(&created),
+        "created by run: not probed\n{checks}"
+    );
     assert!(!ran.stdout.contains("FAIL"), "{}", ran.stdout);
     // Without --check: no probes.
     let plain = in_dir(&t, ["plan", "rb.yaml"]).expect(0);
     assert!(!plain.stdout.contains("Checks:"));
     // JSON carries the probes.
-    let json = in_dir(&t, ["plan", "rb.yaml", "--check", "--format", "json"])
-        .expect(0);
+    let json = in_dir(&t, ["plan", "rb.yaml", "--check", "--format", "json"]).expect(0);
     let doc: Value = serde_json::from_str(&json.stdout).unwrap();
-    assert!(doc["checks"].as_array().unwrap().iter().all(|p| p["ok"] == true));
+    assert!(
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["ok"] == true)
+    );
 
     // A stopped container is shown with its state.
     docker_ok(&g.host, &["stop", "-t", "0", &c]);
     let ran = in_dir(&t, ["plan", "rb.yaml", "--check"]).expect(0);
     assert!(
-        ran.stdout.contains(&format!("ok   container {c} on default: exited")),
+        ran.stdout
+            .contains(&format!("ok   container {c} on default: exited")),
         "{}",
         ran.stdout
     );
@@ -743,8 +788,9 @@ steps:
         .env("DOCKER_HOST", "unix:///nonexistent.sock")
         .expect(1);
     assert!(
-        ran.stdout
-            .contains("FAIL engine    default: docker engine `unix:///nonexistent.sock` is unreachable"),
+        ran.stdout.contains(
+            "FAIL engine    default: docker engine `unix:///nonexistent.sock` is unreachable"
+        ),
         "{}",
         ran.stdout
     );
