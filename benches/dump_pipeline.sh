@@ -15,7 +15,7 @@ trap cleanup EXIT
 
 docker run -d --name "$NAME" -e POSTGRES_PASSWORD=pw "$IMAGE" >/dev/null
 deadline=$((SECONDS + 120))
-until docker exec -u postgres "$NAME" psql -h 127.0.0.1 -tAc 'select 1' >/dev/null 2>&1; do
+until docker exec -e PGPASSWORD=pw -u postgres "$NAME" psql -h 127.0.0.1 -tAc 'select 1' >/dev/null 2>&1; do
   [ $SECONDS -lt $deadline ] || { echo "postgres did not start" >&2; exit 1; }
   sleep 0.2
 done
