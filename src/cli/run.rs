@@ -74,6 +74,7 @@ pub fn run(args: &Args) -> u8 {
             file: args.file.clone(),
             params: args.params.clone(),
             format: super::plan::Format::Text,
+            check: false,
         });
     }
     for p in &args.report {

@@ -167,6 +167,11 @@ fn open(endpoint: &str, tls: Option<&TlsFiles>) -> Result<Docker, DockerError> {
     if rest.is_empty() {
         return Err(bad("the address after `://` is empty".into()));
     }
+    if tls.is_some() {
+        // Both rustls providers are compiled in (bollard brings aws-lc-rs, we ask for ring), so
+        // rustls cannot pick one itself and panics: pick ring for the process, once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let result = match (scheme, tls) {
         ("unix", None) => Docker::connect_with_unix(endpoint, secs, API_DEFAULT_VERSION),
         ("unix" | "ssh", Some(_)) => {

@@ -2,5 +2,6 @@
 //! renderings for people and machines (`render`).
 
 pub mod build;
+pub mod check;
 pub mod graph;
 pub mod render;

@@ -133,7 +133,14 @@ pub async fn run_copy(cfg: &CopyConfig, cx: &StepCx) -> StepResult {
         split_container_path(&cfg.to),
     ) {
         (Some((container, path)), None) => {
-            engine.copy_out_to(container, path, &cx.path(&cfg.to)).await
+            // Like every step that writes a file, create its directory.
+            let dest = cx.path(&cfg.to);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StepError::failed(format!("cannot create `{}`: {e}", parent.display()))
+                })?;
+            }
+            engine.copy_out_to(container, path, &dest).await
         }
         (None, Some((container, path))) => {
             engine.copy_in(&cx.path(&cfg.from), container, path).await

@@ -3,6 +3,7 @@
 mod support;
 
 mod bad_input;
+mod containers;
 mod invalid;
 mod plan;
 mod reports;
