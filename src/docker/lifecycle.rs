@@ -18,6 +18,8 @@ use super::error::{DockerError, Subject};
 const POLL: Duration = Duration::from_millis(100);
 /// How long a container may take to be running after `start`, and to vanish after `remove`.
 const SETTLE: Duration = Duration::from_mins(1);
+/// How long a started container is watched for an immediate exit.
+const EARLY_EXIT: Duration = Duration::from_millis(750);
 /// How many log lines an error about an exited container carries.
 const ERROR_LOG_LINES: usize = 20;
 
@@ -185,10 +187,18 @@ impl Engine {
             )
         })?;
         let start = Instant::now();
+        let mut running_since: Option<Instant> = None;
         loop {
             let state = self.inspect_state(name).await?;
             if state.running {
-                return Ok(true);
+                // A container that dies at once (a bad command, a missing file) is briefly
+                // "running": watch it for a moment before calling it started.
+                let since = *running_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= EARLY_EXIT {
+                    return Ok(true);
+                }
+                tokio::time::sleep(POLL).await;
+                continue;
             }
             if state.status == "exited" || state.status == "dead" {
                 let code = state.exit_code.unwrap_or(-1);
