@@ -19,10 +19,6 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
-#[expect(
-    clippy::struct_excessive_bools,
-    reason = "independent command-line switches"
-)]
 pub struct Args {
     /// The runbook.
     pub file: PathBuf,
@@ -180,7 +176,12 @@ async fn run_async(args: &Args) -> u8 {
     let Some(prepared) = prepare(&args.file, &params, Mode::Run, &run_id, secrets) else {
         return exit_code::INVALID;
     };
-    let ids: Vec<&str> = prepared.runbook.steps.iter().map(|s| s.id()).collect();
+    let ids: Vec<&str> = prepared
+        .runbook
+        .steps
+        .iter()
+        .map(crate::runbook::model::Step::id)
+        .collect();
     for step in args
         .from
         .iter()
@@ -295,6 +296,14 @@ async fn run_async(args: &Args) -> u8 {
         }
     }
     drop(sinks);
+    // The command that continues this run: the state directory too when it was given.
+    let resume = format!(
+        "rb run {}{} --resume {run_id}",
+        args.file.display(),
+        args.state_dir
+            .as_ref()
+            .map_or_else(String::new, |d| format!(" --state-dir {}", d.display()))
+    );
     match outcome {
         RunOutcome::Succeeded => {
             let over = report.as_ref().and_then(|r| r.rto_met) == Some(false);
@@ -305,23 +314,19 @@ async fn run_async(args: &Args) -> u8 {
             }
         }
         RunOutcome::Failed => {
-            eprintln!(
-                "fix the cause, then continue with: rb run {} --resume {run_id}",
-                args.file.display()
-            );
+            eprintln!("fix the cause, then continue with: {resume}");
             exit_code::STEP_FAILED
         }
         RunOutcome::GatePending => {
             let gates = pending_gates(&events);
             let approve: Vec<String> = gates.iter().map(|g| format!("--approve {g}")).collect();
             eprintln!(
-                "waiting for approval of gate {}; approve and continue with:\n  rb run {} --resume {run_id} {}",
+                "waiting for approval of gate {}; approve and continue with:\n  {resume} {}",
                 gates
                     .iter()
                     .map(|g| format!("`{g}`"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                args.file.display(),
                 approve.join(" ")
             );
             exit_code::GATE_NOT_APPROVED

@@ -285,6 +285,10 @@ impl Run {
 
     /// Render, check `when` and resume state, and return the task that runs step `i`
     /// (`None` when it ended without running).
+    #[expect(
+        clippy::too_many_lines,
+        reason = "when, render, resume check and the task, in the order they happen"
+    )]
     fn start(&mut self, i: usize) -> Option<impl Future<Output = Finished> + Send + 'static> {
         let step = self.req.runbook.steps[i].clone();
         let id = step.id().to_owned();
@@ -329,30 +333,30 @@ impl Run {
                 return None;
             }
         };
-        let masked = serde_json::to_value(&kind)
-            .map(|v| build::mask_json(v, &masker))
-            .unwrap_or(Json::Null);
-        let fingerprint = build::fingerprint(&step, &masked);
+        let masked_config =
+            serde_json::to_value(&kind).map_or(Json::Null, |v| build::mask_json(v, &masker));
+        let fingerprint = build::fingerprint(&step, &masked_config);
         let forced =
             self.req.rerun.contains(&id) || self.req.only.as_ref().is_some_and(|o| o.contains(&id));
-        if !forced && let Some(done) = self.req.done.get(&id) {
-            if done.fingerprint == fingerprint {
-                self.state[i] = State::Ended(Outcome::Succeeded);
-                self.outputs
-                    .insert(id.clone(), Json::Object(done.outputs.clone()));
-                self.emit(EventKind::StepFinished {
-                    step: id,
-                    outcome: Outcome::Succeeded,
-                    attempts: 0,
-                    duration_seconds: 0.0,
-                    fingerprint,
-                    outputs: done.outputs.clone(),
-                    error: None,
-                    reason: Some("succeeded in the resumed run with the same definition".into()),
-                    reused: true,
-                });
-                return None;
-            }
+        if !forced
+            && let Some(done) = self.req.done.get(&id)
+            && done.fingerprint == fingerprint
+        {
+            self.state[i] = State::Ended(Outcome::Succeeded);
+            self.outputs
+                .insert(id.clone(), Json::Object(done.outputs.clone()));
+            self.emit(EventKind::StepFinished {
+                step: id,
+                outcome: Outcome::Succeeded,
+                attempts: 0,
+                duration_seconds: 0.0,
+                fingerprint,
+                outputs: done.outputs.clone(),
+                error: None,
+                reason: Some("succeeded in the resumed run with the same definition".into()),
+                reused: true,
+            });
+            return None;
         }
         self.state[i] = State::Running;
         let cancel = if step.common.always {
@@ -469,6 +473,11 @@ impl Run {
             self.outputs
                 .insert(id.clone(), Json::Object(outputs.clone()));
         }
+        // Later steps of this run see the real values; what is recorded or shown is masked
+        // (a secret in a file name, in an I/O error naming that file, …).
+        let masker = self.req.ctx.masker();
+        let outputs = mask_outputs(outputs, &masker);
+        let error = error.map(|e| masker.mask(&e));
         self.emit(EventKind::StepFinished {
             step: id,
             outcome,
@@ -484,6 +493,25 @@ impl Run {
             self.note_failure(f.index);
         }
     }
+}
+
+/// Outputs with every secret masked, in keys (file names) as well as values.
+fn mask_outputs(outputs: Outputs, masker: &crate::template::Masker) -> Outputs {
+    fn mask(v: Json, masker: &crate::template::Masker) -> Json {
+        match v {
+            Json::String(s) => Json::String(masker.mask(&s)),
+            Json::Array(a) => Json::Array(a.into_iter().map(|x| mask(x, masker)).collect()),
+            Json::Object(o) => Json::Object(mask_outputs(o, masker)),
+            other => other,
+        }
+    }
+    if masker.is_empty() {
+        return outputs;
+    }
+    outputs
+        .into_iter()
+        .map(|(k, v)| (masker.mask(&k), mask(v, masker)))
+        .collect()
 }
 
 /// Attempts with timeout and retries. Returns the last result and the number of attempts.
@@ -535,7 +563,7 @@ async fn attempt_loop(
             step: cx.step_id.clone(),
             attempt: attempt + 1,
             delay_seconds: delay.as_secs_f64(),
-            error: error.clone(),
+            error: cx.masker.mask(error),
         });
         tokio::select! {
             () = tokio::time::sleep(delay) => {}

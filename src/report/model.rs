@@ -63,6 +63,14 @@ pub struct Report {
 }
 
 /// Build the report from a run's events (all attempts, resumed ones included).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one pass over the events, one arm per kind"
+)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "step durations in milliseconds fit an i64"
+)]
 pub fn build(events: &[RunEvent]) -> Option<Report> {
     let first = events.first()?;
     let EventKind::RunStarted {

@@ -51,6 +51,12 @@ impl Terminal {
     }
 
     /// Show one event.
+    #[expect(clippy::too_many_lines, reason = "one arm per event kind")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a non-negative byte rate shown rounded"
+    )]
     pub fn event(&mut self, e: &RunEvent) {
         match &e.kind {
             EventKind::RunStarted {

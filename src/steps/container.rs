@@ -198,7 +198,7 @@ pub enum Action {
 pub async fn run_containers(cfg: &ContainersConfig, cx: &StepCx, action: Action) -> StepResult {
     let engine = cx.engines.get(cfg.host.as_deref())?;
     let names: Vec<&str> = cfg.containers.iter().map(String::as_str).collect();
-    let wait = cx.timeout.unwrap_or(Duration::from_secs(60));
+    let wait = cx.timeout.unwrap_or(Duration::from_mins(1));
     let work = async {
         match action {
             Action::Start => engine.start(&names, wait).await,

@@ -81,7 +81,7 @@ pub async fn run(cfg: &HealthConfig, cx: &StepCx) -> StepResult {
                 command: probe.command.clone(),
                 user: None,
                 interval,
-                timeout: cx.timeout.unwrap_or(Duration::from_secs(60)),
+                timeout: cx.timeout.unwrap_or(Duration::from_mins(1)),
             })
             .await
             .map_err(|e| StepError::from(e).masked(&cx.masker))?;
@@ -106,7 +106,7 @@ pub async fn run(cfg: &HealthConfig, cx: &StepCx) -> StepResult {
         match result {
             Ok(()) => return Ok(outputs(attempts, tried.elapsed())),
             Err(why) => {
-                let deadline = cx.timeout.unwrap_or(Duration::from_secs(60));
+                let deadline = cx.timeout.unwrap_or(Duration::from_mins(1));
                 if started.elapsed() + interval > deadline {
                     return Err(StepError::failed(cx.masker.mask(&format!(
                         "not healthy after {attempts} attempts in {:.1}s: {why}",

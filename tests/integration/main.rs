@@ -5,4 +5,5 @@ mod support;
 mod bad_input;
 mod invalid;
 mod plan;
+mod run;
 mod schema;
