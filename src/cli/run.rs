@@ -304,6 +304,14 @@ async fn run_async(args: &Args) -> u8 {
         write_reports(args, &state, &run_dir, r);
     }
     drop(sinks);
+    // The command that continues this run: the state directory too when it was given.
+    let resume = format!(
+        "rb run {}{} --resume {run_id}",
+        args.file.display(),
+        args.state_dir
+            .as_ref()
+            .map_or_else(String::new, |d| format!(" --state-dir {}", d.display()))
+    );
     match outcome {
         RunOutcome::Succeeded => {
             let over = report.as_ref().and_then(|r| r.rto_met) == Some(false);
@@ -314,23 +322,19 @@ async fn run_async(args: &Args) -> u8 {
             }
         }
         RunOutcome::Failed => {
-            eprintln!(
-                "fix the cause, then continue with: rb run {} --resume {run_id}",
-                args.file.display()
-            );
+            eprintln!("fix the cause, then continue with: {resume}");
             exit_code::STEP_FAILED
         }
         RunOutcome::GatePending => {
             let gates = pending_gates(&events);
             let approve: Vec<String> = gates.iter().map(|g| format!("--approve {g}")).collect();
             eprintln!(
-                "waiting for approval of gate {}; approve and continue with:\n  rb run {} --resume {run_id} {}",
+                "waiting for approval of gate {}; approve and continue with:\n  {resume} {}",
                 gates
                     .iter()
                     .map(|g| format!("`{g}`"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                args.file.display(),
                 approve.join(" ")
             );
             exit_code::GATE_NOT_APPROVED

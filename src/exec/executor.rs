@@ -490,6 +490,11 @@ impl Run {
             self.outputs
                 .insert(id.clone(), Json::Object(outputs.clone()));
         }
+        // Later steps of this run see the real values; what is recorded or shown is masked
+        // (a secret in a file name, in an I/O error naming that file, …).
+        let masker = self.req.ctx.masker();
+        let outputs = mask_outputs(outputs, &masker);
+        let error = error.map(|e| masker.mask(&e));
         self.emit(EventKind::StepFinished {
             step: id,
             outcome,
@@ -505,6 +510,25 @@ impl Run {
             self.note_failure(f.index);
         }
     }
+}
+
+/// Outputs with every secret masked, in keys (file names) as well as values.
+fn mask_outputs(outputs: Outputs, masker: &crate::template::Masker) -> Outputs {
+    fn mask(v: Json, masker: &crate::template::Masker) -> Json {
+        match v {
+            Json::String(s) => Json::String(masker.mask(&s)),
+            Json::Array(a) => Json::Array(a.into_iter().map(|x| mask(x, masker)).collect()),
+            Json::Object(o) => Json::Object(mask_outputs(o, masker)),
+            other => other,
+        }
+    }
+    if masker.is_empty() {
+        return outputs;
+    }
+    outputs
+        .into_iter()
+        .map(|(k, v)| (masker.mask(&k), mask(v, masker)))
+        .collect()
 }
 
 /// Attempts with timeout and retries. Returns the last result and the number of attempts.
@@ -558,7 +582,7 @@ async fn attempt_loop(
             step: cx.step_id.clone(),
             attempt: attempt + 1,
             delay_seconds: delay.as_secs_f64(),
-            error: error.clone(),
+            error: cx.masker.mask(error),
         });
         tokio::select! {
             () = tokio::time::sleep(delay) => {}

@@ -7,4 +7,5 @@ mod containers;
 mod invalid;
 mod plan;
 mod reports;
+mod run;
 mod schema;

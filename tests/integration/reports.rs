@@ -10,7 +10,10 @@ use std::process::Command;
 const OLD: &str = "20261125T020000Z-0001";
 const NEW: &str = "20261126T020000Z-0002";
 
-#[expect(clippy::needless_pass_by_value, reason = "callers build the value inline")]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "callers build the value inline"
+)]
 fn ev(at: &str, event: &str, fields: Value) -> String {
     let mut v = json!({ "at": at, "event": event });
     v.as_object_mut()
@@ -40,7 +43,10 @@ fn step(at: &str, id: &str, ty: &str, attempt: u32) -> String {
     )
 }
 
-#[expect(clippy::needless_pass_by_value, reason = "callers build the value inline")]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "callers build the value inline"
+)]
 fn finished(at: &str, id: &str, outcome: &str, attempts: u32, secs: f64, extra: Value) -> String {
     let mut f = json!({
         "step": id, "outcome": outcome, "attempts": attempts, "duration_seconds": secs,
@@ -578,7 +584,8 @@ fn documented_alert_rules_fire_on_the_metrics_rb_writes() {
         metrics
             .lines()
             .find(|l| l.starts_with(&format!("{name}{{")))
-            .and_then(|l| l.split_once(' ')).map_or_else(|| panic!("no {name} in\n{metrics}"), |(s, _)| s.to_owned())
+            .and_then(|l| l.split_once(' '))
+            .map_or_else(|| panic!("no {name} in\n{metrics}"), |(s, _)| s.to_owned())
     };
     std::fs::write(t.path("rules.yml"), documented_rules()).unwrap();
     let tests = format!(
