@@ -545,3 +545,393 @@ fn disaster_recovery_rebuilds_every_service_from_the_backup() {
         assert!(text.contains(step), "report mentions {step}");
     }
 }
+
+/// Every entry under `dir` (relative name → mode and content; a link's target; `dir` for
+/// directories), for byte-for-byte comparisons of trees.
+fn tree(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| {
+            let e = e.expect("walk");
+            let meta = e.path().symlink_metadata().expect("stat");
+            let content = if meta.file_type().is_symlink() {
+                std::fs::read_link(e.path())
+                    .expect("link")
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else if meta.is_dir() {
+                b"dir".to_vec()
+            } else {
+                std::fs::read(e.path()).expect("read")
+            };
+            let rel = e.path().strip_prefix(dir).expect("under dir");
+            (
+                rel.display().to_string(),
+                (meta.permissions().mode(), content),
+            )
+        })
+        .collect()
+}
+
+fn write_file(path: &Path, content: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, content).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The one `.tar.gz` in the single dated directory under `root` whose name starts with `prefix`.
+fn only_file(root: &Path, prefix: &str) -> PathBuf {
+    let dated: Vec<_> = std::fs::read_dir(root)
+        .expect("backup root")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert_eq!(
+        dated.len(),
+        1,
+        "one dated directory under {}",
+        root.display()
+    );
+    let found: Vec<PathBuf> = std::fs::read_dir(dated[0].path())
+        .expect("dated dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with(prefix) && n.ends_with(".tar.gz")
+            })
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one {prefix}* file: {found:?}");
+    found.into_iter().next().expect("one")
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn output_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn sha256sum_ok(dir: &Path, list: &str) {
+    let c = Command::new("sha256sum")
+        .args(["-c", list])
+        .current_dir(dir)
+        .output()
+        .expect("sha256sum");
+    assert!(
+        c.status.success(),
+        "sha256sum -c {list}: {}",
+        String::from_utf8_lossy(&c.stdout)
+    );
+}
+
+#[test]
+fn config_backup_restores_byte_identical_and_refuses_a_corrupted_archive() {
+    let env = Env::new("cfg");
+    let pw = password("cfg");
+    let app = env.path("app");
+    write_file(&app.join(".env"), "DATABASE_URL=postgres://db\n", 0o644);
+    write_file(&app.join(".env.production"), "SECRET_KEY=abc\n", 0o600);
+    write_file(&app.join("docker-compose.yml"), "services: {}\n", 0o644);
+    write_file(
+        &app.join("docker-compose.prod.yml"),
+        "services: {x: {}}\n",
+        0o640,
+    );
+    write_file(&app.join("startup.sh"), "#!/bin/sh\nexec app\n", 0o750);
+    write_file(&app.join("main.py"), "print(1)\n", 0o644);
+    write_file(&app.join("node_modules/x/index.js"), "x\n", 0o644);
+    let config = [
+        ".env",
+        ".env.production",
+        "docker-compose.prod.yml",
+        "docker-compose.yml",
+        "startup.sh",
+    ];
+    let expected: BTreeMap<_, _> = tree(&app)
+        .into_iter()
+        .filter(|(k, _)| config.contains(&k.as_str()))
+        .collect();
+    assert_eq!(expected.len(), config.len());
+
+    let root = env.path("backups/config");
+    let out = rb(
+        &env,
+        &pw,
+        &[
+            "run",
+            "runbooks/backup/config.yaml",
+            "-p",
+            &format!("app_dir={}", app.display()),
+            "-p",
+            &format!("backup_root={}", root.display()),
+        ],
+    );
+    expect_code(&out, 0);
+    let archive = only_file(&root, "config_");
+    let dir = archive.parent().expect("dated dir");
+    let archive_name = archive.file_name().expect("name").to_string_lossy();
+    assert!(archive_name.ends_with(".tar.gz"));
+    assert_eq!(
+        names_in(dir),
+        vec!["SHA256SUMS".to_owned(), archive_name.to_string()],
+        "only the archive and its sums: no staging or scratch left"
+    );
+    sha256sum_ok(dir, "SHA256SUMS");
+
+    let dest = env.path("restored/config");
+    let out = rb(
+        &env,
+        &pw,
+        &[
+            "run",
+            "runbooks/restore/config.yaml",
+            "-p",
+            &format!("archive={}", archive.display()),
+            "-p",
+            &format!("dest={}", dest.display()),
+        ],
+    );
+    expect_code(&out, 0);
+    assert_eq!(tree(&dest), expected, "contents and modes restored exactly");
+
+    // One flipped byte: refused by the checksum before anything is extracted.
+    let mut bytes = std::fs::read(&archive).expect("archive");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&archive, bytes).expect("corrupt");
+    let dest2 = env.path("restored/config2");
+    let out = rb(
+        &env,
+        &pw,
+        &[
+            "run",
+            "runbooks/restore/config.yaml",
+            "-p",
+            &format!("archive={}", archive.display()),
+            "-p",
+            &format!("dest={}", dest2.display()),
+        ],
+    );
+    expect_code(&out, 1);
+    let text = output_text(&out);
+    assert!(text.contains("verify_checksum"), "{text}");
+    assert!(
+        !dest2.exists(),
+        "nothing extracted from a corrupted archive"
+    );
+    assert_eq!(
+        names_in(&env.path("restored")),
+        vec!["config".to_owned()],
+        "no staging directory left beside the destination"
+    );
+}
+
+#[test]
+fn source_backup_leaves_out_dependencies_and_build_output() {
+    use std::os::unix::fs::symlink;
+    let env = Env::new("src");
+    let pw = password("src");
+    let app = env.path("codexos");
+    write_file(&app.join("backend/main.py"), "print('hi')\n", 0o644);
+    write_file(&app.join("backend/requirements.txt"), "fastapi\n", 0o644);
+    write_file(&app.join("scripts/run.sh"), "#!/bin/sh\n", 0o755);
+    write_file(&app.join("frontend/package.json"), "{}\n", 0o644);
+    write_file(&app.join("frontend/src/app.tsx"), "export {}\n", 0o600);
+    write_file(&app.join("docs/building.md"), "# not a build dir\n", 0o644);
+    symlink("backend/main.py", app.join("main.py")).expect("symlink");
+    for junk in [
+        "node_modules/a/index.js",
+        "frontend/node_modules/b/index.js",
+        "venv/bin/python",
+        "backend/venv/lib/x.py",
+        ".git/HEAD",
+        "dist/app.js",
+        "frontend/dist/bundle.js",
+        "build/out.o",
+        "frontend/build/index.html",
+    ] {
+        write_file(&app.join(junk), "junk\n", 0o644);
+    }
+    let excluded = ["node_modules", "venv", ".git", "dist", "build"];
+    let expected: BTreeMap<_, _> = tree(&app)
+        .into_iter()
+        .filter(|(k, _)| !k.split('/').any(|c| excluded.contains(&c)))
+        .collect();
+    assert!(expected.contains_key("docs/building.md") && expected.contains_key("main.py"));
+
+    let root = env.path("backups/source");
+    let out = rb(
+        &env,
+        &pw,
+        &[
+            "run",
+            "runbooks/backup/source.yaml",
+            "-p",
+            &format!("app_dir={}", app.display()),
+            "-p",
+            &format!("backup_root={}", root.display()),
+        ],
+    );
+    expect_code(&out, 0);
+    let archive = only_file(&root, "codexos_source_");
+    sha256sum_ok(archive.parent().expect("dir"), "SHA256SUMS");
+    let listed = Command::new("tar")
+        .arg("tzf")
+        .arg(&archive)
+        .output()
+        .expect("tar");
+    assert!(listed.status.success());
+    let listed = String::from_utf8(listed.stdout).expect("utf-8");
+    for name in listed.lines() {
+        assert!(!name.starts_with('/'), "absolute name {name}");
+        assert!(
+            !name
+                .trim_end_matches('/')
+                .split('/')
+                .any(|c| excluded.contains(&c)),
+            "{name} should have been excluded"
+        );
+    }
+    assert!(listed.lines().any(|l| l == "backend/main.py"), "{listed}");
+
+    let dest = env.path("restored/codexos");
+    let out = rb(
+        &env,
+        &pw,
+        &[
+            "run",
+            "runbooks/restore/source.yaml",
+            "-p",
+            &format!("archive={}", archive.display()),
+            "-p",
+            &format!("dest={}", dest.display()),
+        ],
+    );
+    expect_code(&out, 0);
+    assert_eq!(tree(&dest), expected, "everything else restored exactly");
+}
+
+#[test]
+fn userdata_backup_archives_only_what_is_present() {
+    let env = Env::new("ud");
+    let pw = password("ud");
+    let uploads = env.path("data/uploads");
+    write_file(&uploads.join("u1/avatar.png"), "png-bytes", 0o644);
+    write_file(&uploads.join("u2/report.pdf"), "pdf-bytes", 0o640);
+    let root = env.path("backups/userdata");
+    let out = rb(
+        &env,
+        &pw,
+        &[
+            "run",
+            "runbooks/backup/userdata.yaml",
+            "-p",
+            &format!("uploads_dir={}", uploads.display()),
+            "-p",
+            &format!("rag_dir={}", env.path("data/rag_documents").display()),
+            "-p",
+            &format!("backup_root={}", root.display()),
+        ],
+    );
+    expect_code(&out, 0);
+    let text = output_text(&out);
+    assert!(text.contains("rag skipped"), "{text}");
+    let archive = only_file(&root, "uploads_");
+    let dir = archive.parent().expect("dated dir");
+    let name = archive
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        names_in(dir),
+        vec![name.clone(), format!("{name}.sha256")],
+        "one archive and its checksum, no RAG archive"
+    );
+    sha256sum_ok(dir, &format!("{name}.sha256"));
+    let sums = std::fs::read_to_string(dir.join(format!("{name}.sha256"))).expect("sums");
+    assert_eq!(sums.lines().count(), 1);
+    assert!(sums.trim_end().ends_with(&format!("  {name}")), "{sums}");
+    let listed = Command::new("tar")
+        .arg("tzf")
+        .arg(&archive)
+        .output()
+        .expect("tar");
+    let listed = String::from_utf8(listed.stdout).expect("utf-8");
+    assert!(
+        listed.lines().any(|l| l == "uploads/u2/report.pdf"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn backup_verification_drill_restores_into_a_scratch_server_and_compares() {
+    let mut env = Env::new("drill");
+    let pw = password("drill");
+    let pg = env.name("pg");
+    let (scratch1, scratch2) = (env.name("scratch1"), env.name("scratch2"));
+    start_pg(&pg, &pw);
+    seed(&pg, &pw);
+    let before = fingerprint(&pg, &pw, DB);
+    backup(&env, &pw, &pg);
+
+    let drill = |scratch: &str| {
+        rb(
+            &env,
+            &pw,
+            &[
+                "run",
+                "runbooks/drills/backup-verification.yaml",
+                "-p",
+                &format!("live={pg}"),
+                "-p",
+                &format!("scratch={scratch}"),
+                "-p",
+                &format!("image={}", pg_image()),
+                "-p",
+                &format!("backup_root={}", env.path("backups").display()),
+            ],
+        )
+    };
+    let out = drill(&scratch1);
+    expect_code(&out, 0);
+    assert!(
+        !docker(&["inspect", &scratch1]).status.success(),
+        "the scratch container is removed"
+    );
+    assert_eq!(
+        fingerprint(&pg, &pw, DB),
+        before,
+        "the live database is untouched"
+    );
+
+    // The live database drifted from the backup: the drill fails on the comparison, and the
+    // scratch container is still removed.
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "update users set email = 'changed' where id = 7",
+    );
+    let out = drill(&scratch2);
+    expect_code(&out, 1);
+    let text = output_text(&out);
+    assert!(text.contains("compare"), "{text}");
+    assert!(
+        !docker(&["inspect", &scratch2]).status.success(),
+        "the scratch container is removed after a failed drill"
+    );
+}
