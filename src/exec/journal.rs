@@ -27,13 +27,21 @@ impl Journal {
         &self.path
     }
 
-    /// Append one event. Progress events are not synced (they are many and only
-    /// informative); every other event is on disk when this returns.
+    /// Append one event: written to the file at once, and synced to disk for the events
+    /// resume depends on (a run started, a step finished, a gate answered, the run
+    /// finished). A `StepStarted` lost in a crash changes nothing: a step without its
+    /// `StepFinished` is re-run anyway, so syncing it would only double the cost per step.
     pub fn append(&mut self, event: &RunEvent) -> io::Result<()> {
         let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
-        if !matches!(event.kind, EventKind::StepProgressed { .. }) {
+        if matches!(
+            event.kind,
+            EventKind::RunStarted { .. }
+                | EventKind::StepFinished { .. }
+                | EventKind::GateAnswered { .. }
+                | EventKind::RunFinished { .. }
+        ) {
             self.file.sync_data()?;
         }
         Ok(())
