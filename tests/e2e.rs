@@ -613,30 +613,13 @@ fn pitr_args(params: &[String]) -> Vec<String> {
     a
 }
 
-#[test]
-fn pitr_restores_exactly_the_rows_committed_before_the_target() {
-    let mut env = Env::new("pitr");
-    let pw = password("pitr");
-    let pg = env.name("pg");
-    let restored = env.name("restored");
-    env.name("restored-prep");
-    let archive = format!("{}-archive", env.prefix);
-    let data = format!("{}-pgdata", env.prefix);
-    env.volumes.push(archive.clone());
-    env.volumes.push(data.clone());
-    start_archiving_pg(&pg, &pw, &archive);
-    psql_ok(
-        &pg,
-        &pw,
-        DB,
-        "create table events(id int primary key, batch text not null)",
-    );
-
-    let started = Instant::now();
+/// Runs backup/wal-archive.yaml against `pg`; checks SHA256SUMS and the catalog line.
+/// Returns the backup root and the backup's end time.
+fn pitr_base_backup(env: &Env, pw: &str, pg: &str) -> (PathBuf, String) {
     let root = env.path("base");
     let out = rb(
-        &env,
-        &pw,
+        env,
+        pw,
         &[
             "run",
             "runbooks/backup/wal-archive.yaml",
@@ -666,11 +649,36 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target() {
     ] {
         assert!(listed.contains(f), "{listed}");
     }
-    let inner = docker(&["exec", &pg, "ls", "-A", "/backup"]);
+    let inner = docker(&["exec", pg, "ls", "-A", "/backup"]);
     assert!(
         String::from_utf8_lossy(&inner.stdout).trim().is_empty(),
         "the in-container copy was removed"
     );
+
+    (root, end)
+}
+
+#[test]
+fn pitr_restores_exactly_the_rows_committed_before_the_target() {
+    let mut env = Env::new("pitr");
+    let pw = password("pitr");
+    let pg = env.name("pg");
+    let restored = env.name("restored");
+    env.name("restored-prep");
+    let archive = format!("{}-archive", env.prefix);
+    let data = format!("{}-pgdata", env.prefix);
+    env.volumes.push(archive.clone());
+    env.volumes.push(data.clone());
+    start_archiving_pg(&pg, &pw, &archive);
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "create table events(id int primary key, batch text not null)",
+    );
+
+    let started = Instant::now();
+    let (root, end) = pitr_base_backup(&env, &pw, &pg);
 
     // Batch A, the target from the server's clock, batch B, archived.
     psql_ok(
