@@ -714,10 +714,18 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target() {
     // Outside the window: before the base backup ended, after the newest archived commit,
     // and without an offset. Nothing is started.
     let far = "2099-01-01T00:00:00+00".to_owned();
-    for (bad, step) in [
-        ("2000-01-01T00:00:00+00", "choose"),
-        (far.as_str(), "wal_window"),
-        (target.trim_end_matches("+00"), "target"),
+    for (bad, step, why) in [
+        ("2000-01-01T00:00:00+00", "choose", "ends before the target"),
+        (
+            far.as_str(),
+            "wal_window",
+            "is after the newest archived commit",
+        ),
+        (
+            target.trim_end_matches("+00"),
+            "target",
+            "(an explicit offset)",
+        ),
     ] {
         let out = rb(
             &env,
@@ -730,7 +738,10 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target() {
         expect_code(&out, 1);
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
-        assert!(text.contains(step), "{bad} refused at {step}: {text}");
+        assert!(
+            text.contains(&format!("✘ {step} failed")) && text.contains(why),
+            "{bad} refused at {step}: {text}"
+        );
         assert!(
             !docker(&["inspect", &restored]).status.success(),
             "no server started for {bad}"
