@@ -935,3 +935,229 @@ fn backup_verification_drill_restores_into_a_scratch_server_and_compares() {
         "the scratch container is removed after a failed drill"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Point-in-time recovery: backup/wal-archive.yaml and restore/pitr.yaml.
+// ---------------------------------------------------------------------------------------------
+
+/// A primary that archives its WAL into the named volume `archive` (mounted at /archive).
+fn start_archiving_pg(name: &str, pw: &str, archive: &str) {
+    let env = format!("POSTGRES_PASSWORD={pw}");
+    let vol = format!("{archive}:/archive");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-e",
+        "POSTGRES_USER=codexos",
+        "-e",
+        &env,
+        "-e",
+        "POSTGRES_DB=codexos_db",
+        "-v",
+        &vol,
+        &pg_image(),
+        "-c",
+        "wal_level=replica",
+        "-c",
+        "archive_mode=on",
+        "-c",
+        "archive_command=test ! -f /archive/%f && cp %p /archive/%f.tmp && mv /archive/%f.tmp /archive/%f",
+        "-c",
+        "archive_timeout=60",
+        "-c",
+        "timezone=UTC",
+    ]);
+    poll("postgres to answer on TCP", Duration::from_mins(1), || {
+        psql(name, pw, DB, "select 1").status.success()
+    });
+}
+
+const SERVER_NOW: &str =
+    "select to_char(clock_timestamp() at time zone 'UTC','YYYY-MM-DD\"T\"HH24:MI:SS.US')||'+00'";
+
+/// Switches to a new WAL segment and waits until the one just closed is archived.
+fn switch_and_archive(pg: &str, pw: &str) {
+    let seg = psql_ok(pg, pw, DB, "select pg_walfile_name(pg_switch_wal())");
+    poll(
+        &format!("segment {seg} to be archived"),
+        Duration::from_mins(2),
+        || {
+            let last = psql_ok(
+                pg,
+                pw,
+                DB,
+                "select coalesce(last_archived_wal, '') from pg_stat_archiver",
+            );
+            !last.is_empty() && last.as_str() >= seg.as_str()
+        },
+    );
+}
+
+fn pitr_args(params: &[String]) -> Vec<String> {
+    let mut a = vec!["run".to_owned(), "runbooks/restore/pitr.yaml".to_owned()];
+    for p in params {
+        a.extend(["-p".to_owned(), p.clone()]);
+    }
+    a
+}
+
+/// Runs backup/wal-archive.yaml against `pg`; checks SHA256SUMS and the catalog line.
+/// Returns the backup root and the backup's end time.
+fn pitr_base_backup(env: &Env, pw: &str, pg: &str) -> (PathBuf, String) {
+    let root = env.path("base");
+    let out = rb(
+        env,
+        pw,
+        &[
+            "run",
+            "runbooks/backup/wal-archive.yaml",
+            "-p",
+            &format!("container={pg}"),
+            "-p",
+            &format!("backup_root={}", root.display()),
+        ],
+    );
+    expect_code(&out, 0);
+    let catalog = std::fs::read_to_string(root.join("catalog.jsonl")).expect("catalog");
+    let entry: serde_json::Value = serde_json::from_str(catalog.trim()).expect("one JSON line");
+    let dir = PathBuf::from(entry["dir"].as_str().expect("dir"));
+    let end = entry["end"].as_str().expect("end").to_owned();
+    assert!(end.ends_with("+00"), "end time with an offset: {end}");
+    let c = Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&dir)
+        .output()
+        .expect("sha256sum");
+    let listed = String::from_utf8_lossy(&c.stdout);
+    assert!(c.status.success(), "sha256sum -c: {listed}");
+    for f in [
+        "base.tar.gz: OK",
+        "pg_wal.tar.gz: OK",
+        "backup_manifest: OK",
+    ] {
+        assert!(listed.contains(f), "{listed}");
+    }
+    let inner = docker(&["exec", pg, "ls", "-A", "/backup"]);
+    assert!(
+        String::from_utf8_lossy(&inner.stdout).trim().is_empty(),
+        "the in-container copy was removed"
+    );
+
+    (root, end)
+}
+
+#[test]
+fn pitr_restores_exactly_the_rows_committed_before_the_target() {
+    let mut env = Env::new("pitr");
+    let pw = password("pitr");
+    let pg = env.name("pg");
+    let restored = env.name("restored");
+    env.name("restored-prep");
+    let archive = format!("{}-archive", env.prefix);
+    let data = format!("{}-pgdata", env.prefix);
+    env.volumes.push(archive.clone());
+    env.volumes.push(data.clone());
+    start_archiving_pg(&pg, &pw, &archive);
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "create table events(id int primary key, batch text not null)",
+    );
+
+    let started = Instant::now();
+    let (root, end) = pitr_base_backup(&env, &pw, &pg);
+
+    // Batch A, the target from the server's clock, batch B, archived.
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "insert into events select g, 'A' from generate_series(1, 500) g",
+    );
+    let target = psql_ok(&pg, &pw, DB, SERVER_NOW);
+    assert!(target.as_str() > end.as_str(), "{target} after {end}");
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "insert into events select g, 'B' from generate_series(501, 800) g",
+    );
+    switch_and_archive(&pg, &pw);
+
+    // The disaster: the primary and its data are gone (the archive volume stays).
+    docker_ok(&["rm", "-f", "-v", &pg]);
+
+    let params = |target: &str| {
+        vec![
+            format!("target_time={target}"),
+            format!("backup_root={}", root.display()),
+            format!("archive_volume={archive}"),
+            format!("data_volume={data}"),
+            format!("container={restored}"),
+            format!("image={}", pg_image()),
+        ]
+    };
+
+    // Outside the window: before the base backup ended, after the newest archived commit,
+    // and without an offset. Nothing is started.
+    let far = "2099-01-01T00:00:00+00".to_owned();
+    for (bad, step, why) in [
+        ("2000-01-01T00:00:00+00", "choose", "ends before the target"),
+        (
+            far.as_str(),
+            "wal_window",
+            "is after the newest archived commit",
+        ),
+        (
+            target.trim_end_matches("+00"),
+            "target",
+            "(an explicit offset)",
+        ),
+    ] {
+        let out = rb(
+            &env,
+            &pw,
+            &pitr_args(&params(bad))
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        expect_code(&out, 1);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains(&format!("✘ {step} failed")) && text.contains(why),
+            "{bad} refused at {step}: {text}"
+        );
+        assert!(
+            !docker(&["inspect", &restored]).status.success(),
+            "no server started for {bad}"
+        );
+    }
+
+    let out = rb(
+        &env,
+        &pw,
+        &pitr_args(&params(&target))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    expect_code(&out, 0);
+    assert!(running(&restored));
+    let batches = psql_ok(
+        &restored,
+        &pw,
+        DB,
+        "select batch || ':' || count(*) || ':' || min(id) || '-' || max(id) from events group by batch order by batch",
+    );
+    assert_eq!(batches, "A:500:1-500", "exactly batch A, none of batch B");
+    assert_eq!(
+        psql_ok(&restored, &pw, DB, "select pg_is_in_recovery()"),
+        "f"
+    );
+    eprintln!("pitr test took {:.1}s", started.elapsed().as_secs_f64());
+}
