@@ -89,7 +89,12 @@ fn history_estimates(state: &Path, runbook: &str) -> BTreeMap<String, HistoryEst
 }
 
 fn run_diff(args: &Args, new: &Path) -> u8 {
-    let prep = |f: &Path| prepare(f, &args.params, Mode::Plan, "<run.id>", BTreeMap::default());
+    // One `now` for both versions, so the clock never shows up as a change.
+    let mut params = args.params.clone();
+    params.now.get_or_insert_with(|| {
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    });
+    let prep = |f: &Path| prepare(f, &params, Mode::Plan, "<run.id>", BTreeMap::default());
     let (Some(old), Some(new)) = (prep(&args.file), prep(new)) else {
         return exit_code::INVALID;
     };
