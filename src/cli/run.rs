@@ -75,6 +75,10 @@ pub fn run(args: &Args) -> u8 {
             params: args.params.clone(),
             format: super::plan::Format::Text,
             check: false,
+            diff: false,
+            new: None,
+            state_dir: None,
+            no_history: true,
         });
     }
     for p in &args.report {

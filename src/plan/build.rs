@@ -183,11 +183,24 @@ pub struct PlanStep {
     pub always: bool,
     pub continue_on_error: bool,
     pub estimate: Option<Dur>,
+    /// The median duration of this step over recent successful runs, when there are any;
+    /// it replaces `estimate` in the critical path and the budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryEstimate>,
     /// Parallel group (0-based): steps of one group can run together.
     pub group: usize,
     pub on_critical_path: bool,
     /// Hash of the rendered definition; resume re-runs a step whose fingerprint changed.
     pub fingerprint: String,
+}
+
+/// An estimate taken from past runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+pub struct HistoryEstimate {
+    /// Median duration of the step's successful finishes.
+    pub median_seconds: f64,
+    /// How many runs the median is over.
+    pub runs: usize,
 }
 
 /// A milestone's budget.
@@ -222,6 +235,9 @@ pub struct Plan {
     /// RTO minus the critical-path estimate; negative when the plan does not fit.
     pub rto_margin_seconds: Option<f64>,
     pub milestones: Vec<MilestoneBudget>,
+    /// `now` plus the critical path, when estimates come from history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_finish: Option<String>,
 }
 
 /// The placeholder-rendered step, decoded again, for plans and dry runs.
@@ -323,6 +339,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             always: step.common.always,
             continue_on_error: step.common.continue_on_error,
             estimate: step.common.estimate,
+            history: None,
             group: group_of[i],
             on_critical_path: critical.contains(&i),
         });
@@ -363,7 +380,57 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
         rto_margin_seconds: rto.map(|r| r - critical_secs),
         milestones,
         steps,
+        predicted_finish: None,
     })
+}
+
+/// Use the median durations of past runs (step id → estimate) instead of the `estimate`s:
+/// critical path, budget, milestones and the predicted finish are computed again. Steps
+/// without history keep their `estimate`. Nothing changes when `history` is empty.
+pub fn apply_history(
+    plan: &mut Plan,
+    runbook: &Runbook,
+    dag: &Dag,
+    history: &BTreeMap<String, HistoryEstimate>,
+    now: DateTime<Utc>,
+) {
+    if history.is_empty() {
+        return;
+    }
+    let weights: Vec<f64> = runbook
+        .steps
+        .iter()
+        .map(|s| {
+            history.get(s.id()).map_or_else(
+                || s.common.estimate.map_or(0.0, Dur::secs),
+                |h| h.median_seconds,
+            )
+        })
+        .collect();
+    let (critical, critical_secs) = dag.critical_path(&weights);
+    let on_path: Vec<&str> = critical.iter().map(|&i| runbook.steps[i].id()).collect();
+    for s in &mut plan.steps {
+        s.history = history.get(&s.id).copied();
+        s.on_critical_path = on_path.contains(&s.id.as_str());
+    }
+    plan.critical_path = on_path.iter().map(|s| (*s).to_owned()).collect();
+    plan.critical_path_seconds = critical_secs;
+    plan.unestimated = runbook
+        .steps
+        .iter()
+        .filter(|s| s.common.estimate.is_none() && !history.contains_key(s.id()))
+        .map(|s| s.id().to_owned())
+        .collect();
+    plan.rto_margin_seconds = plan.rto_seconds.map(|r| r - critical_secs);
+    plan.milestones = milestone_budgets(runbook, dag, &weights);
+    let finish = now
+        + chrono::Duration::milliseconds(
+            #[expect(clippy::cast_possible_truncation, reason = "durations of runs")]
+            {
+                (critical_secs * 1000.0).round() as i64
+            },
+        );
+    plan.predicted_finish = Some(finish.to_rfc3339_opts(SecondsFormat::Secs, true));
 }
 
 fn milestone_budgets(runbook: &Runbook, dag: &Dag, weights: &[f64]) -> Vec<MilestoneBudget> {

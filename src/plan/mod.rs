@@ -3,5 +3,6 @@
 
 pub mod build;
 pub mod check;
+pub mod diff;
 pub mod graph;
 pub mod render;

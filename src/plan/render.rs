@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 pub const PLAN_JSON_VERSION: u32 = 1;
 
 /// A config value on one line: argv joined with shell quoting, mappings as `{k: v}`.
-fn inline(v: &Json) -> String {
+pub(crate) fn inline(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
         Json::Array(items) if items.iter().all(Json::is_string) => items
@@ -43,7 +43,7 @@ fn is_empty(v: &Json) -> bool {
 }
 
 /// The config fields worth showing, in declaration order.
-fn fields(step: &PlanStep) -> Vec<(String, String)> {
+pub(crate) fn fields(step: &PlanStep) -> Vec<(String, String)> {
     let Json::Object(map) = &step.config else {
         return Vec::new();
     };
@@ -60,6 +60,54 @@ fn fields(step: &PlanStep) -> Vec<(String, String)> {
 
 fn opt_secs(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_owned(), human_secs)
+}
+
+/// Where a step's estimate comes from, once some estimates come from history.
+fn estimate_tag(plan: &Plan, s: &PlanStep) -> Option<String> {
+    let uses_history = plan.steps.iter().any(|x| x.history.is_some());
+    match (&s.history, s.estimate) {
+        (Some(h), _) => Some(format!(
+            "estimate {} (history, {} run{})",
+            human_secs(h.median_seconds),
+            h.runs,
+            if h.runs == 1 { "" } else { "s" }
+        )),
+        (None, Some(e)) if uses_history => Some(format!("estimate {e} (estimate)")),
+        (None, Some(e)) => Some(format!("estimate {e}")),
+        (None, None) => None,
+    }
+}
+
+/// The predicted finish against the RTO deadline (only with history).
+fn finish_line(plan: &Plan) -> Option<String> {
+    let finish = plan.predicted_finish.as_ref()?;
+    let deadline = plan.rto_seconds.and_then(|rto| {
+        let now = chrono::DateTime::parse_from_rfc3339(&plan.now).ok()?;
+        #[expect(clippy::cast_possible_truncation, reason = "an RTO in milliseconds")]
+        let ms = (rto * 1000.0).round() as i64;
+        Some(
+            (now + chrono::Duration::milliseconds(ms))
+                .to_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+    });
+    Some(match deadline {
+        Some(d) => format!("predicted finish {finish} (from history), RTO deadline {d}"),
+        None => format!("predicted finish {finish} (from history), no RTO set"),
+    })
+}
+
+/// A warning when the critical path does not fit the RTO.
+fn warning_line(plan: &Plan) -> Option<String> {
+    match (plan.rto_seconds, plan.rto_margin_seconds) {
+        (Some(rto), Some(margin)) if margin < 0.0 => Some(format!(
+            "WARNING: the critical path ({}) does not fit the RTO ({}): over by {}",
+            human_secs(plan.critical_path_seconds),
+            human_secs(rto),
+            human_secs(-margin)
+        )),
+        _ => None,
+    }
 }
 
 fn budget_line(plan: &Plan) -> String {
@@ -103,8 +151,8 @@ pub fn text(plan: &Plan) -> String {
     let _ = writeln!(o, "\nsteps, in run order:");
     for (n, s) in plan.steps.iter().enumerate() {
         let mut tags = vec![format!("group {}", s.group + 1)];
-        if let Some(e) = s.estimate {
-            tags.push(format!("estimate {e}"));
+        if let Some(e) = estimate_tag(plan, s) {
+            tags.push(e);
         }
         if let Some(t) = s.timeout {
             tags.push(format!("timeout {t}"));
@@ -160,6 +208,12 @@ pub fn text(plan: &Plan) -> String {
         );
     }
     let _ = writeln!(o, "{}", budget_line(plan));
+    if let Some(l) = finish_line(plan) {
+        let _ = writeln!(o, "{l}");
+    }
+    if let Some(l) = warning_line(plan) {
+        let _ = writeln!(o, "{l}");
+    }
     for m in &plan.milestones {
         let verdict = if m.fits { "fits" } else { "OVER" };
         let _ = writeln!(
@@ -238,7 +292,10 @@ pub fn markdown(plan: &Plan) -> String {
             n + 1,
             s.type_name,
             s.needs.join(", "),
-            s.estimate.map_or_else(|| "—".into(), |e| e.to_string()),
+            estimate_tag(plan, s).map_or_else(
+                || "—".into(),
+                |e| e.trim_start_matches("estimate ").to_owned()
+            ),
             s.group + 1,
         );
     }
@@ -263,6 +320,12 @@ pub fn markdown(plan: &Plan) -> String {
                 .join(", ")
         );
     }
+    markdown_budget(&mut o, plan);
+    o
+}
+
+/// The budget, milestones, predicted finish and warning of a Markdown plan.
+fn markdown_budget(o: &mut String, plan: &Plan) {
     let _ = writeln!(o, "\n{}", budget_line(plan));
     for m in &plan.milestones {
         let _ = writeln!(
@@ -274,7 +337,12 @@ pub fn markdown(plan: &Plan) -> String {
             if m.fits { "✅" } else { "❌" }
         );
     }
-    o
+    if let Some(l) = finish_line(plan) {
+        let _ = writeln!(o, "\n{l}");
+    }
+    if let Some(l) = warning_line(plan) {
+        let _ = writeln!(o, "\n> ⚠️ **{l}**");
+    }
 }
 
 /// The JSON Schema of the JSON plan document (`schemas/plan.schema.json`).

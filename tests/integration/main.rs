@@ -6,6 +6,7 @@ mod bad_input;
 mod containers;
 mod invalid;
 mod plan;
+mod plan_extra;
 mod reports;
 mod run;
 mod schema;
