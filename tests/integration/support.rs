@@ -28,10 +28,16 @@ pub struct Ran {
 
 impl Test {
     pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Runs and plan history never come from (or go to) the machine's own state dir.
+        let state = dir.path().join(".rb-state").display().to_string();
         Self {
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir,
             args: Vec::new(),
-            env: vec![("NO_COLOR".into(), "1".into())],
+            env: vec![
+                ("NO_COLOR".into(), "1".into()),
+                ("RB_STATE_DIR".into(), state),
+            ],
             cwd: None,
         }
     }
