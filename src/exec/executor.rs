@@ -82,6 +82,30 @@ struct Run {
     gate_wait: f64,
     /// Why each step that ended without running did so.
     skip_reasons: HashMap<usize, String>,
+    /// Ended steps as templates see them, and which steps are in it already.
+    ended: Arc<std::sync::RwLock<BTreeMap<String, Value>>>,
+    published: Vec<bool>,
+    /// `req.done`, shared with every step (sub-runbooks resume from it).
+    done_shared: Arc<HashMap<String, Done>>,
+}
+
+/// `steps.<id>` in templates: the steps that have ended, looked up on use.
+#[derive(Debug)]
+struct StepsView(Arc<std::sync::RwLock<BTreeMap<String, Value>>>);
+
+impl minijinja::value::Object for StepsView {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.read().ok()?.get(key.as_str()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        let keys: Vec<Value> = self
+            .0
+            .read()
+            .map(|m| m.keys().map(|k| Value::from(k.as_str())).collect())
+            .unwrap_or_default();
+        minijinja::value::Enumerator::Values(keys)
+    }
 }
 
 impl Run {
@@ -90,6 +114,7 @@ impl Run {
         let base = req.runbook.base_dir();
         let engines = Arc::new(Engines::new(req.runbook.hosts.clone(), base));
         let step_cancel = req.interrupt.child_token();
+        let done_shared = Arc::new(req.done.clone());
         Self {
             req,
             emit,
@@ -102,6 +127,9 @@ impl Run {
             started: Instant::now(),
             gate_wait: 0.0,
             skip_reasons: HashMap::new(),
+            ended: Arc::default(),
+            published: vec![false; n],
+            done_shared,
         }
     }
 
@@ -255,32 +283,32 @@ impl Run {
         });
     }
 
-    fn template_context(&self) -> Value {
-        let steps: BTreeMap<&str, Json> = self
-            .req
-            .runbook
-            .steps
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let status = match &self.state[i] {
-                    State::Ended(o) => serde_json::to_value(o).ok()?,
-                    _ => return None,
-                };
-                let outputs = self
-                    .outputs
-                    .get(s.id())
-                    .cloned()
-                    .unwrap_or(Json::Object(Outputs::new()));
-                Some((
-                    s.id(),
-                    serde_json::json!({ "status": status, "outputs": outputs }),
-                ))
-            })
-            .collect();
+    /// The template context: `steps` is a view of the steps that have ended, kept up to date
+    /// incrementally (rebuilding it for every step would cost O(steps²) over a run).
+    fn template_context(&mut self) -> Value {
+        for i in 0..self.state.len() {
+            let State::Ended(outcome) = self.state[i] else {
+                continue;
+            };
+            if self.published[i] {
+                continue;
+            }
+            self.published[i] = true;
+            let id = self.id(i).to_owned();
+            let outputs = self
+                .outputs
+                .get(&id)
+                .cloned()
+                .unwrap_or(Json::Object(Outputs::new()));
+            let entry = serde_json::json!({ "status": outcome, "outputs": outputs });
+            self.ended
+                .write()
+                .expect("steps view")
+                .insert(id, Value::from(minijinja::value::Serde(entry)));
+        }
         self.req
             .ctx
-            .value(Value::from(minijinja::value::Serde(steps)))
+            .value(Value::from_object(StepsView(self.ended.clone())))
     }
 
     /// Render, check `when` and resume state, and return the task that runs step `i`
@@ -348,7 +376,7 @@ impl Run {
             emit: emit.clone(),
             now: self.req.ctx.now,
             run_id: self.req.ctx.run_id.clone(),
-            done: Arc::new(self.req.done.clone()),
+            done: self.done_shared.clone(),
             jobs: self.req.jobs,
         };
         let template_ctx = ctx.clone();
