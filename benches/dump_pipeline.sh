@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Dump pipeline benchmark (not a test): pg_dump -Fc of ~SIZE_MB of random-looking rows
-#   1. rb:     container.exec pg_dump -Fc -> stdout {file, compress: zstd, checksum: sha256}
+#   1. rb:     container.exec pg_dump -Fc --compress=0 -> stdout {file, compress: zstd, checksum: sha256}
+#              (as runbooks/backup/database.yaml does: zstd on two cores instead of pg_dump's gzip on one)
 #   2. manual: docker exec pg_dump -Fc -f /tmp/x; docker cp; gzip; sha256sum (the old runbook)
 #   3. floor:  pg_dump -Fc -Z0 -f /tmp/x inside the container (no transport, no compression)
 # Usage: RB=target/release/rb SIZE_MB=1024 benches/dump_pipeline.sh
@@ -32,7 +33,7 @@ steps:
     type: container.exec
     container: $NAME
     user: postgres
-    command: [pg_dump, -Fc, postgres]
+    command: [pg_dump, -Fc, --compress=0, postgres]
     stdout: { file: out/db.dump.zst, compress: zstd, checksum: sha256 }
 YAML
 t() { local s e; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); echo "$e - $s" | bc; }

@@ -294,17 +294,7 @@ pub async fn run(cfg: &ExecConfig, cx: &StepCx) -> StepResult {
             .map_err(StepError::Failed),
         None => Ok(0),
     };
-    let ok = cfg.ok_codes.contains(&code) && fed.is_ok();
-    let stderr_tail = err.tail();
-    let mut outputs = Outputs::new();
-    outputs.insert("exit_code".into(), code.into());
-    out.finish(ok, "stdout", cx, &mut outputs).await?;
-    err.finish(ok, "stderr", cx, &mut outputs).await?;
-    fed?;
-    if !ok {
-        return Err(process::exit_error(&program, code, &stderr_tail, cx));
-    }
-    Ok(outputs)
+    process::conclude(&program, code, &cfg.ok_codes, fed.map(|_| ()), out, err, cx).await
 }
 
 /// Kills a child's process group unless disarmed (the child ended by itself).
@@ -375,15 +365,5 @@ pub async fn run_in_container(cfg: &ContainerExecConfig, cx: &StepCx) -> StepRes
             return Err(StepError::from(e).masked(&cx.masker));
         }
     };
-    let ok = cfg.ok_codes.contains(&code) && fed.is_ok();
-    let stderr_tail = err.tail();
-    let mut outputs = Outputs::new();
-    outputs.insert("exit_code".into(), code.into());
-    out.finish(ok, "stdout", cx, &mut outputs).await?;
-    err.finish(ok, "stderr", cx, &mut outputs).await?;
-    fed?;
-    if !ok {
-        return Err(process::exit_error(&program, code, &stderr_tail, cx));
-    }
-    Ok(outputs)
+    process::conclude(&program, code, &cfg.ok_codes, fed, out, err, cx).await
 }

@@ -209,6 +209,31 @@ impl Feeder {
     }
 }
 
+/// End a process step: publish or discard its output files, collect `exit_code`, `stdout`,
+/// `stderr` (and `file`, `bytes`, `sha256`), and fail unless the code is in `ok_codes` and its
+/// standard input was fed completely.
+pub async fn conclude(
+    program: &str,
+    code: i64,
+    ok_codes: &[i64],
+    fed: Result<(), StepError>,
+    out: Sink,
+    err: Sink,
+    cx: &StepCx,
+) -> Result<Outputs, StepError> {
+    let ok = ok_codes.contains(&code) && fed.is_ok();
+    let stderr_tail = err.tail();
+    let mut outputs = Outputs::new();
+    outputs.insert("exit_code".into(), code.into());
+    out.finish(ok, "stdout", cx, &mut outputs).await?;
+    err.finish(ok, "stderr", cx, &mut outputs).await?;
+    fed?;
+    if !ok {
+        return Err(exit_error(program, code, &stderr_tail, cx));
+    }
+    Ok(outputs)
+}
+
 /// The error of a process that exited with a code not in `ok_codes`.
 pub fn exit_error(program: &str, code: i64, stderr_tail: &str, cx: &StepCx) -> StepError {
     let tail: String = stderr_tail
