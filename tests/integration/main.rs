@@ -10,3 +10,4 @@ mod plan_extra;
 mod reports;
 mod run;
 mod schema;
+mod terminal;
