@@ -6,16 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// An archive format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-pub enum ArchiveFormat {
-    #[serde(rename = "tar")]
-    Tar,
-    #[serde(rename = "tar.gz")]
-    TarGz,
-    #[serde(rename = "tar.zst")]
-    TarZst,
-}
+pub use crate::io::archive::ArchiveFormat;
 
 /// Pack files and directories into one archive, published atomically.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -49,14 +40,6 @@ pub struct ExtractConfig {
 impl StepConfig for ArchiveConfig {}
 impl StepConfig for ExtractConfig {}
 
-fn io_format(f: ArchiveFormat) -> crate::io::archive::ArchiveFormat {
-    match f {
-        ArchiveFormat::Tar => crate::io::archive::ArchiveFormat::Tar,
-        ArchiveFormat::TarGz => crate::io::archive::ArchiveFormat::TarGz,
-        ArchiveFormat::TarZst => crate::io::archive::ArchiveFormat::TarZst,
-    }
-}
-
 /// Pack the sources into one archive.
 pub async fn run_archive(cfg: &ArchiveConfig, cx: &StepCx) -> StepResult {
     let base = cfg
@@ -66,11 +49,11 @@ pub async fn run_archive(cfg: &ArchiveConfig, cx: &StepCx) -> StepResult {
     let sources: Vec<PathBuf> = cfg.sources.iter().map(PathBuf::from).collect();
     let dest = cx.path(&cfg.dest);
     let exclude = cfg.exclude.clone();
-    let format = cfg.format.map(io_format);
+    let format = cfg.format;
     let info = tokio::task::spawn_blocking(move || {
         let format = match format {
             Some(f) => f,
-            None => crate::io::archive::ArchiveFormat::for_path(&dest)?,
+            None => ArchiveFormat::for_path(&dest)?,
         };
         crate::io::archive::create_archive(&sources, &base, &dest, &exclude, format)
     })
@@ -88,11 +71,11 @@ pub async fn run_archive(cfg: &ArchiveConfig, cx: &StepCx) -> StepResult {
 pub async fn run_extract(cfg: &ExtractConfig, cx: &StepCx) -> StepResult {
     let source = cx.path(&cfg.source);
     let dest = cx.path(&cfg.dest);
-    let format = cfg.format.map(io_format);
+    let format = cfg.format;
     let info = tokio::task::spawn_blocking(move || {
         let format = match format {
             Some(f) => f,
-            None => crate::io::archive::ArchiveFormat::for_path(&source)?,
+            None => ArchiveFormat::for_path(&source)?,
         };
         crate::io::archive::extract_archive(&source, &dest, format)
     })

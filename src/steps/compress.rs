@@ -52,10 +52,7 @@ fn digest_outputs(d: &crate::io::digest::FileDigest) -> Outputs {
 pub async fn run(cfg: &CompressConfig, cx: &StepCx, decompress: bool) -> StepResult {
     let source = cx.path(&cfg.source);
     let dest = cfg.dest.as_ref().map(|d| cx.path(d));
-    let format = cfg.format.map(|f| match f {
-        Compression::Gzip => Format::Gzip,
-        Compression::Zstd => Format::Zstd,
-    });
+    let format = cfg.format;
     let (level, remove) = (cfg.level, cfg.remove_source);
     let task = tokio::task::spawn_blocking(move || {
         if decompress {

@@ -106,13 +106,8 @@ pub struct OutputFile {
     pub checksum: Option<ChecksumAlgo>,
 }
 
-/// A compression format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    Gzip,
-    Zstd,
-}
+/// A compression format (`gzip`, `zstd`): the io module's, so no conversion is needed.
+pub use crate::io::compress::Format as Compression;
 
 /// A checksum algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -2,10 +2,9 @@
 //! (decompressed) file, standard output and error captured (capped) or streamed into a file
 //! that is compressed and hashed on the way and published only when the step succeeds.
 
-use super::exec::{Compression, Output, OutputFile, Stdin};
+use super::exec::{Output, OutputFile, Stdin};
 use crate::docker::TailBuffer;
 use crate::exec::cx::{Outputs, StepCx, StepError};
-use crate::io::compress::Format;
 use crate::io::digest::FileDigest;
 use crate::io::sink::FileSink;
 use serde_json::Value;
@@ -31,13 +30,6 @@ pub struct FileWriter {
     pipe: DuplexStream,
     commit: mpsc::Sender<bool>,
     task: JoinHandle<Result<FileDigest, String>>,
-}
-
-fn format_of(c: Compression) -> Format {
-    match c {
-        Compression::Gzip => Format::Gzip,
-        Compression::Zstd => Format::Zstd,
-    }
 }
 
 impl Sink {
@@ -95,7 +87,7 @@ impl FileWriter {
         let (pipe, reader) = tokio::io::duplex(PIPE);
         let (commit, decision) = mpsc::channel::<bool>();
         let path: PathBuf = cx.path(&spec.file);
-        let format = spec.compress.map(format_of);
+        let format = spec.compress;
         let level = spec.level;
         let progress = cx.progress.clone();
         let task = tokio::task::spawn_blocking(move || {
