@@ -5,10 +5,8 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::error::DockerError;
-use super::stream::HashingReader;
+use crate::io::digest::{HashingReader, HashingWriter};
 
 /// The Go `os.ModeDir` bit, as the engine reports a path's mode.
 pub(crate) const GO_MODE_DIR: u32 = 1 << 31;
@@ -61,7 +59,10 @@ pub(crate) fn extract_file(archive: impl Read, dest: &Path) -> Result<CopyReport
         set_mode(&file, mode);
         file.sync_all()
             .map_err(|e| DockerError::io("sync", &tmp, e))?;
-        let (bytes, sha256) = reader.finish();
+        let (_, digest) = reader
+            .finish()
+            .map_err(|e| DockerError::io("read", dest, e))?;
+        let (bytes, sha256) = (digest.bytes, digest.sha256);
         fs::rename(&tmp, dest).map_err(|e| DockerError::io("rename into", dest, e))?;
         Ok(CopyReport {
             path: dest.to_owned(),
@@ -95,11 +96,12 @@ pub(crate) fn extract_dir(archive: impl Read, dest: &Path) -> Result<CopyReport,
     let mut ar = tar::Archive::new(hashing);
     ar.set_preserve_mtime(true);
     let result = unpack_entries(&mut ar, &tmp, dest);
-    let mut hashing = ar.into_inner();
+    let hashing = ar.into_inner();
     let result = result.and_then(|(bytes, entries)| {
-        io::copy(&mut hashing, &mut io::sink())
+        let (_, digest) = hashing
+            .finish()
             .map_err(|e| DockerError::io("read the archive for", dest, e))?;
-        let (_, sha256) = hashing.finish();
+        let sha256 = digest.sha256;
         fs::rename(&tmp, dest).map_err(|e| DockerError::io("rename into", dest, e))?;
         Ok(CopyReport {
             path: dest.to_owned(),
@@ -228,33 +230,12 @@ fn set_mode(file: &fs::File, mode: u32) {
     let _ = file.set_permissions(fs::Permissions::from_mode(mode & 0o7777));
 }
 
-/// A sync writer that hashes and counts what passes through.
-struct HashingWrite<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for HashingWrite<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Writes a tar of `src` (a file or a directory, not following symlinks inside it) to
 /// `out`, its top entry named `name`. Entries are sorted, so the same tree gives the same
 /// stream apart from times and owners.
 pub(crate) fn build(src: &Path, name: &str, out: impl Write) -> Result<CopyReport, DockerError> {
     let meta = fs::metadata(src).map_err(|e| DockerError::io("read", src, e))?;
-    let mut builder = tar::Builder::new(HashingWrite {
-        inner: out,
-        hasher: Sha256::new(),
-    });
+    let mut builder = tar::Builder::new(HashingWriter::new(out));
     builder.follow_symlinks(false);
     let write_err = |e| DockerError::io("send", src, e);
     let report = if meta.is_dir() {
@@ -274,7 +255,10 @@ pub(crate) fn build(src: &Path, name: &str, out: impl Write) -> Result<CopyRepor
         builder
             .append_data(&mut header, name, &mut reader)
             .map_err(write_err)?;
-        let (bytes, sha256) = reader.finish();
+        let (_, digest) = reader
+            .finish()
+            .map_err(|e| DockerError::io("read", src, e))?;
+        let (bytes, sha256) = (digest.bytes, digest.sha256);
         CopyReport {
             path: src.to_owned(),
             is_dir: false,
@@ -286,8 +270,11 @@ pub(crate) fn build(src: &Path, name: &str, out: impl Write) -> Result<CopyRepor
     let mut out = builder.into_inner().map_err(write_err)?;
     out.flush().map_err(write_err)?;
     if report.is_dir {
-        let sha256 = hex::encode(out.hasher.finalize());
-        return Ok(CopyReport { sha256, ..report });
+        let (_, digest) = out.finish();
+        return Ok(CopyReport {
+            sha256: digest.sha256,
+            ..report
+        });
     }
     Ok(report)
 }

@@ -127,36 +127,6 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for HashingWriter<W> {
     }
 }
 
-/// A sync `Read` that hashes and counts what is read through it.
-pub(crate) struct HashingReader<R> {
-    pub(crate) inner: R,
-    pub(crate) hasher: Sha256,
-    pub(crate) bytes: u64,
-}
-
-impl<R> HashingReader<R> {
-    pub(crate) fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
-    }
-
-    pub(crate) fn finish(self) -> (u64, String) {
-        (self.bytes, hex::encode(self.hasher.finalize()))
-    }
-}
-
-impl<R: io::Read> io::Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::TailBuffer;
