@@ -143,31 +143,51 @@ pub fn decode_all<T: serde::de::DeserializeOwned>(
     extra_keys: &[&'static str],
     diags: &mut Vec<Diagnostic>,
 ) -> Option<T> {
+    decode_collecting(node, extra_keys, diags, |n| from_node::<T>(n))
+}
+
+/// Run `decode` on `node` until it succeeds or fails on something other than an unknown key;
+/// every unknown key is reported (and removed for the next try). `Some` only when the node
+/// decoded as written.
+fn decode_collecting<T>(
+    node: &Node,
+    extra_keys: &[&'static str],
+    diags: &mut Vec<Diagnostic>,
+    decode: impl Fn(&Node) -> Result<T, DeError>,
+) -> Option<T> {
     let mut current = node.clone();
+    let mut suggested: Vec<String> = Vec::new();
     for _ in 0..64 {
-        match from_node::<T>(&current) {
-            Ok(v) => {
-                return if diags_clean(node, &current) {
-                    Some(v)
-                } else {
-                    None
-                };
-            }
+        match decode(&current) {
+            Ok(v) => return (current == *node).then_some(v),
             Err(e) => {
-                diags.push(de_diagnostic(&e, node.span, extra_keys));
-                let removable = e.unknown_field.is_some()
+                // "missing `container`" after "unknown `contianer`, did you mean `container`?"
+                // says the same thing twice.
+                if suggested
+                    .iter()
+                    .any(|k| e.message == format!("missing required key `{k}`"))
+                {
+                    return None;
+                }
+                let d = de_diagnostic(&e, node.span, extra_keys);
+                if let Some(k) = d
+                    .help
+                    .as_deref()
+                    .and_then(|h| h.strip_prefix("did you mean `"))
+                    .and_then(|r| r.strip_suffix("`?"))
+                {
+                    suggested.push(k.to_owned());
+                }
+                diags.push(d);
+                let removed = e.unknown_field.is_some()
                     && e.span.is_some_and(|s| remove_key_at(&mut current, s));
-                if !removable {
+                if !removed {
                     return None;
                 }
             }
         }
     }
     None
-}
-
-fn diags_clean(original: &Node, current: &Node) -> bool {
-    original == current
 }
 
 /// Remove the mapping entry whose key is at `span` (anywhere in the tree).
@@ -469,38 +489,7 @@ fn decode_step(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> {
 }
 
 fn decode_config(type_name: &str, node: &Node, diags: &mut Vec<Diagnostic>) -> Option<StepKind> {
-    let mut current = node.clone();
-    let mut suggested: Vec<String> = Vec::new();
-    for _ in 0..64 {
-        match StepKind::decode(type_name, &current) {
-            Ok(kind) => return (current == *node).then_some(kind),
-            Err(e) => {
-                let d = de_diagnostic(&e, node.span, COMMON_KEYS);
-                // "missing `container`" after "unknown `contianer`, did you mean `container`?"
-                // says the same thing twice.
-                if suggested
-                    .iter()
-                    .any(|k| e.message == format!("missing required key `{k}`"))
-                {
-                    return None;
-                }
-                if let Some(h) = &d.help
-                    && let Some(k) = h
-                        .strip_prefix("did you mean `")
-                        .and_then(|r| r.strip_suffix("`?"))
-                {
-                    suggested.push(k.to_owned());
-                }
-                diags.push(d);
-                let removed = e.unknown_field.is_some()
-                    && e.span.is_some_and(|s| remove_key_at(&mut current, s));
-                if !removed {
-                    return None;
-                }
-            }
-        }
-    }
-    None
+    decode_collecting(node, COMMON_KEYS, diags, |n| StepKind::decode(type_name, n))
 }
 
 /// The shared keys that can be read, for a step whose shared keys have errors.
