@@ -110,10 +110,13 @@ fn find_resumed(args: &Args, state: &Path, name: &str) -> Result<Option<RunRecor
     };
     let runs = journal::runs(state, Some(name))
         .map_err(|e| (exit_code::INVALID, format!("cannot read runs: {e}")))?;
+    // `--from`/`--only` re-run parts of the newest run even when it succeeded; a plain
+    // `--resume` continues the newest run that did not.
+    let rerun_part = args.from.is_some() || args.only.is_some();
     let record = if wanted.is_empty() {
         runs.into_iter()
             .rev()
-            .find(|r| !r.succeeded())
+            .find(|r| rerun_part || !r.succeeded())
             .ok_or_else(|| {
                 (
                     exit_code::INVALID,

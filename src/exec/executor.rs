@@ -80,8 +80,9 @@ struct Run {
     step_cancel: CancellationToken,
     started: Instant,
     gate_wait: f64,
-    /// Why each step that ended without running did so.
-    skip_reasons: HashMap<usize, String>,
+    /// Steps skipped by choice (`when` false, not selected by `--only`): unlike a skip caused
+    /// by a failure upstream, it does not skip their dependents.
+    skipped_by_choice: Vec<bool>,
     /// Ended steps as templates see them, and which steps are in it already.
     ended: Arc<std::sync::RwLock<BTreeMap<String, Value>>>,
     published: Vec<bool>,
@@ -126,7 +127,7 @@ impl Run {
             step_cancel,
             started: Instant::now(),
             gate_wait: 0.0,
-            skip_reasons: HashMap::new(),
+            skipped_by_choice: vec![false; n],
             ended: Arc::default(),
             published: vec![false; n],
             done_shared,
@@ -224,6 +225,7 @@ impl Run {
                 if let Some(only) = &self.req.only
                     && !only.contains(&id)
                 {
+                    self.skipped_by_choice[i] = true;
                     self.end_without_running(i, Outcome::Skipped, "not selected by --only");
                     changed = true;
                     continue;
@@ -238,7 +240,7 @@ impl Run {
                         State::Ended(Outcome::Cancelled) => true,
                         // A need skipped because of a failure upstream propagates the skip;
                         // one skipped by its own `when` does not.
-                        State::Ended(Outcome::Skipped) => self.skipped_by_failure(j),
+                        State::Ended(Outcome::Skipped) => !self.skipped_by_choice[j],
                         _ => false,
                     }
                 });
@@ -249,12 +251,6 @@ impl Run {
                 }
             }
         }
-    }
-
-    fn skipped_by_failure(&self, j: usize) -> bool {
-        self.skip_reasons
-            .get(&j)
-            .is_some_and(|r| r.starts_with("needs") || r.starts_with("the run"))
     }
 
     fn next_startable(&self) -> Option<usize> {
@@ -269,7 +265,6 @@ impl Run {
 
     fn end_without_running(&mut self, i: usize, outcome: Outcome, reason: &str) {
         self.state[i] = State::Ended(outcome);
-        self.skip_reasons.insert(i, reason.to_owned());
         self.emit(EventKind::StepFinished {
             step: self.id(i).to_owned(),
             outcome,
@@ -416,6 +411,7 @@ impl Run {
         {
             Ok(v) if v.is_true() => true,
             Ok(_) => {
+                self.skipped_by_choice[i] = true;
                 self.end_without_running(i, Outcome::Skipped, &format!("`when: {when}` is false"));
                 false
             }
@@ -488,8 +484,6 @@ impl Run {
                     self.stopping = Some(RunOutcome::GatePending);
                 }
                 self.state[f.index] = State::Ended(Outcome::Skipped);
-                self.skip_reasons
-                    .insert(f.index, "the run stopped before this step".into());
                 self.emit(EventKind::StepFinished {
                     step: id,
                     outcome: Outcome::Skipped,

@@ -927,3 +927,86 @@ steps:
         .unwrap_or_default();
     assert!(left.is_empty(), "a failed step left {left:?}");
 }
+
+/// A step skipped by its own `when` does not skip its dependents; one skipped because its
+/// need failed does.
+#[test]
+fn when_skips_only_the_step_and_failures_skip_dependents() {
+    let t = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: w\nparams:\n  mode: { type: string, default: quick }\nsteps:\n  - { id: full_only, type: exec, when: \"params.mode == 'full'\", command: [touch, full] }\n  - { id: after_when, type: exec, command: [touch, after_when] }\n",
+    );
+    let ran = t.args(["run", "rb.yaml", "--state-dir", "state"]).expect(0);
+    assert!(
+        ran.stderr
+            .contains("full_only skipped: `when: params.mode == 'full'` is false"),
+        "{}",
+        ran.stderr
+    );
+    let dir = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: w\nsteps:\n  - { id: a, type: exec, command: [false] }\n  - { id: b, type: exec, command: [touch, b] }\n  - { id: c, type: exec, command: [touch, c] }\n",
+    );
+    let ran = dir
+        .args(["run", "rb.yaml", "--state-dir", "state"])
+        .expect(1);
+    assert!(
+        ran.stderr.contains("b skipped: needs `a`"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("c skipped: needs `b`"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn when_skipped_dependency_lets_the_dependent_run() {
+    let t = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: w\nsteps:\n  - { id: never, type: exec, when: 'false', command: [touch, never] }\n  - { id: after, type: exec, command: [touch, after] }\n",
+    );
+    let path = t.path("after");
+    let t = t.args(["run", "rb.yaml", "--state-dir", "state"]);
+    t.expect(0);
+    assert!(
+        path.exists(),
+        "the dependent of a when-skipped step did not run"
+    );
+    assert!(
+        !t.path("never").exists(),
+        "a step whose `when` is false ran"
+    );
+}
+
+/// `--only STEP` on a resumed run: only that step runs; its needs are taken from the run.
+#[test]
+fn only_runs_one_step_of_a_resumed_run() {
+    let t = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: o\nsteps:\n  - { id: a, type: exec, command: [sh, -c, 'echo x >> a.count'] }\n  - { id: b, type: exec, command: [sh, -c, 'echo x >> b.count'] }\n  - { id: c, type: exec, command: [sh, -c, 'echo x >> c.count'] }\n",
+    );
+    let count = |name: &str| std::fs::read_to_string(t.path(name)).map_or(0, |s| s.lines().count());
+    let first = Test::new()
+        .cwd(t.dir.path())
+        .args(["run", "rb.yaml", "--state-dir", "state"]);
+    first.expect(0);
+    let again = Test::new().cwd(t.dir.path()).args([
+        "run",
+        "rb.yaml",
+        "--state-dir",
+        "state",
+        "--resume",
+        "--only",
+        "b",
+    ]);
+    let ran = again.expect(0);
+    assert_eq!(
+        (count("a.count"), count("b.count"), count("c.count")),
+        (1, 2, 1),
+        "{}",
+        ran.stderr
+    );
+}
