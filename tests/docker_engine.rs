@@ -90,7 +90,7 @@ impl Drop for Cleanup {
             rt.block_on(async {
                 let engine = Engine::connect(Some(&endpoint), tls.as_ref()).expect("reconnect");
                 let names: Vec<&str> = containers.iter().map(String::as_str).collect();
-                if let Err(e) = engine.remove(&names, true).await {
+                if let Err(e) = engine.remove(&names, true, false).await {
                     eprintln!("cleanup: {e}");
                 }
                 for n in &networks {
@@ -553,8 +553,8 @@ async fn lifecycle_is_idempotent_and_reports_changes() {
     assert!(engine.start(&[&name], t).await.unwrap());
     assert!(!engine.start(&[&name], t).await.unwrap());
     assert!(engine.inspect_state(&name).await.unwrap().running);
-    assert!(engine.remove(&[&name], true).await.unwrap());
-    assert!(!engine.remove(&[&name], true).await.unwrap());
+    assert!(engine.remove(&[&name], true, false).await.unwrap());
+    assert!(!engine.remove(&[&name], true, false).await.unwrap());
     let gone = engine.inspect_state(&name).await.unwrap_err();
     assert!(
         matches!(gone, DockerError::ContainerNotFound { .. }),
@@ -618,7 +618,7 @@ async fn network_create_is_idempotent() {
         .await
         .unwrap();
     assert_eq!(out.exit_code, 0, "{}", out.stderr);
-    engine.remove(&[&name], true).await.unwrap();
+    engine.remove(&[&name], true, false).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! Containers and networks: run, start, stop, remove, inspect, logs, images.
+//! Containers, networks and volumes: run, start, stop, remove, inspect, logs, images.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectNetworkOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
 use tokio::time::Instant;
@@ -134,7 +134,7 @@ impl Engine {
             });
         }
         if spec.replace {
-            self.remove(&[spec.name.as_str()], true).await?;
+            self.remove(&[spec.name.as_str()], true, false).await?;
         }
         let name = spec.name.as_str();
         let what = format!("to create container `{name}`");
@@ -158,7 +158,7 @@ impl Engine {
             })?;
         if let Err(e) = self.start_one(name, SETTLE).await {
             if !matches!(e, DockerError::ContainerExited { .. }) {
-                let _ = self.remove(&[name], true).await;
+                let _ = self.remove(&[name], true, false).await;
             }
             return Err(e);
         }
@@ -254,9 +254,15 @@ impl Engine {
         Ok(changed)
     }
 
-    /// Removes each container that exists (a running one only with `force`), keeping its
-    /// named volumes, and waits until it is gone. Returns whether any existed.
-    pub async fn remove(&self, names: &[&str], force: bool) -> Result<bool, DockerError> {
+    /// Removes each container that exists (a running one only with `force`), with its
+    /// anonymous volumes when `volumes` (named volumes always stay), and waits until it is
+    /// gone. Returns whether any existed.
+    pub async fn remove(
+        &self,
+        names: &[&str],
+        force: bool,
+        volumes: bool,
+    ) -> Result<bool, DockerError> {
         let mut changed = false;
         for name in names {
             match self.inspect_state(name).await {
@@ -266,7 +272,7 @@ impl Engine {
             }
             let options = RemoveContainerOptions {
                 force,
-                v: false,
+                v: volumes,
                 link: false,
             };
             match self.long.remove_container(name, Some(options)).await {
@@ -304,6 +310,22 @@ impl Engine {
             changed = true;
         }
         Ok(changed)
+    }
+
+    /// Removes a named volume if it exists; returns whether it existed. A volume still used
+    /// by a container is an error (the container must be removed first).
+    pub async fn volume_remove(&self, name: &str) -> Result<bool, DockerError> {
+        match self
+            .docker
+            .remove_volume(name, None::<RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(self.err(Subject::Engine, &format!("to remove volume `{name}`"), e)),
+        }
     }
 
     /// Creates a network unless one of that name exists.

@@ -107,6 +107,40 @@ impl StepConfig for ContainersConfig {
     }
 }
 
+/// Remove containers (running ones are killed), waiting until they are gone; a no-op for
+/// containers that do not exist.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveConfig {
+    /// Container names or ids.
+    pub containers: Vec<String>,
+    /// Also remove the containers' anonymous volumes (`docker rm -v`; named volumes stay).
+    #[serde(default)]
+    pub volumes: bool,
+    /// Named volumes to remove once the containers are gone (a no-op for a volume that does
+    /// not exist; a volume still used by another container fails the step).
+    #[serde(default)]
+    pub named_volumes: Vec<String>,
+    /// Engine to use, a key of the runbook's `hosts` (default: `DOCKER_HOST`).
+    pub host: Option<String>,
+}
+
+impl StepConfig for RemoveConfig {
+    fn problems(&self) -> Vec<ConfigProblem> {
+        if self.containers.is_empty() && self.named_volumes.is_empty() {
+            vec![ConfigProblem::new(
+                "containers",
+                "`containers` and `named_volumes` are both empty",
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+    fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+}
+
 /// Create a network; a no-op when it exists.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -198,10 +232,9 @@ pub async fn run_run(cfg: &RunConfig, cx: &StepCx) -> StepResult {
 pub enum Action {
     Start,
     Stop,
-    Remove,
 }
 
-/// Start, stop or remove containers, waiting for the state.
+/// Start or stop containers, waiting for the state.
 pub async fn run_containers(cfg: &ContainersConfig, cx: &StepCx, action: Action) -> StepResult {
     let engine = cx.engines.get(cfg.host.as_deref())?;
     let names: Vec<&str> = cfg.containers.iter().map(String::as_str).collect();
@@ -210,7 +243,6 @@ pub async fn run_containers(cfg: &ContainersConfig, cx: &StepCx, action: Action)
         match action {
             Action::Start => engine.start(&names, wait).await,
             Action::Stop => engine.stop(&names, wait).await,
-            Action::Remove => engine.remove(&names, true).await,
         }
     };
     let changed = tokio::select! {
@@ -219,6 +251,31 @@ pub async fn run_containers(cfg: &ContainersConfig, cx: &StepCx, action: Action)
     };
     let mut out = Outputs::new();
     out.insert("changed".into(), changed.into());
+    Ok(out)
+}
+
+/// Remove containers, then the named volumes (a volume in use cannot go before its container).
+pub async fn run_remove(cfg: &RemoveConfig, cx: &StepCx) -> StepResult {
+    let engine = cx.engines.get(cfg.host.as_deref())?;
+    let names: Vec<&str> = cfg.containers.iter().map(String::as_str).collect();
+    let work = async {
+        let mut changed = engine.remove(&names, true, cfg.volumes).await?;
+        let mut removed = Vec::new();
+        for v in &cfg.named_volumes {
+            if engine.volume_remove(v).await? {
+                removed.push(v.clone());
+                changed = true;
+            }
+        }
+        Ok::<_, crate::docker::DockerError>((changed, removed))
+    };
+    let (changed, removed) = tokio::select! {
+        r = work => r.map_err(|e| StepError::from(e).masked(&cx.masker))?,
+        () = cx.cancel.cancelled() => return Err(StepError::Cancelled),
+    };
+    let mut out = Outputs::new();
+    out.insert("changed".into(), changed.into());
+    out.insert("volumes_removed".into(), removed.into());
     Ok(out)
 }
 

@@ -60,9 +60,59 @@ pub async fn run(cfg: &RunbookConfig, cx: &StepCx) -> StepResult {
         .iter()
         .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|c| (c.to_owned(), v.clone())))
         .collect();
-    let collected: Arc<Mutex<(Outputs, Option<String>)>> = Arc::default();
-    let (parent_emit, sink, pre) = (cx.emit.clone(), collected.clone(), prefix.clone());
-    let emit = Arc::new(move |mut e: RunEvent| {
+    let collected: Arc<Mutex<Collected>> = Arc::default();
+    let emit = forward(cx.emit.clone(), collected.clone(), prefix.clone());
+    let request = Request {
+        runbook: Arc::new(child),
+        dag,
+        ctx,
+        jobs: cx.jobs,
+        done,
+        rerun: Vec::new(),
+        only: None,
+        approvals: cx
+            .approvals
+            .iter()
+            .filter_map(|a| a.strip_prefix(&prefix).map(str::to_owned))
+            .collect(),
+        approver: cx.approver.clone(),
+        interactive: cx.interactive,
+        interrupt: cx.cancel.clone(),
+    };
+    let outcome = executor::execute(request, emit).await;
+    let (mut outputs, failure, waited) =
+        std::mem::take(&mut *collected.lock().expect("sub-runbook outputs"));
+    match outcome {
+        RunOutcome::Succeeded => {
+            // The run counts this as gate wait, not machine time, as for a gate of its own.
+            if waited > 0.0 {
+                outputs.insert("waited_seconds".into(), waited.into());
+            }
+            Ok(outputs)
+        }
+        RunOutcome::Interrupted => Err(StepError::Cancelled),
+        RunOutcome::GatePending => Err(StepError::GatePending),
+        RunOutcome::GateRejected => Err(StepError::GateRejected(
+            failure.unwrap_or_else(|| "a gate was rejected".into()),
+        )),
+        RunOutcome::Failed => Err(StepError::failed(format!(
+            "runbook `{}` failed at {}",
+            cfg.file,
+            failure.unwrap_or_else(|| "a step".into())
+        ))),
+    }
+}
+
+/// Outputs by child id, the first failure, and the time the child's gates (nested ones
+/// included: their events pass through here) waited for people.
+type Collected = (Outputs, Option<String>, f64);
+
+type Emit = Arc<dyn Fn(RunEvent) + Send + Sync>;
+
+/// The child's events, renamed `parent/child` and passed on (its run events dropped: they
+/// belong to the parent run), collecting what the step reports when the child ends.
+fn forward(parent_emit: Emit, sink: Arc<Mutex<Collected>>, pre: String) -> Emit {
+    Arc::new(move |mut e: RunEvent| {
         match &mut e.kind {
             EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => return,
             EventKind::StepFinished {
@@ -83,46 +133,21 @@ pub async fn run(cfg: &RunbookConfig, cx: &StepCx) -> StepResult {
                 }
                 step.insert_str(0, &pre);
             }
+            EventKind::GateAnswered {
+                step,
+                waited_seconds,
+                ..
+            } => {
+                sink.lock().expect("sub-runbook outputs").2 += *waited_seconds;
+                step.insert_str(0, &pre);
+            }
             EventKind::StepStarted { step, .. }
             | EventKind::StepProgressed { step, .. }
             | EventKind::StepRetrying { step, .. }
-            | EventKind::GateRequested { step, .. }
-            | EventKind::GateAnswered { step, .. } => step.insert_str(0, &pre),
+            | EventKind::GateRequested { step, .. } => step.insert_str(0, &pre),
         }
         parent_emit(e);
-    });
-    let request = Request {
-        runbook: Arc::new(child),
-        dag,
-        ctx,
-        jobs: cx.jobs,
-        done,
-        rerun: Vec::new(),
-        only: None,
-        approvals: cx
-            .approvals
-            .iter()
-            .filter_map(|a| a.strip_prefix(&prefix).map(str::to_owned))
-            .collect(),
-        approver: cx.approver.clone(),
-        interactive: cx.interactive,
-        interrupt: cx.cancel.clone(),
-    };
-    let outcome = executor::execute(request, emit).await;
-    let (outputs, failure) = std::mem::take(&mut *collected.lock().expect("sub-runbook outputs"));
-    match outcome {
-        RunOutcome::Succeeded => Ok(outputs),
-        RunOutcome::Interrupted => Err(StepError::Cancelled),
-        RunOutcome::GatePending => Err(StepError::GatePending),
-        RunOutcome::GateRejected => Err(StepError::GateRejected(
-            failure.unwrap_or_else(|| "a gate was rejected".into()),
-        )),
-        RunOutcome::Failed => Err(StepError::failed(format!(
-            "runbook `{}` failed at {}",
-            cfg.file,
-            failure.unwrap_or_else(|| "a step".into())
-        ))),
-    }
+    })
 }
 
 fn describe(path: &std::path::Path, diags: &[crate::runbook::diagnostic::Diagnostic]) -> String {

@@ -796,3 +796,92 @@ steps:
         ran.stdout
     );
 }
+
+/// The names of a container's volumes (anonymous ones are hex ids).
+fn volume_names(host: &str, c: &str) -> Vec<String> {
+    docker_ok(
+        host,
+        &["inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}", c],
+    )
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn volume_exists(host: &str, v: &str) -> bool {
+    docker(host, &["volume", "inspect", v]).status.success()
+}
+
+/// Removes volumes when dropped (after the containers' guard, declared before it).
+struct Volumes(String, Vec<String>);
+
+impl Drop for Volumes {
+    fn drop(&mut self) {
+        for v in &self.1 {
+            let _ = docker(&self.0, &["volume", "rm", "-f", v]);
+        }
+    }
+}
+
+#[test]
+fn remove_takes_anonymous_volumes_and_named_ones_only_when_asked() {
+    let mut vols = Volumes(engine1(), Vec::new());
+    let mut g = Guard::new(&engine1());
+    let (keep, drop) = (g.container(&name("keepvol")), g.container(&name("dropvol")));
+    let (named, named2) = (name("named"), name("named2"));
+    for (c, v) in [(&keep, &named), (&drop, &named2)] {
+        let mount = format!("{v}:/named");
+        docker_ok(
+            &g.host,
+            &[
+                "run",
+                "-d",
+                "--name",
+                c,
+                "-v",
+                "/anonymous",
+                "-v",
+                &mount,
+                &tools_image(),
+                "sleep",
+                "3600",
+            ],
+        );
+        vols.1.extend(volume_names(&g.host, c));
+    }
+    let (kept_vols, dropped_vols) = (volume_names(&g.host, &keep), volume_names(&g.host, &drop));
+    assert_eq!(kept_vols.len(), 2, "{kept_vols:?}");
+    assert_eq!(dropped_vols.len(), 2, "{dropped_vols:?}");
+
+    // A volume in use cannot go: the step fails and says which volume.
+    let yaml = format!(
+        r#"version: 1
+name: volumes
+steps:
+  - {{ id: busy, type: container.remove, containers: [{keep}], named_volumes: ["{named2}"] }}
+"#
+    );
+    let (ran, _) = run_book(&Test::new().file("rb.yaml", yaml), &[]);
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert!((ran.stdout.clone() + &ran.stderr).contains(&format!("volume `{named2}`")));
+    // Without `volumes`, the anonymous volume stays; named volumes stay unless listed.
+    assert!(kept_vols.iter().all(|v| volume_exists(&g.host, v)));
+
+    let yaml = format!(
+        r#"version: 1
+name: volumes2
+steps:
+  - {{ id: rm, type: container.remove, containers: [{drop}], volumes: true, named_volumes: ["{named2}", "{named}-absent"] }}
+  - {{ id: again, type: container.remove, containers: [{drop}], volumes: true, named_volumes: ["{named2}"] }}
+"#
+    );
+    let (ran, report) = run_book(&Test::new().file("rb.yaml", yaml), &[]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(dropped_vols.iter().all(|v| !volume_exists(&g.host, v)));
+    assert_eq!(outputs(&report, "rm")["changed"], true);
+    assert_eq!(
+        outputs(&report, "rm")["volumes_removed"],
+        serde_json::json!([named2])
+    );
+    assert_eq!(outputs(&report, "again")["changed"], false);
+}

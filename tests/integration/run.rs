@@ -635,6 +635,50 @@ steps:
     assert!(outputs["approved_at"].is_string());
 }
 
+#[test]
+fn a_run_over_its_rto_succeeds_but_exits_4_with_fail_over_rto() {
+    let t = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: slow\nobjectives: { rto: 1s }\nsteps:\n  - { id: nap, type: sleep, duration: 1200ms }\n",
+    );
+    expect(&run(&t, &[]), 0);
+    let r = report(&the_run(&t));
+    assert_eq!(r["outcome"], "succeeded");
+    assert_eq!(r["rto_met"], false);
+    let margin = r["rto_margin_seconds"].as_f64().unwrap();
+    let took = r["duration_seconds"].as_f64().unwrap();
+    assert!(took >= 1.2 && (margin - (1.0 - took)).abs() < 1e-9, "{r:#}");
+    let ran = run(&t, &["--fail-over-rto"]);
+    expect(&ran, 4);
+}
+
+#[test]
+fn gates_of_an_included_runbook_count_as_gate_wait() {
+    let t = Test::new()
+        .file(
+            "child.yaml",
+            "version: 1\nname: child\nsteps:\n  - { id: ok, type: gate, message: go? }\n  - { id: work, type: exec, command: [\"true\"] }\n",
+        )
+        .file(
+            "rb.yaml",
+            "version: 1\nname: parent\nsteps:\n  - { id: inc, type: runbook, file: child.yaml }\n  - { id: own, type: gate, message: more? }\n",
+        );
+    expect(&run(&t, &["--approve", "inc/ok", "--approve", "own"]), 0);
+    let r = report(&the_run(&t));
+    let gates = r["gates"].as_array().unwrap();
+    let ids: Vec<_> = gates.iter().map(|g| g["step"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["inc/ok", "own"]);
+    let waited: f64 = gates
+        .iter()
+        .map(|g| g["waited_seconds"].as_f64().unwrap())
+        .sum();
+    let gate_wait = r["gate_wait_seconds"].as_f64().unwrap();
+    assert!(waited > 0.0 && (gate_wait - waited).abs() < 1e-9, "{r:#}");
+    let machine = r["machine_seconds"].as_f64().unwrap();
+    let total = r["duration_seconds"].as_f64().unwrap();
+    assert!((machine - (total - gate_wait).max(0.0)).abs() < 1e-9);
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
