@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "e2e/drill.rs"]
+mod drill;
+
 const TABLES: [&str; 3] = ["users", "agents", "agent_execution_history"];
 const USER: &str = "codexos";
 const DB: &str = "codexos_db";
@@ -146,8 +149,14 @@ fn poll(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 fn start_pg(name: &str, pw: &str) {
+    start_pg_with(name, pw, &[]);
+}
+
+/// [`start_pg`] with more `docker run` options (volumes, network).
+fn start_pg_with(name: &str, pw: &str, options: &[&str]) {
     let env = format!("POSTGRES_PASSWORD={pw}");
-    docker_ok(&[
+    let image = pg_image();
+    let mut args = vec![
         "run",
         "-d",
         "--name",
@@ -158,8 +167,10 @@ fn start_pg(name: &str, pw: &str) {
         &env,
         "-e",
         "POSTGRES_DB=codexos_db",
-        &pg_image(),
-    ]);
+    ];
+    args.extend(options);
+    args.push(&image);
+    docker_ok(&args);
     poll("postgres to answer on TCP", Duration::from_mins(1), || {
         psql(name, pw, DB, "select 1").status.success()
     });
@@ -475,16 +486,91 @@ fn restore_database_brings_back_the_backup_and_refuses_a_corrupted_one() {
     );
 }
 
+/// The services of a stack as `disaster-recovery.yaml` rebuilds them: names, volume, ports.
+struct Stack {
+    net: String,
+    vol: String,
+    pg: String,
+    redis: String,
+    be: String,
+    fe: String,
+    redis_port: u16,
+    be_port: u16,
+    fe_port: u16,
+}
+
+impl Stack {
+    /// Names (removed with `env`) and free ports; nothing is started.
+    fn new(env: &mut Env) -> Stack {
+        let net = format!("{}-net", env.prefix);
+        let vol = format!("{}-pgdata", env.prefix);
+        env.networks.push(net.clone());
+        env.volumes.push(vol.clone());
+        Stack {
+            net,
+            vol,
+            pg: env.name("pg"),
+            redis: env.name("redis"),
+            be: env.name("backend"),
+            fe: env.name("frontend"),
+            redis_port: free_port(),
+            be_port: free_port(),
+            fe_port: free_port(),
+        }
+    }
+
+    /// The params of `disaster-recovery.yaml` (and of the DR drill) for this stack, with
+    /// busybox httpd standing in for the backend and the frontend.
+    fn params(&self, env: &Env) -> Vec<String> {
+        let httpd = "busybox httpd -f -p 8000 -h /www";
+        vec![
+            format!("network={}", self.net),
+            format!("backup_root={}", env.path("backups").display()),
+            format!("db_container={}", self.pg),
+            format!("db_image={}", pg_image()),
+            format!("db_volume={}", self.vol),
+            format!("redis_container={}", self.redis),
+            format!("redis_image={}", tools_image()),
+            format!("redis_port={}", self.redis_port),
+            format!("backend={}", self.be),
+            format!("backend_image={}", tools_image()),
+            format!("backend_command={httpd}"),
+            format!("backend_port={}", self.be_port),
+            format!("frontend={}", self.fe),
+            format!("frontend_image={}", tools_image()),
+            format!("frontend_command={httpd}"),
+            format!("frontend_port={}", self.fe_port),
+            "frontend_container_port=8000".to_owned(),
+            "frontend_path=/health".to_owned(),
+        ]
+    }
+
+    /// Every service runs and Redis answers.
+    fn assert_up(&self) {
+        for c in [&self.pg, &self.redis, &self.be, &self.fe] {
+            assert!(running(c), "{c} runs");
+        }
+        let ping = docker_ok(&["exec", &self.redis, "redis-cli", "ping"]);
+        assert_eq!(ping.trim(), "PONG");
+    }
+}
+
+/// `rb run FILE -p …` for every param, then `extra`.
+fn run_args<'a>(file: &'a str, params: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", file];
+    for p in params {
+        args.extend(["-p", p.as_str()]);
+    }
+    args.extend(extra);
+    args
+}
+
 #[test]
 fn disaster_recovery_rebuilds_every_service_from_the_backup() {
     let mut env = Env::new("dr");
     let pw = password("dr");
-    let pg = env.name("pg");
-    let (redis, be, fe) = (env.name("redis"), env.name("backend"), env.name("frontend"));
-    let net = format!("{}-net", env.prefix);
-    let vol = format!("{}-pgdata", env.prefix);
-    env.networks.push(net.clone());
-    env.volumes.push(vol.clone());
+    let stack = Stack::new(&mut env);
+    let pg = stack.pg.clone();
     start_pg(&pg, &pw);
     seed(&pg, &pw);
     let before = fingerprint(&pg, &pw, DB);
@@ -493,45 +579,19 @@ fn disaster_recovery_rebuilds_every_service_from_the_backup() {
     // The disaster: the database container and its data are gone.
     docker_ok(&["rm", "-f", "-v", &pg]);
 
-    let (redis_port, be_port, fe_port) = (free_port(), free_port(), free_port());
-    let httpd = "busybox httpd -f -p 8000 -h /www";
-    let params = [
-        format!("network={net}"),
-        format!("backup_root={}", env.path("backups").display()),
-        format!("db_container={pg}"),
-        format!("db_image={}", pg_image()),
-        format!("db_volume={vol}"),
-        format!("redis_container={redis}"),
-        format!("redis_image={}", tools_image()),
-        format!("redis_port={redis_port}"),
-        format!("backend={be}"),
-        format!("backend_image={}", tools_image()),
-        format!("backend_command={httpd}"),
-        format!("backend_port={be_port}"),
-        format!("frontend={fe}"),
-        format!("frontend_image={}", tools_image()),
-        format!("frontend_command={httpd}"),
-        format!("frontend_port={fe_port}"),
-        "frontend_container_port=8000".to_owned(),
-        "frontend_path=/health".to_owned(),
-    ];
-    let mut args = vec!["run", "runbooks/disaster-recovery.yaml"];
-    for p in &params {
-        args.extend(["-p", p.as_str()]);
-    }
-    args.extend(["--approve", "restore/approve_drop", "--report"]);
+    let params = stack.params(&env);
     let report = env.path("dr-report.json");
     let report_s = report.display().to_string();
-    args.push(&report_s);
+    let args = run_args(
+        "runbooks/disaster-recovery.yaml",
+        &params,
+        &["--approve", "restore/approve_drop", "--report", &report_s],
+    );
     let out = rb(&env, &pw, &args);
     expect_code(&out, 0);
 
     assert_eq!(fingerprint(&pg, &pw, DB), before);
-    for c in [&redis, &be, &fe] {
-        assert!(running(c), "{c} runs");
-    }
-    let ping = docker_ok(&["exec", &redis, "redis-cli", "ping"]);
-    assert_eq!(ping.trim(), "PONG");
+    stack.assert_up();
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("JSON");
     let text = report.to_string();

@@ -58,15 +58,16 @@ fn shipped_backup_plan_json_is_stable() {
     insta::assert_json_snapshot!(doc);
 }
 
+/// Every shipped runbook validates, and its plan (text) is a stable snapshot.
 #[test]
 fn every_shipped_runbook_validates_and_plans() {
     let mut n = 0;
     for entry in walk(&repo().join("runbooks")) {
-        let f = entry.display().to_string();
-        Test::new().args(["validate", &f]).expect(0);
-        let mut args = vec!["plan", f.as_str(), "--now", NOW];
+        let rel = entry.strip_prefix(repo()).unwrap().display().to_string();
+        Test::new().cwd(&repo()).args(["validate", &rel]).expect(0);
+        let mut args = vec!["plan", rel.as_str(), "--now", NOW];
         // Restores have no default for what to restore and where.
-        if f.ends_with("restore/config.yaml") || f.ends_with("restore/source.yaml") {
+        if rel.ends_with("restore/config.yaml") || rel.ends_with("restore/source.yaml") {
             args.extend([
                 "-p",
                 "archive=/backups/a/20260101/a.tar.gz",
@@ -75,13 +76,18 @@ fn every_shipped_runbook_validates_and_plans() {
             ]);
         }
         // Params a runbook requires (no default): a value for the plan.
-        if f.ends_with("pitr.yaml") {
+        if rel.ends_with("pitr.yaml") {
             args.extend(["-p", "target_time=2026-11-26T09:40:00.123456+00"]);
         }
-        Test::new().args(args).expect(0);
+        let ran = Test::new().cwd(&repo()).args(args).expect(0);
+        let name = rel
+            .trim_start_matches("runbooks/")
+            .trim_end_matches(".yaml")
+            .replace('/', "-");
+        insta::assert_snapshot!(format!("shipped-plan-{name}"), redact(&ran.stdout));
         n += 1;
     }
-    assert!(n >= 1);
+    assert!(n >= 13, "{n} shipped runbooks");
 }
 
 pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
