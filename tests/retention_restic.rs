@@ -1,4 +1,6 @@
-//! Oracle test: `rb::retention::decide` against the real `restic forget` (Debian's 0.14).
+//! Oracle tests against the real `restic forget` (Debian's 0.14): `rb::retention::decide`
+//! on many policies, and the shipped backup runbook's `retention` step run by `rb` over a
+//! generated backup root.
 //!
 //! Each snapshot set becomes one restic group (its own `--host`, the same path), created with
 //! `restic backup --time`; then, for every policy, one `restic forget --dry-run --json` over
@@ -182,7 +184,15 @@ impl Restic {
                  binary (Debian: `apt-get install -y restic`) and does not skip without it"
             ),
         }
-        let dir = tempfile::tempdir().unwrap();
+        // On tmpfs when there is one: restic syncs every file it writes, and the snapshots
+        // are many.
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm)
+        } else {
+            tempfile::tempdir()
+        }
+        .unwrap();
         let file = dir.path().join("data");
         std::fs::write(&file, "tiny").unwrap();
         let restic = Restic { dir, file };
@@ -412,4 +422,178 @@ fn decide_matches_restic_forget() {
         sets.len() * policies.len()
     );
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end: the shipped backup runbook's `retention` step, run by `rb` over a backup root.
+// ---------------------------------------------------------------------------------------------
+
+/// The `retention` step of `runbooks/backup/database.yaml`, as written there.
+fn shipped_retention_step() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks/backup/database.yaml");
+    let runbook: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    runbook["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "retention")
+        .expect("a `retention` step in backup/database.yaml")
+        .clone()
+}
+
+/// Three years of daily backup directories (`YYYYMMDD`, as `backup/database.yaml` names them)
+/// ending yesterday: every day for the last five weeks, then with gaps of 3 to 14 days; a
+/// directory holds one to three dumps (several backups that day).
+fn dated_dirs() -> Vec<(NaiveDate, usize)> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let newest = Utc::now().date_naive() - TimeDelta::days(1);
+    let oldest = newest - TimeDelta::days(3 * 365);
+    let mut day = newest;
+    let mut dirs = Vec::new();
+    while day >= oldest {
+        dirs.push((day, 1 + usize::try_from(next(3)).unwrap()));
+        let gap = if newest - day < TimeDelta::days(35) {
+            1
+        } else {
+            3 + next(12)
+        };
+        day -= TimeDelta::days(i64::try_from(gap).unwrap());
+    }
+    dirs.reverse();
+    dirs
+}
+
+/// Everything under `root`, relative, sorted (directories end in `/`).
+fn tree(root: &std::path::Path) -> Vec<String> {
+    let mut all: Vec<String> = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            if e.file_type().is_dir() {
+                rel + "/"
+            } else {
+                rel
+            }
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn shipped_prune_step_keeps_exactly_what_restic_forget_keeps() {
+    let step = shipped_retention_step();
+    let policy = Policy {
+        keep: serde_json::from_value(step["keep"].clone()).unwrap(),
+        keep_within: serde_json::from_value(step["keep_within"].clone()).unwrap(),
+    };
+    let dirs = dated_dirs();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    let mut catalog = String::new();
+    for (i, (day, dumps)) in dirs.iter().enumerate() {
+        let d = root.join(day.format("%Y%m%d").to_string());
+        std::fs::create_dir_all(&d).unwrap();
+        for k in 0..*dumps {
+            let file = d.join(format!(
+                "codexos_{}_0{k}0000.dump.zst",
+                day.format("%Y%m%d")
+            ));
+            std::fs::write(&file, format!("dump {day} {k}")).unwrap();
+            // The newest directory's last dump failed its verification: the newest
+            // *verified* backup is the one before it.
+            let verified = !(i == dirs.len() - 1 && k == dumps - 1);
+            let entry =
+                serde_json::json!({ "file": file.display().to_string(), "verified": verified });
+            catalog.push_str(&entry.to_string());
+            catalog.push('\n');
+        }
+        std::fs::write(d.join("SHA256SUMS"), "").unwrap();
+    }
+    std::fs::write(root.join("catalog.jsonl"), &catalog).unwrap();
+    // Entries outside the match: never candidates, whatever their age.
+    let outside = [
+        "pre_recovery/pre_recovery_20200101_000000.dump.zst",
+        "2020-01-01/old.dump",
+        "20200101.tar.gz",
+        "notes_20200101",
+        "README",
+    ];
+    for f in outside {
+        let p = root.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "keep me").unwrap();
+    }
+    let newest_verified = catalog
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .rfind(|e| e["verified"] == true)
+        .and_then(|e| e["file"].as_str().map(str::to_owned))
+        .unwrap();
+
+    // The shipped step as it is, the root in place of the param, run by rb.
+    let mut step = step;
+    step["path"] = Value::String(root.display().to_string());
+    let runbook = serde_json::json!({ "version": 1, "name": "retention-only", "steps": [step] });
+    let file = dir.path().join("rb.yaml");
+    std::fs::write(&file, runbook.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rb"))
+        .args(["run", file.to_str().unwrap(), "--state-dir"])
+        .arg(dir.path().join("state"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rb run failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // restic's verdict for the same times (a name without a time of day is midnight UTC).
+    let restic = Restic::new();
+    let times: Vec<NaiveDateTime> = dirs
+        .iter()
+        .map(|(d, _)| d.and_hms_opt(0, 0, 0).unwrap())
+        .collect();
+    parallel(&times, |t| restic.backup("prune", *t));
+    let theirs = restic
+        .forget(&policy.restic_flags())
+        .remove("prune")
+        .unwrap();
+    assert_eq!(theirs.keep.len() + theirs.remove.len(), dirs.len());
+    assert!(!theirs.remove.is_empty(), "the policy removes something");
+
+    let remaining: Vec<String> = tree(&root)
+        .into_iter()
+        .filter(|e| e.len() == 9 && e.ends_with('/'))
+        .map(|e| e.trim_end_matches('/').to_owned())
+        .collect();
+    let expected: Vec<String> = theirs
+        .keep
+        .iter()
+        .map(|t| t.format("%Y%m%d").to_string())
+        .collect();
+    assert_eq!(remaining, expected, "kept directories = restic's keep");
+    for f in outside.iter().chain(["catalog.jsonl"].iter()) {
+        assert!(root.join(f).is_file(), "{f} is untouched");
+    }
+    assert!(
+        std::path::Path::new(&newest_verified).is_file(),
+        "the newest verified backup {newest_verified} stays"
+    );
+    println!(
+        "prune: {} dated directories, {} kept, {} removed",
+        dirs.len(),
+        theirs.keep.len(),
+        theirs.remove.len()
+    );
 }
