@@ -437,7 +437,7 @@ fn restore_database_brings_back_the_backup_and_refuses_a_corrupted_one() {
         a
     };
 
-    // Without approval the run stops at the gate, before anything is dropped.
+    // Without approval the run stops at the gate, before anything is stopped or dropped.
     let ps = params("tables=users agents agent_execution_history");
     let mut no_gate: Vec<String> = args(&ps);
     no_gate.truncate(no_gate.len() - 2);
@@ -448,7 +448,10 @@ fn restore_database_brings_back_the_backup_and_refuses_a_corrupted_one() {
     );
     expect_code(&out, 3);
     assert_eq!(fingerprint(&pg, &pw, DB), mutated);
-    docker_ok(&["start", &be, &fe]);
+    assert!(
+        running(&be) && running(&fe),
+        "an unanswered gate leaves the application running"
+    );
 
     // From the catalog (no `backup` param): the newest verified backup.
     let a = args(&ps);

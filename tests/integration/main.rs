@@ -4,6 +4,7 @@ mod support;
 
 mod bad_input;
 mod containers;
+mod gates;
 mod invalid;
 mod plan;
 mod plan_extra;
