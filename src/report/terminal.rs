@@ -1,6 +1,7 @@
 //! The terminal: progress bars for running steps on a terminal, plain timestamped lines
 //! otherwise (logs, CI). Everything goes to stderr; `--quiet` keeps only failures.
 
+use super::projection::Projection;
 use crate::duration::human_secs;
 use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -15,6 +16,10 @@ pub struct Terminal {
     multi: Option<MultiProgress>,
     bars: HashMap<String, ProgressBar>,
     rto: Option<f64>,
+    /// Elapsed vs RTO and the projected finish, when the run has an RTO or estimates.
+    projection: Option<Projection>,
+    /// On a terminal: the line that shows the projection, above the steps.
+    status: Option<ProgressBar>,
 }
 
 impl Terminal {
@@ -29,6 +34,8 @@ impl Terminal {
             multi,
             bars: HashMap::new(),
             rto: None,
+            projection: None,
+            status: None,
         }
     }
 
@@ -50,12 +57,59 @@ impl Terminal {
         }
     }
 
+    /// Follow the projection; on a terminal redraw its line, otherwise print it when a step
+    /// ends.
+    fn project(&mut self, e: &RunEvent) {
+        if self.quiet {
+            return;
+        }
+        if let Some(p) = Projection::start(e) {
+            if let Some(m) = &self.multi {
+                let bar = m.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("⏱ {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_message(p.line(e.at));
+                self.status = Some(bar);
+            }
+            self.projection = Some(p);
+            return;
+        }
+        let Some(p) = &mut self.projection else {
+            return;
+        };
+        p.event(e);
+        let line = p.line(e.at);
+        match (&self.status, &e.kind) {
+            (_, EventKind::RunFinished { .. }) => {
+                if let Some(bar) = self.status.take() {
+                    bar.finish_and_clear();
+                }
+            }
+            (Some(bar), _) => bar.set_message(line),
+            (None, EventKind::StepFinished { .. }) => self.line(e, &format!("⏱ {line}")),
+            _ => {}
+        }
+    }
+
+    /// Refresh the projection line (on a terminal, between events).
+    pub fn tick(&self) {
+        if let (Some(bar), Some(p)) = (&self.status, &self.projection) {
+            bar.set_message(p.line(chrono::Utc::now()));
+        }
+    }
+
     /// Show one event.
+    pub fn event(&mut self, e: &RunEvent) {
+        self.show(e);
+        self.project(e);
+    }
     #[expect(
         clippy::too_many_lines,
         reason = "one arm per event kind, each a line of output"
     )]
-    pub fn event(&mut self, e: &RunEvent) {
+    fn show(&mut self, e: &RunEvent) {
         match &e.kind {
             EventKind::RunStarted {
                 run_id,
