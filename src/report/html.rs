@@ -5,8 +5,8 @@ use super::junit::xml_escape as esc;
 use super::model::Report;
 use super::objectives::MilestoneStatus;
 use super::{
-    critical_path_line, milestone_verdict, offset_secs, outcome_word, params_line, rpo_verdict,
-    rto_verdict, run_outcome_word,
+    at_offset, critical_path_line, milestone_verdict, offset_secs, outcome_word, params_line,
+    rpo_verdict, rto_verdict, run_outcome_word,
 };
 use crate::duration::human_secs;
 use crate::event::{Outcome, RunOutcome};
@@ -232,7 +232,7 @@ pub fn render(r: &Report, history: &[Report]) -> String {
     };
     let _ = writeln!(
         out,
-        "<p>Result: <b class=\"{}\">{}</b>. Started {}. Took {} (machine {}, gate wait {}).</p>\n<p id=\"verdict\" class=\"{verdict_class}\">{}</p>",
+        "<p>Result: <b class=\"{}\">{}</b>. Started {}, ended {}. Took {} (machine {}, gate wait {}).</p>\n<p id=\"verdict\" class=\"{verdict_class}\">{}</p>",
         if r.outcome == Some(RunOutcome::Succeeded) {
             "ok"
         } else {
@@ -240,6 +240,7 @@ pub fn render(r: &Report, history: &[Report]) -> String {
         },
         run_outcome_word(r.outcome),
         r.start.to_rfc3339(),
+        r.end.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339()),
         human_secs(r.duration_seconds),
         human_secs(r.machine_seconds),
         human_secs(r.gate_wait_seconds),
@@ -255,11 +256,11 @@ pub fn render(r: &Report, history: &[Report]) -> String {
     out.push_str(&objectives(r));
     out.push_str("<h2>Timeline</h2>\n<p>Bold outline: the critical path. Red line: the RTO; blue: milestones, triangles where they were reached.</p>\n");
     out.push_str(&gantt(r));
-    out.push_str("<table>\n<tr><th>Step</th><th>Type</th><th>Status</th><th>Start</th><th>Duration</th><th>Attempts</th><th>Note</th></tr>\n");
+    out.push_str("<table>\n<tr><th>Step</th><th>Type</th><th>Status</th><th>Start</th><th>End</th><th>Duration</th><th>Attempts</th><th>Note</th></tr>\n");
     for s in &r.steps {
         let _ = writeln!(
             out,
-            "<tr{}><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr{}><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             if s.on_critical_path {
                 " class=\"critical\""
             } else {
@@ -269,9 +270,8 @@ pub fn render(r: &Report, history: &[Report]) -> String {
             esc(s.type_name.as_deref().unwrap_or("")),
             colour(s.status),
             outcome_word(s.status),
-            s.start
-                .map(|t| format!("+{}", human_secs(offset_secs(r, t))))
-                .unwrap_or_default(),
+            at_offset(r, s.start, ""),
+            at_offset(r, s.end, ""),
             human_secs(s.duration_seconds),
             s.attempts,
             esc(s.error.as_deref().or(s.reason.as_deref()).unwrap_or(""))

@@ -1,10 +1,11 @@
 //! The report as Markdown, for pull requests and wikis.
 
+use super::at_offset;
 use super::model::Report;
 use super::objectives::MilestoneStatus;
 use super::{
-    critical_path_line, milestone_verdict, offset_secs, outcome_word, params_line, rpo_verdict,
-    rto_verdict, run_outcome_word,
+    critical_path_line, milestone_verdict, outcome_word, params_line, rpo_verdict, rto_verdict,
+    run_outcome_word,
 };
 use crate::duration::human_secs;
 use std::fmt::Write as _;
@@ -65,13 +66,9 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(out, "- **Params:** {}", cell(&params_line(r)));
     let _ = writeln!(
         out,
-        "\n◆ on the critical path\n\n| Step | Type | Status | Start | Duration | Attempts | Note |\n|---|---|---|--:|--:|--:|---|"
+        "\n◆ on the critical path\n\n| Step | Type | Status | Start | End | Duration | Attempts | Note |\n|---|---|---|--:|--:|--:|--:|---|"
     );
     for s in &r.steps {
-        let start = s.start.map_or_else(
-            || "–".to_owned(),
-            |t| format!("+{}", human_secs(offset_secs(r, t))),
-        );
         let note = s
             .error
             .as_deref()
@@ -80,13 +77,14 @@ pub fn render(r: &Report) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "| {}`{}` | {} | {}{} | {} | {} | {} | {} |",
+            "| {}`{}` | {} | {}{} | {} | {} | {} | {} | {} |",
             if s.on_critical_path { "**◆** " } else { "" },
             s.id,
             s.type_name.as_deref().unwrap_or("–"),
             outcome_word(s.status),
             if s.reused { " (reused)" } else { "" },
-            start,
+            at_offset(r, s.start, "–"),
+            at_offset(r, s.end, "–"),
             human_secs(s.duration_seconds),
             s.attempts,
             note

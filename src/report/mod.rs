@@ -63,6 +63,14 @@ pub(crate) fn offset_secs(r: &Report, t: DateTime<Utc>) -> f64 {
     ((t - r.start).num_milliseconds() as f64 / 1000.0).max(0.0)
 }
 
+/// `+1m 10s` from the start of the run, or `missing` when there is no time.
+pub(crate) fn at_offset(r: &Report, t: Option<DateTime<Utc>>, missing: &str) -> String {
+    t.map_or_else(
+        || missing.to_owned(),
+        |t| format!("+{}", human_secs(offset_secs(r, t))),
+    )
+}
+
 pub(crate) fn outcome_word(o: Outcome) -> &'static str {
     match o {
         Outcome::Succeeded => "succeeded",

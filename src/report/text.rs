@@ -1,9 +1,10 @@
 //! The report as a terminal summary: one row a step, totals, and the RTO verdict.
 
+use super::at_offset;
 use super::model::Report;
 use super::{
-    critical_path_line, milestone_verdict, offset_secs, outcome_word, params_line, rpo_verdict,
-    rto_verdict, run_outcome_word,
+    critical_path_line, milestone_verdict, outcome_word, params_line, rpo_verdict, rto_verdict,
+    run_outcome_word,
 };
 use crate::duration::human_secs;
 use std::fmt::Write as _;
@@ -35,25 +36,22 @@ pub fn render(r: &Report) -> String {
         .unwrap_or(4);
     let _ = writeln!(
         out,
-        "\n  {:<width$}  {:<10}  {:>9}  {:>9}  {:>8}",
-        "STEP", "STATUS", "START", "DURATION", "ATTEMPTS"
+        "\n  {:<width$}  {:<10}  {:>9}  {:>9}  {:>9}  {:>8}",
+        "STEP", "STATUS", "START", "END", "DURATION", "ATTEMPTS"
     );
     for s in &r.steps {
-        let start = s.start.map_or_else(
-            || "-".to_owned(),
-            |t| format!("+{}", human_secs(offset_secs(r, t))),
-        );
         let mut status = outcome_word(s.status).to_owned();
         if s.reused {
             status = "reused".into();
         }
         let _ = write!(
             out,
-            "{} {:<width$}  {:<10}  {:>9}  {:>9}  {:>8}",
+            "{} {:<width$}  {:<10}  {:>9}  {:>9}  {:>9}  {:>8}",
             if s.on_critical_path { '*' } else { ' ' },
             s.id,
             status,
-            start,
+            at_offset(r, s.start, "-"),
+            at_offset(r, s.end, "-"),
             human_secs(s.duration_seconds),
             s.attempts
         );
