@@ -954,6 +954,7 @@ fn backup_verification_drill_restores_into_a_scratch_server_and_compares() {
     };
     let out = drill(&scratch1);
     expect_code(&out, 0);
+    assert_rpo(&report_of(&env, &out), "step `backup_time` output `stdout`");
     assert!(
         !docker(&["inspect", &scratch1]).status.success(),
         "the scratch container is removed"
