@@ -5,7 +5,7 @@ use super::junit::xml_escape as esc;
 use super::model::Report;
 use super::objectives::MilestoneStatus;
 use super::{
-    at_offset, critical_path_line, milestone_verdict, offset_secs, outcome_word, params_line,
+    at_offset, critical_path_text, milestone_verdict, offset_secs, outcome_word, params_line,
     rpo_verdict, rto_verdict, run_outcome_word,
 };
 use crate::duration::human_secs;
@@ -130,7 +130,7 @@ fn objectives(r: &Report) -> String {
     let _ = writeln!(
         out,
         "<li id=\"critical-path\">{}</li>",
-        esc(&critical_path_line(r))
+        esc(&format!("critical path: {}", critical_path_text(r)))
     );
     for m in &r.milestones {
         let _ = writeln!(

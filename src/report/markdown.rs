@@ -4,7 +4,7 @@ use super::at_offset;
 use super::model::Report;
 use super::objectives::MilestoneStatus;
 use super::{
-    critical_path_line, milestone_verdict, outcome_word, params_line, rpo_verdict, rto_verdict,
+    critical_path_text, milestone_verdict, outcome_word, params_line, rpo_verdict, rto_verdict,
     run_outcome_word,
 };
 use crate::duration::human_secs;
@@ -52,11 +52,7 @@ pub fn render(r: &Report) -> String {
         };
         let _ = writeln!(out, "- **RPO:** {mark}{rpo}");
     }
-    let _ = writeln!(
-        out,
-        "- **Critical path:** {}",
-        critical_path_line(r).trim_start_matches("critical path: ")
-    );
+    let _ = writeln!(out, "- **Critical path:** {}", critical_path_text(r));
     let _ = writeln!(
         out,
         "- **Runbook file:** `{}` (sha256 `{}`)",

@@ -99,6 +99,14 @@ pub fn render(r: &Report, last_backup: Option<&Report>) -> String {
             &[(rb.clone(), rto)],
         );
     }
+    if let Some(age) = r.rpo.as_ref().and_then(|p| p.achieved_seconds) {
+        family(
+            &mut out,
+            "rb_rpo_achieved_seconds",
+            "Recovery runs: age of the restored data at the start of the last run.",
+            &[(rb.clone(), age)],
+        );
+    }
     let (source, artifact) = match backup_artifact(r) {
         Some(a) if ok => (Some(r), Some(a)),
         _ => match last_backup.and_then(|b| backup_artifact(b).map(|a| (b, a))) {

@@ -143,13 +143,13 @@ pub(crate) fn milestone_verdict(m: &objectives::MilestoneReport) -> String {
     }
 }
 
-/// `critical path: a → b → c (1m 10s of 12m 10s)`.
-pub(crate) fn critical_path_line(r: &Report) -> String {
+/// `a → b → c (1m 10s of 12m 10s)`, or why it is unknown.
+pub(crate) fn critical_path_text(r: &Report) -> String {
     if r.critical_path.is_empty() {
-        return "critical path: unknown (no step graph in the journal)".to_owned();
+        return "unknown (no step graph in the journal)".to_owned();
     }
     format!(
-        "critical path: {} ({} of {})",
+        "{} ({} of {})",
         r.critical_path.join(" → "),
         human_secs(r.critical_path_seconds),
         human_secs(r.duration_seconds)

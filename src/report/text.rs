@@ -3,7 +3,7 @@
 use super::at_offset;
 use super::model::Report;
 use super::{
-    critical_path_line, milestone_verdict, outcome_word, params_line, rpo_verdict, rto_verdict,
+    critical_path_text, milestone_verdict, outcome_word, params_line, rpo_verdict, rto_verdict,
     run_outcome_word,
 };
 use crate::duration::human_secs;
@@ -92,7 +92,11 @@ pub fn render(r: &Report) -> String {
     for m in &r.milestones {
         let _ = writeln!(out, "{}", milestone_verdict(m));
     }
-    let _ = writeln!(out, "{} (* in the table)", critical_path_line(r));
+    let _ = writeln!(
+        out,
+        "critical path: {} (* in the table)",
+        critical_path_text(r)
+    );
     if let Some(rpo) = rpo_verdict(r) {
         let _ = writeln!(out, "{rpo}");
     }

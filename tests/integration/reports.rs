@@ -251,7 +251,7 @@ fn each_format_renders_the_fixed_run() {
 #[test]
 fn each_format_renders_the_fixed_recovery_run() {
     let t = fixture();
-    for format in ["text", "markdown", "json", "junit", "html"] {
+    for format in ["text", "markdown", "json", "junit", "html", "prometheus"] {
         let ran = rb(&t, &["report", RESTORE, "--format", format]);
         insta::assert_snapshot!(format!("recovery-{format}"), ran.stdout);
     }
@@ -299,6 +299,18 @@ fn reports_show_the_actual_critical_path_milestones_and_achieved_rpo() {
     assert!(
         text.contains("achieved RPO 1h 30m 00s (restored data of 2026-11-26T01:30:00+00:00, from param `target_time`): OVER the RPO of 1h 00m 00s by 30m 00s"),
         "{text}"
+    );
+    let prom = t.path("restore.prom");
+    std::fs::write(
+        &prom,
+        rb(&t, &["report", RESTORE, "--format", "prometheus"]).stdout,
+    )
+    .unwrap();
+    let checked = promtool_check(&prom);
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        metrics.contains("rb_rpo_achieved_seconds{runbook=\"restore-db\"} 5400\n"),
+        "{metrics}{checked}"
     );
     let junit = rb(&t, &["report", RESTORE, "--format", "junit"]).stdout;
     assert!(
