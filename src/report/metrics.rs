@@ -6,7 +6,12 @@ use crate::event::{Outcome, RunOutcome};
 use std::fmt::Write as _;
 
 /// The backup a run made: the last step to finish with both a `file` and a `bytes` output.
+/// A recovery run (one with a restore point) makes none: its files, such as the safety dump
+/// taken before a restore, are not the backups the alerts watch.
 pub fn backup_artifact(r: &Report) -> Option<&StepReport> {
+    if r.rpo.is_some() {
+        return None;
+    }
     r.steps
         .iter()
         .filter(|s| {

@@ -213,8 +213,14 @@ fn recovery_journal() -> Vec<String> {
         let secs = (chrono::DateTime::parse_from_rfc3339(&to).unwrap()
             - chrono::DateTime::parse_from_rfc3339(&from).unwrap())
         .num_seconds();
+        // A safety dump: a file with a size, which in a recovery run is not a backup.
+        let outputs = if id == "restore" {
+            json!({ "outputs": { "file": "/backup/safety.dump", "bytes": 99 } })
+        } else {
+            json!({})
+        };
         #[expect(clippy::cast_precision_loss, reason = "seconds of a fixture")]
-        lines.push(finished(&to, id, "succeeded", 1, secs as f64, json!({})));
+        lines.push(finished(&to, id, "succeeded", 1, secs as f64, outputs));
     }
     lines.push(ev(
         "2026-11-26T03:01:20Z",
@@ -312,6 +318,7 @@ fn reports_show_the_actual_critical_path_milestones_and_achieved_rpo() {
         metrics.contains("rb_rpo_achieved_seconds{runbook=\"restore-db\"} 5400\n"),
         "{metrics}{checked}"
     );
+    assert!(!metrics.contains("backup_size_bytes"), "{metrics}");
     let junit = rb(&t, &["report", RESTORE, "--format", "junit"]).stdout;
     assert!(
         junit.contains("name=\"rpo\" time=\"0.000\">\n      <failure"),
