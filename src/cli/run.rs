@@ -495,16 +495,14 @@ impl Sinks {
     }
 }
 
-/// On a terminal, the elapsed time and projected finish are redrawn every second.
+/// Every second the terminal may show the elapsed time and projected finish again (redrawn
+/// on a terminal; without one, a line when a step has run a while without one).
 fn spawn_ticker(sinks: Arc<Mutex<Sinks>>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if !std::io::stderr().is_terminal() {
-            return;
-        }
         let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             every.tick().await;
-            if let Ok(s) = sinks.lock() {
+            if let Ok(mut s) = sinks.lock() {
                 s.terminal.tick();
             }
         }

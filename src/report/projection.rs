@@ -22,6 +22,8 @@ pub struct Projection {
     steps: Vec<PlannedStep>,
     state: Vec<State>,
     index: HashMap<String, usize>,
+    /// When the projection or a step's start was last printed (plain output).
+    last_shown: DateTime<Utc>,
 }
 
 impl Projection {
@@ -39,6 +41,7 @@ impl Projection {
         }
         Some(Self {
             start: e.at,
+            last_shown: e.at,
             rto: *rto_seconds,
             state: vec![State::Pending; steps.len()],
             index: steps
@@ -67,6 +70,26 @@ impl Projection {
         if let Some(&i) = self.index.get(step) {
             self.state[i] = state;
         }
+        // A step starting gets a line of its own: the quiet time counts from there.
+        if matches!(e.kind, EventKind::StepStarted { .. }) {
+            self.last_shown = e.at;
+        }
+    }
+
+    /// The projection was printed at `at`.
+    pub fn shown(&mut self, at: DateTime<Utc>) {
+        self.last_shown = at;
+    }
+
+    /// The line to print when a step is running and nothing was printed for `every` seconds.
+    pub fn due(&mut self, now: DateTime<Utc>, every: f64) -> Option<String> {
+        let quiet_for = (now - self.last_shown).num_milliseconds() as f64 / 1000.0;
+        let running = self.state.iter().any(|s| matches!(s, State::Running(_)));
+        if !running || quiet_for < every {
+            return None;
+        }
+        self.last_shown = now;
+        Some(self.line(now))
     }
 
     /// Seconds from the start of the run to `now`.
@@ -243,6 +266,22 @@ mod tests {
             "{}",
             p.line(at(700))
         );
+    }
+
+    #[test]
+    fn without_a_terminal_a_line_every_so_often_while_a_step_runs() {
+        let mut p = Projection::start(&started(vec![planned("a", &[], 600.0)])).unwrap();
+        assert_eq!(p.due(at(120), 60.0), None, "nothing runs yet");
+        p.event(&step(120, "a", false));
+        assert!(p.due(at(170), 60.0).is_none());
+        let line = p.due(at(180), 60.0).expect("a minute without a line");
+        assert!(line.starts_with("elapsed 3m 00s of RTO 10m 00s"), "{line}");
+        assert_eq!(p.due(at(200), 60.0), None, "just printed");
+        p.shown(at(230));
+        assert_eq!(p.due(at(260), 60.0), None, "printed at a step end");
+        assert!(p.due(at(290), 60.0).is_some());
+        p.event(&step(300, "a", true));
+        assert_eq!(p.due(at(900), 60.0), None, "nothing runs any more");
     }
 
     #[test]

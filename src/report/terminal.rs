@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
+/// Without a terminal, how often the projection is printed while steps run and none ends.
+const PLAIN_EVERY_SECS: f64 = 60.0;
+
 /// The terminal sink.
 pub struct Terminal {
     quiet: bool,
@@ -48,7 +51,11 @@ impl Terminal {
     }
 
     fn line(&self, e: &RunEvent, text: &str) {
-        let line = format!("{} {text}", e.at.format("%H:%M:%S"));
+        self.line_at(e.at, text);
+    }
+
+    fn line_at(&self, at: chrono::DateTime<chrono::Utc>, text: &str) {
+        let line = format!("{} {text}", at.format("%H:%M:%S"));
         match &self.multi {
             Some(m) => {
                 let _ = m.println(line);
@@ -88,15 +95,25 @@ impl Terminal {
                 }
             }
             (Some(bar), _) => bar.set_message(line),
-            (None, EventKind::StepFinished { .. }) => self.line(e, &format!("⏱ {line}")),
+            (None, EventKind::StepFinished { .. }) => {
+                p.shown(e.at);
+                self.line(e, &format!("⏱ {line}"));
+            }
             _ => {}
         }
     }
 
-    /// Refresh the projection line (on a terminal, between events).
-    pub fn tick(&self) {
-        if let (Some(bar), Some(p)) = (&self.status, &self.projection) {
-            bar.set_message(p.line(chrono::Utc::now()));
+    /// Between events: on a terminal redraw the projection line; otherwise print it when a
+    /// step has been running for a while without a line (long steps in CI logs).
+    pub fn tick(&mut self) {
+        let now = chrono::Utc::now();
+        let Some(p) = &mut self.projection else {
+            return;
+        };
+        if let Some(bar) = &self.status {
+            bar.set_message(p.line(now));
+        } else if let Some(line) = p.due(now, PLAIN_EVERY_SECS) {
+            self.line_at(now, &format!("⏱ {line}"));
         }
     }
 
