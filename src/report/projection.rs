@@ -22,6 +22,8 @@ pub struct Projection {
     steps: Vec<PlannedStep>,
     state: Vec<State>,
     index: HashMap<String, usize>,
+    /// Each step's needs, as indices.
+    needs: Vec<Vec<usize>>,
     /// When the projection or a step's start was last printed (plain output).
     last_shown: DateTime<Utc>,
 }
@@ -39,16 +41,27 @@ impl Projection {
         if rto_seconds.is_none() && steps.iter().all(|s| s.estimate_seconds.is_none()) {
             return None;
         }
+        let index: HashMap<String, usize> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+        let needs = steps
+            .iter()
+            .map(|s| {
+                s.needs
+                    .iter()
+                    .filter_map(|n| index.get(n).copied())
+                    .collect()
+            })
+            .collect();
         Some(Self {
             start: e.at,
             last_shown: e.at,
             rto: *rto_seconds,
             state: vec![State::Pending; steps.len()],
-            index: steps
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.id.clone(), i))
-                .collect(),
+            index,
+            needs,
             steps: steps.clone(),
         })
     }
@@ -127,11 +140,9 @@ impl Projection {
                 (est - (now - since).num_milliseconds() as f64 / 1000.0).max(0.0)
             }
         };
-        let before = self.steps[i]
-            .needs
+        let before = self.needs[i]
             .iter()
-            .filter_map(|n| self.index.get(n).copied())
-            .map(|j| self.finish(j, now, memo, depth + 1))
+            .map(|&j| self.finish(j, now, memo, depth + 1))
             .fold(0.0, f64::max);
         let f = before + own;
         memo[i] = Some(f);

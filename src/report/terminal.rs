@@ -87,16 +87,17 @@ impl Terminal {
             return;
         };
         p.event(e);
-        let line = p.line(e.at);
         match (&self.status, &e.kind) {
             (_, EventKind::RunFinished { .. }) => {
                 if let Some(bar) = self.status.take() {
                     bar.finish_and_clear();
                 }
             }
-            (Some(bar), _) => bar.set_message(line),
+            (_, EventKind::StepProgressed { .. }) => {}
+            (Some(bar), _) => bar.set_message(p.line(e.at)),
             (None, EventKind::StepFinished { .. }) => {
                 p.shown(e.at);
+                let line = p.line(e.at);
                 self.line(e, &format!("⏱ {line}"));
             }
             _ => {}
