@@ -64,8 +64,8 @@ impl Terminal {
         }
     }
 
-    /// Follow the projection; on a terminal redraw its line, otherwise print it when a step
-    /// ends.
+    /// Follow the projection; on a terminal redraw its line, otherwise print it at the start
+    /// and when a step ends.
     fn project(&mut self, e: &RunEvent) {
         if self.quiet {
             return;
@@ -79,6 +79,8 @@ impl Terminal {
                 );
                 bar.set_message(p.line(e.at));
                 self.status = Some(bar);
+            } else {
+                self.line(e, &format!("⏱ {}", p.line(e.at)));
             }
             self.projection = Some(p);
             return;

@@ -155,6 +155,12 @@ fn without_a_terminal_each_step_end_shows_the_projected_finish() {
         .args(["run", "rb.yaml", "--state-dir", "state"]);
     let ran = t.expect(0);
     let lines: Vec<&str> = ran.stderr.lines().collect();
+    // At the start, the whole estimate (2s + 30s) is left.
+    assert!(
+        lines[1]
+            .ends_with("⏱ elapsed 0.0s of RTO 10m 00s, projected finish +32.0s (9m 28s to spare)"),
+        "{lines:?}"
+    );
     let after_wait = lines
         .iter()
         .position(|l| l.contains("✔ wait"))
