@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::runbook::model::RestorePoint;
+
 /// Version of the journal's event format; bumped on incompatible changes.
 pub const JOURNAL_VERSION: u32 = 1;
 
@@ -14,6 +16,26 @@ pub struct RunEvent {
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub kind: EventKind,
+}
+
+/// A step of the run's graph as the run started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub id: String,
+    /// The steps it waits for (its `needs`; absent there, the step before it).
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// Median of recent successful runs, else the runbook's `estimate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_seconds: Option<f64>,
+}
+
+/// A milestone as the run started: its steps must be done within `rto_seconds` of the start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedMilestone {
+    pub name: String,
+    pub rto_seconds: f64,
+    pub steps: Vec<String>,
 }
 
 /// How a step ended.
@@ -40,6 +62,10 @@ pub enum RunOutcome {
 }
 
 /// The events.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one RunStarted a run; boxing it would only move the bytes"
+)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
@@ -62,6 +88,16 @@ pub enum EventKind {
         /// Set when this process continues an earlier run.
         resumed: bool,
         pid: u32,
+        /// The step graph with each step's estimate, for the critical path in reports and
+        /// the projected finish (empty in journals written before it was recorded).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<PlannedStep>,
+        /// The runbook's milestones, judged in reports.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        milestones: Vec<PlannedMilestone>,
+        /// Where the time of the restored data comes from (achieved RPO in reports).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restore_point: Option<RestorePoint>,
     },
     StepStarted {
         step: String,

@@ -243,6 +243,37 @@ fn rb(env: &Env, pw: &str, args: &[&str]) -> Output {
     out
 }
 
+/// The report of the run `out` was the output of, as `rb report RUN_ID` renders it from the
+/// journal alone.
+fn report_of(env: &Env, out: &Output) -> serde_json::Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run_id = stderr
+        .lines()
+        .find_map(|l| l.split(" as run ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run id in {stderr}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_rb"))
+        .args(["report", run_id, "--format", "json"])
+        .env("RB_STATE_DIR", env.path("state"))
+        .output()
+        .expect("rb runs");
+    expect_code(&out, 0);
+    serde_json::from_slice(&out.stdout).expect("a JSON report")
+}
+
+/// The report's achieved RPO: from `source`, a time, a plausible age, within the RPO if set.
+/// Returns the value the time was read from.
+fn assert_rpo(report: &serde_json::Value, source: &str) -> String {
+    let rpo = &report["rpo"];
+    assert_eq!(rpo["source"], source, "{rpo:#}");
+    assert!(rpo["restore_point"].is_string(), "{rpo:#}");
+    let age = rpo["achieved_seconds"].as_f64().expect("an achieved RPO");
+    // The data was made minutes before the run (not a timing claim: a sanity range).
+    assert!((0.0..3600.0).contains(&age), "{rpo:#}");
+    assert_ne!(rpo["met"], false, "{rpo:#}");
+    rpo["value"].as_str().unwrap_or_default().to_owned()
+}
+
 fn expect_code(out: &Output, code: i32) {
     assert_eq!(
         out.status.code(),
@@ -463,6 +494,13 @@ fn restore_database_brings_back_the_backup_and_refuses_a_corrupted_one() {
         .expect("safety dumps")
         .count();
     assert_eq!(safety, 1, "one safety dump of the database being replaced");
+    let report = report_of(&env, &out);
+    assert_rpo(&report, "step `backup_time` output `stdout`");
+    assert_eq!(report["rpo"]["met"], true, "RPO 24h");
+    assert_eq!(report["milestones"][0]["name"], "database-restored");
+    assert_eq!(report["milestones"][0]["status"], "met");
+    let path = report["critical_path"].as_array().expect("a critical path");
+    assert_eq!(path.first().unwrap(), "choose", "{path:?}");
 
     // A corrupted backup (one byte flipped) is refused before anything is stopped or dropped.
     psql_ok(&pg, &pw, DB, "delete from users where id > 690");
@@ -607,6 +645,14 @@ fn disaster_recovery_rebuilds_every_service_from_the_backup() {
     ] {
         assert!(text.contains(step), "report mentions {step}");
     }
+    // The age of the backup the `restore` sub-runbook chose, from the catalog.
+    assert_rpo(&report, "step `restore` output `backup_time.stdout`");
+    assert_eq!(
+        report["milestones"][0]["status"], "met",
+        "{:#}",
+        report["milestones"]
+    );
+    assert_eq!(report["critical_path"][0], "network");
 }
 
 /// Every entry under `dir` (relative name → mode and content; a link's target; `dir` for
@@ -971,6 +1017,7 @@ fn backup_verification_drill_restores_into_a_scratch_server_and_compares() {
     };
     let out = drill(&scratch1);
     expect_code(&out, 0);
+    assert_rpo(&report_of(&env, &out), "step `backup_time` output `stdout`");
     assert!(
         !docker(&["inspect", &scratch1]).status.success(),
         "the scratch container is removed"
@@ -1201,13 +1248,11 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target() {
         );
     }
 
+    let args = pitr_args(&params(&target));
     let out = rb(
         &env,
         &pw,
-        &pitr_args(&params(&target))
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     expect_code(&out, 0);
     assert!(running(&restored));
@@ -1222,5 +1267,12 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target() {
         psql_ok(&restored, &pw, DB, "select pg_is_in_recovery()"),
         "f"
     );
+    pitr_report_has_the_achieved_rpo(&env, &out, &target);
     eprintln!("pitr test took {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// The recovery target is the restore point: its age at the start is the achieved RPO.
+fn pitr_report_has_the_achieved_rpo(env: &Env, out: &Output, target: &str) {
+    let from = assert_rpo(&report_of(env, out), "param `target_time`");
+    assert_eq!(from, target);
 }

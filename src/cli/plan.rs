@@ -50,7 +50,7 @@ pub struct Args {
 pub const HISTORY_RUNS: usize = 10;
 
 /// Median step durations over the last successful runs of a runbook.
-fn history_estimates(state: &Path, runbook: &str) -> BTreeMap<String, HistoryEstimate> {
+pub(crate) fn history_estimates(state: &Path, runbook: &str) -> BTreeMap<String, HistoryEstimate> {
     let runs = journal::runs(state, Some(runbook)).unwrap_or_default();
     let recent: Vec<_> = runs.iter().filter(|r| r.succeeded()).collect();
     let recent = &recent[recent.len().saturating_sub(HISTORY_RUNS)..];

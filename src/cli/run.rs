@@ -2,7 +2,7 @@
 
 use super::ParamArgs;
 use super::diagnostics::{load_valid, prepare};
-use crate::event::{EventKind, RunEvent, RunOutcome};
+use crate::event::{EventKind, PlannedMilestone, PlannedStep, RunEvent, RunOutcome};
 use crate::exec::executor::{self, Done, Request};
 use crate::exec::journal::{self, Journal, RunRecord};
 use crate::exec::lock::RunLock;
@@ -194,9 +194,18 @@ async fn run_async(args: &Args) -> u8 {
         || state::new_run_id(chrono::Utc::now()),
         |r| r.run_id.clone(),
     );
-    let Some(prepared) = prepare(&args.file, &params, Mode::Run, &run_id, secrets) else {
+    let Some(mut prepared) = prepare(&args.file, &params, Mode::Run, &run_id, secrets) else {
         return exit_code::INVALID;
     };
+    // Estimates from past runs, for the projected finish on the terminal.
+    let estimates = super::plan::history_estimates(&state, &prepared.runbook.name);
+    crate::plan::build::apply_history(
+        &mut prepared.plan,
+        &prepared.runbook,
+        &prepared.dag,
+        &estimates,
+        prepared.ctx.now,
+    );
     let ids: Vec<&str> = prepared
         .runbook
         .steps
@@ -270,6 +279,19 @@ async fn run_async(args: &Args) -> u8 {
         rpo_seconds: prepared.plan.rpo_seconds,
         resumed: resumed.is_some(),
         pid: std::process::id(),
+        steps: planned_steps(&prepared.plan),
+        milestones: prepared
+            .runbook
+            .objectives
+            .milestones
+            .iter()
+            .map(|m| PlannedMilestone {
+                name: m.name.clone(),
+                rto_seconds: m.rto.secs(),
+                steps: m.steps.clone(),
+            })
+            .collect(),
+        restore_point: prepared.runbook.objectives.restore_point.clone(),
     });
     let mut events: Vec<RunEvent> = resumed.map(|r| r.events).unwrap_or_default();
     let terminal = Terminal::new(args.quiet);
@@ -284,6 +306,7 @@ async fn run_async(args: &Args) -> u8 {
         emit_sinks.lock().expect("sinks").event(e);
     });
     emit(start);
+    let ticker = spawn_ticker(sinks.clone());
     let interrupt = CancellationToken::new();
     spawn_signal_handler(interrupt.clone(), sinks.clone());
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
@@ -301,6 +324,7 @@ async fn run_async(args: &Args) -> u8 {
         interrupt,
     };
     let outcome = executor::execute(request, emit).await;
+    ticker.abort();
     let mut sinks = sinks.lock().expect("sinks");
     if let Some(e) = &sinks.failed_write {
         eprintln!("error: the journal could not be written: {e}");
@@ -349,6 +373,21 @@ async fn run_async(args: &Args) -> u8 {
         RunOutcome::GateRejected => exit_code::GATE_NOT_APPROVED,
         RunOutcome::Interrupted => exit_code::INTERRUPTED,
     }
+}
+
+/// Each step with its needs and estimate (median of past runs, else `estimate`).
+fn planned_steps(plan: &crate::plan::build::Plan) -> Vec<PlannedStep> {
+    plan.steps
+        .iter()
+        .map(|s| PlannedStep {
+            id: s.id.clone(),
+            needs: s.needs.clone(),
+            estimate_seconds: s
+                .history
+                .map(|h| h.median_seconds)
+                .or(s.estimate.map(crate::duration::Dur::secs)),
+        })
+        .collect()
 }
 
 fn pending_gates(events: &[RunEvent]) -> Vec<String> {
@@ -454,6 +493,20 @@ impl Sinks {
             self.events.push(e);
         }
     }
+}
+
+/// Every second the terminal may show the elapsed time and projected finish again (redrawn
+/// on a terminal; without one, a line when a step has run a while without one).
+fn spawn_ticker(sinks: Arc<Mutex<Sinks>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            if let Ok(mut s) = sinks.lock() {
+                s.terminal.tick();
+            }
+        }
+    })
 }
 
 /// First SIGINT/SIGTERM: cancel the run (running steps are stopped, `always` steps run).

@@ -1,5 +1,5 @@
-//! `rb status`: for each runbook with an RPO, the age of its newest successful run against
-//! the RPO. Exit 1 when any is violated.
+//! `rb status`: for each backup runbook (one with an RPO and no `restore_point`), the age of
+//! its newest successful run against the RPO. Exit 1 when any is violated.
 
 use crate::duration::human_secs;
 use crate::event::RunOutcome;
@@ -45,6 +45,10 @@ pub fn standings(reports: &[Report], now: DateTime<Utc>) -> Vec<Standing> {
     let mut out = Vec::new();
     for name in names {
         let runs: Vec<&Report> = reports.iter().filter(|r| r.runbook == name).collect();
+        // Recovery runbooks (with a `restore_point`) restore backups; they do not make them.
+        if runs.last().is_some_and(|r| r.rpo.is_some()) {
+            continue;
+        }
         // The newest run's RPO counts: the runbook may have changed since older runs.
         let Some(rpo) = runs.iter().rev().find_map(|r| r.rpo_seconds) else {
             continue;

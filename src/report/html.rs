@@ -3,7 +3,11 @@
 
 use super::junit::xml_escape as esc;
 use super::model::Report;
-use super::{offset_secs, outcome_word, rto_verdict, run_outcome_word};
+use super::objectives::MilestoneStatus;
+use super::{
+    at_offset, critical_path_text, milestone_verdict, offset_secs, outcome_word, params_line,
+    rpo_verdict, rto_verdict, run_outcome_word,
+};
 use crate::duration::human_secs;
 use crate::event::{Outcome, RunOutcome};
 use std::fmt::Write as _;
@@ -12,7 +16,9 @@ const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222
 h1{font-size:1.4em}table{border-collapse:collapse;margin:1em 0}\
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}td.n{text-align:right}\
 .succeeded{fill:#3a3;color:#262}.failed{fill:#c33;color:#c33}.skipped,.cancelled{fill:#aaa;color:#777}\
-.ok{color:#262}.bad{color:#c33;font-weight:bold}svg text{font:12px sans-serif;fill:#222}";
+.ok{color:#262}.bad{color:#c33;font-weight:bold}svg text{font:12px sans-serif;fill:#222}\
+rect.critical{stroke:#000;stroke-width:2}tr.critical td:first-child{font-weight:bold}\
+.milestone line{stroke:#06c;stroke-width:1.5;stroke-dasharray:2 2}.milestone text{fill:#06c}";
 
 const ROW: f64 = 22.0;
 const LABEL: f64 = 160.0;
@@ -28,6 +34,7 @@ fn gantt(r: &Report) -> String {
         .steps
         .iter()
         .filter_map(|s| s.start.map(|t| offset_secs(r, t) + s.duration_seconds))
+        .chain(r.milestones.iter().map(|m| m.rto_seconds))
         .fold(r.duration_seconds, f64::max)
         .max(r.rto_seconds.unwrap_or(0.0))
         .max(1.0);
@@ -52,8 +59,9 @@ fn gantt(r: &Report) -> String {
             let w = (s.duration_seconds * scale).max(1.0);
             let _ = writeln!(
                 out,
-                "<rect class=\"{}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{:.1}\"><title>{}: {} from +{} for {}</title></rect>",
+                "<rect class=\"{}{}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{:.1}\"><title>{}: {} from +{} for {}</title></rect>",
                 colour(s.status),
+                if s.on_critical_path { " critical" } else { "" },
                 ROW - 6.0,
                 esc(&s.id),
                 outcome_word(s.status),
@@ -86,7 +94,67 @@ fn gantt(r: &Report) -> String {
             human_secs(rto)
         );
     }
+    for (k, m) in r.milestones.iter().enumerate() {
+        let x = LABEL + m.rto_seconds * scale;
+        // Labels one under the other from the top, clear of the RTO's at the bottom.
+        let _ = writeln!(
+            out,
+            "<g class=\"milestone\" data-milestone=\"{name}\"><line x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{bottom:.1}\"/><text x=\"{:.1}\" y=\"{:.1}\">{name} {}</text></g>",
+            x + 3.0,
+            12.0 + 14.0 * k as f64,
+            human_secs(m.rto_seconds),
+            name = esc(&m.name),
+        );
+        if let Some(a) = m.achieved_seconds {
+            let x = LABEL + a * scale;
+            let _ = writeln!(
+                out,
+                "<path class=\"{}\" d=\"M{x:.1} {bottom:.1} l-5 8 h10 z\"><title>{} reached after {}</title></path>",
+                if m.status == MilestoneStatus::Met {
+                    "succeeded"
+                } else {
+                    "failed"
+                },
+                esc(&m.name),
+                human_secs(a)
+            );
+        }
+    }
     out.push_str("</svg>\n");
+    out
+}
+
+/// Critical path, milestones and RPO as a list.
+fn objectives(r: &Report) -> String {
+    let mut out = String::from("<ul id=\"objectives\">\n");
+    let _ = writeln!(
+        out,
+        "<li id=\"critical-path\">{}</li>",
+        esc(&format!("critical path: {}", critical_path_text(r)))
+    );
+    for m in &r.milestones {
+        let _ = writeln!(
+            out,
+            "<li class=\"milestone-verdict {}\" data-milestone=\"{}\">{}</li>",
+            if m.status == MilestoneStatus::Met {
+                "ok"
+            } else {
+                "bad"
+            },
+            esc(&m.name),
+            esc(&milestone_verdict(m))
+        );
+    }
+    if let Some(v) = rpo_verdict(r) {
+        let ok = r.rpo.as_ref().is_some_and(super::objectives::RpoReport::ok);
+        let _ = writeln!(
+            out,
+            "<li id=\"rpo\" class=\"{}\">{}</li>",
+            if ok { "ok" } else { "bad" },
+            esc(&v)
+        );
+    }
+    out.push_str("</ul>\n");
     out
 }
 
@@ -164,7 +232,7 @@ pub fn render(r: &Report, history: &[Report]) -> String {
     };
     let _ = writeln!(
         out,
-        "<p>Result: <b class=\"{}\">{}</b>. Started {}. Took {} (machine {}, gate wait {}).</p>\n<p id=\"verdict\" class=\"{verdict_class}\">{}</p>",
+        "<p>Result: <b class=\"{}\">{}</b>. Started {}, ended {}. Took {} (machine {}, gate wait {}).</p>\n<p id=\"verdict\" class=\"{verdict_class}\">{}</p>",
         if r.outcome == Some(RunOutcome::Succeeded) {
             "ok"
         } else {
@@ -172,25 +240,38 @@ pub fn render(r: &Report, history: &[Report]) -> String {
         },
         run_outcome_word(r.outcome),
         r.start.to_rfc3339(),
+        r.end.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339()),
         human_secs(r.duration_seconds),
         human_secs(r.machine_seconds),
         human_secs(r.gate_wait_seconds),
         esc(&rto_verdict(r))
     );
-    out.push_str("<h2>Timeline</h2>\n");
+    let _ = writeln!(
+        out,
+        "<p>Runbook file {} (sha256 {}). Params: {}.</p>",
+        esc(&r.file),
+        esc(&r.file_sha256),
+        esc(&params_line(r))
+    );
+    out.push_str(&objectives(r));
+    out.push_str("<h2>Timeline</h2>\n<p>Bold outline: the critical path. Red line: the RTO; blue: milestones, triangles where they were reached.</p>\n");
     out.push_str(&gantt(r));
-    out.push_str("<table>\n<tr><th>Step</th><th>Type</th><th>Status</th><th>Start</th><th>Duration</th><th>Attempts</th><th>Note</th></tr>\n");
+    out.push_str("<table>\n<tr><th>Step</th><th>Type</th><th>Status</th><th>Start</th><th>End</th><th>Duration</th><th>Attempts</th><th>Note</th></tr>\n");
     for s in &r.steps {
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr{}><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            if s.on_critical_path {
+                " class=\"critical\""
+            } else {
+                ""
+            },
             esc(&s.id),
             esc(s.type_name.as_deref().unwrap_or("")),
             colour(s.status),
             outcome_word(s.status),
-            s.start
-                .map(|t| format!("+{}", human_secs(offset_secs(r, t))))
-                .unwrap_or_default(),
+            at_offset(r, s.start, ""),
+            at_offset(r, s.end, ""),
             human_secs(s.duration_seconds),
             s.attempts,
             esc(s.error.as_deref().or(s.reason.as_deref()).unwrap_or(""))

@@ -1,6 +1,8 @@
 //! The report as `JUnit` XML: one `testcase` a step, so CI systems show drills like tests.
 
 use super::model::Report;
+use super::objectives::MilestoneStatus;
+use super::{milestone_verdict, params_line, rpo_verdict};
 use crate::event::Outcome;
 use std::fmt::Write as _;
 
@@ -35,13 +37,23 @@ pub fn render(r: &Report) -> String {
         .filter(|s| matches!(s.status, Outcome::Skipped | Outcome::Cancelled))
         .count();
     let over_rto = r.rto_met == Some(false);
-    let tests = r.steps.len() + usize::from(r.rto_seconds.is_some());
+    let missed = r
+        .milestones
+        .iter()
+        .filter(|m| m.status != MilestoneStatus::Met)
+        .count();
+    let rpo_failed = r.rpo.as_ref().is_some_and(|p| !p.ok());
+    let failures = failures + usize::from(over_rto) + missed + usize::from(rpo_failed);
+    let tests = r.steps.len()
+        + usize::from(r.rto_seconds.is_some())
+        + r.milestones.len()
+        + usize::from(r.rpo.is_some());
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
         "<testsuites name=\"{name}\" tests=\"{tests}\" failures=\"{f}\" errors=\"0\" skipped=\"{skipped}\" time=\"{time:.3}\">",
         name = xml_escape(&r.runbook),
-        f = failures + usize::from(over_rto),
+        f = failures,
         time = r.duration_seconds,
     );
     let _ = writeln!(
@@ -49,18 +61,11 @@ pub fn render(r: &Report) -> String {
         "  <testsuite name=\"{name}\" id=\"{id}\" tests=\"{tests}\" failures=\"{f}\" errors=\"0\" skipped=\"{skipped}\" time=\"{time:.3}\" timestamp=\"{ts}\">",
         name = xml_escape(&r.runbook),
         id = xml_escape(&r.run_id),
-        f = failures + usize::from(over_rto),
+        f = failures,
         time = r.duration_seconds,
         ts = r.start.format("%Y-%m-%dT%H:%M:%S"),
     );
-    let _ = writeln!(
-        out,
-        "    <properties>\n      <property name=\"run_id\" value=\"{}\"/>\n      <property name=\"file\" value=\"{}\"/>\n      <property name=\"machine_seconds\" value=\"{:.3}\"/>\n      <property name=\"gate_wait_seconds\" value=\"{:.3}\"/>\n    </properties>",
-        xml_escape(&r.run_id),
-        xml_escape(&r.file),
-        r.machine_seconds,
-        r.gate_wait_seconds
-    );
+    properties(&mut out, r);
     for s in &r.steps {
         let _ = write!(
             out,
@@ -118,6 +123,73 @@ pub fn render(r: &Report) -> String {
             out.push_str("/>\n");
         }
     }
+    objectives(&mut out, r);
     out.push_str("  </testsuite>\n</testsuites>\n");
     out
+}
+
+fn properties(out: &mut String, r: &Report) {
+    let mut props = vec![
+        ("run_id", r.run_id.clone()),
+        ("file", r.file.clone()),
+        ("file_sha256", r.file_sha256.clone()),
+        ("params", params_line(r)),
+        ("machine_seconds", format!("{:.3}", r.machine_seconds)),
+        ("gate_wait_seconds", format!("{:.3}", r.gate_wait_seconds)),
+        ("critical_path", r.critical_path.join(" ")),
+    ];
+    if let Some(p) = &r.rpo {
+        if let Some(a) = p.achieved_seconds {
+            props.push(("rpo_achieved_seconds", format!("{a:.3}")));
+        }
+        if let Some(t) = p.restore_point {
+            props.push(("restore_point", t.to_rfc3339()));
+        }
+    }
+    out.push_str("    <properties>\n");
+    for (k, v) in props {
+        let _ = writeln!(
+            out,
+            "      <property name=\"{k}\" value=\"{}\"/>",
+            xml_escape(&v)
+        );
+    }
+    out.push_str("    </properties>\n");
+}
+
+/// One testcase a milestone, and one for the achieved RPO: failures when missed.
+fn objectives(out: &mut String, r: &Report) {
+    let class = xml_escape(&r.runbook);
+    for m in &r.milestones {
+        let _ = write!(
+            out,
+            "    <testcase classname=\"{class}\" name=\"milestone {}\" time=\"{:.3}\"",
+            xml_escape(&m.name),
+            m.achieved_seconds.unwrap_or(0.0)
+        );
+        if m.status == MilestoneStatus::Met {
+            out.push_str("/>\n");
+        } else {
+            let _ = writeln!(
+                out,
+                ">\n      <failure message=\"{}\" type=\"milestone\"/>\n    </testcase>",
+                xml_escape(&milestone_verdict(m))
+            );
+        }
+    }
+    if let (Some(p), Some(verdict)) = (&r.rpo, rpo_verdict(r)) {
+        let _ = write!(
+            out,
+            "    <testcase classname=\"{class}\" name=\"rpo\" time=\"0.000\""
+        );
+        if p.ok() {
+            out.push_str("/>\n");
+        } else {
+            let _ = writeln!(
+                out,
+                ">\n      <failure message=\"{}\" type=\"rpo\"/>\n    </testcase>",
+                xml_escape(&verdict)
+            );
+        }
+    }
 }

@@ -1,7 +1,12 @@
 //! The report as Markdown, for pull requests and wikis.
 
+use super::at_offset;
 use super::model::Report;
-use super::{offset_secs, outcome_word, rto_verdict, run_outcome_word};
+use super::objectives::MilestoneStatus;
+use super::{
+    critical_path_text, milestone_verdict, outcome_word, params_line, rpo_verdict, rto_verdict,
+    run_outcome_word,
+};
 use crate::duration::human_secs;
 use std::fmt::Write as _;
 
@@ -31,21 +36,35 @@ pub fn render(r: &Report) -> String {
             None => verdict,
         }
     );
+    for m in &r.milestones {
+        let mark = if m.status == MilestoneStatus::Met {
+            "✅"
+        } else {
+            "❌"
+        };
+        let _ = writeln!(out, "- **Milestone:** {mark} {}", milestone_verdict(m));
+    }
+    if let Some(rpo) = rpo_verdict(r) {
+        let mark = match r.rpo.as_ref().and_then(|p| p.met) {
+            Some(true) => "✅ ",
+            Some(false) => "❌ ",
+            None => "",
+        };
+        let _ = writeln!(out, "- **RPO:** {mark}{rpo}");
+    }
+    let _ = writeln!(out, "- **Critical path:** {}", critical_path_text(r));
     let _ = writeln!(
         out,
         "- **Runbook file:** `{}` (sha256 `{}`)",
         r.file,
         short(&r.file_sha256)
     );
+    let _ = writeln!(out, "- **Params:** {}", cell(&params_line(r)));
     let _ = writeln!(
         out,
-        "\n| Step | Type | Status | Start | Duration | Attempts | Note |\n|---|---|---|--:|--:|--:|---|"
+        "\n◆ on the critical path\n\n| Step | Type | Status | Start | End | Duration | Attempts | Note |\n|---|---|---|--:|--:|--:|--:|---|"
     );
     for s in &r.steps {
-        let start = s.start.map_or_else(
-            || "–".to_owned(),
-            |t| format!("+{}", human_secs(offset_secs(r, t))),
-        );
         let note = s
             .error
             .as_deref()
@@ -54,12 +73,14 @@ pub fn render(r: &Report) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "| `{}` | {} | {}{} | {} | {} | {} | {} |",
+            "| {}`{}` | {} | {}{} | {} | {} | {} | {} | {} |",
+            if s.on_critical_path { "**◆** " } else { "" },
             s.id,
             s.type_name.as_deref().unwrap_or("–"),
             outcome_word(s.status),
             if s.reused { " (reused)" } else { "" },
-            start,
+            at_offset(r, s.start, "–"),
+            at_offset(r, s.end, "–"),
             human_secs(s.duration_seconds),
             s.attempts,
             note

@@ -6,7 +6,12 @@ use crate::event::{Outcome, RunOutcome};
 use std::fmt::Write as _;
 
 /// The backup a run made: the last step to finish with both a `file` and a `bytes` output.
+/// A recovery run (one with a restore point) makes none: its files, such as the safety dump
+/// taken before a restore, are not the backups the alerts watch.
 pub fn backup_artifact(r: &Report) -> Option<&StepReport> {
+    if r.rpo.is_some() {
+        return None;
+    }
     r.steps
         .iter()
         .filter(|s| {
@@ -97,6 +102,14 @@ pub fn render(r: &Report, last_backup: Option<&Report>) -> String {
             "rb_rto_seconds",
             "The runbook's recovery time objective.",
             &[(rb.clone(), rto)],
+        );
+    }
+    if let Some(age) = r.rpo.as_ref().and_then(|p| p.achieved_seconds) {
+        family(
+            &mut out,
+            "rb_rpo_achieved_seconds",
+            "Recovery runs: age of the restored data at the start of the last run.",
+            &[(rb.clone(), age)],
         );
     }
     let (source, artifact) = match backup_artifact(r) {

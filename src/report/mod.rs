@@ -6,6 +6,8 @@ pub mod junit;
 pub mod markdown;
 pub mod metrics;
 pub mod model;
+pub mod objectives;
+pub mod projection;
 pub mod terminal;
 pub mod text;
 
@@ -61,6 +63,14 @@ pub(crate) fn offset_secs(r: &Report, t: DateTime<Utc>) -> f64 {
     ((t - r.start).num_milliseconds() as f64 / 1000.0).max(0.0)
 }
 
+/// `+1m 10s` from the start of the run, or `missing` when there is no time.
+pub(crate) fn at_offset(r: &Report, t: Option<DateTime<Utc>>, missing: &str) -> String {
+    t.map_or_else(
+        || missing.to_owned(),
+        |t| format!("+{}", human_secs(offset_secs(r, t))),
+    )
+}
+
 pub(crate) fn outcome_word(o: Outcome) -> &'static str {
     match o {
         Outcome::Succeeded => "succeeded",
@@ -98,6 +108,84 @@ pub(crate) fn rto_verdict(r: &Report) -> String {
         ),
         _ => "no RTO set".to_owned(),
     }
+}
+
+/// `db=app, level=3` (secrets never reach the journal, so never here either).
+pub(crate) fn params_line(r: &Report) -> String {
+    if r.params.is_empty() {
+        return "none".to_owned();
+    }
+    r.params
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `milestone restored (RTO 2h 00m 00s): met with … to spare (reached after …)`.
+pub(crate) fn milestone_verdict(m: &objectives::MilestoneReport) -> String {
+    let head = format!("milestone {} (RTO {})", m.name, human_secs(m.rto_seconds));
+    match (m.achieved_seconds, m.margin_seconds) {
+        (Some(a), Some(x)) if x >= 0.0 => format!(
+            "{head}: met with {} to spare (reached after {})",
+            human_secs(x),
+            human_secs(a)
+        ),
+        (Some(a), Some(x)) => format!(
+            "{head}: MISSED by {} (reached after {})",
+            human_secs(-x),
+            human_secs(a)
+        ),
+        _ => format!("{head}: NOT REACHED (not all of its steps succeeded)"),
+    }
+}
+
+/// `a → b → c (1m 10s of 12m 10s)`, or why it is unknown.
+pub(crate) fn critical_path_text(r: &Report) -> String {
+    if r.critical_path.is_empty() {
+        return "unknown (no step graph in the journal)".to_owned();
+    }
+    format!(
+        "{} ({} of {})",
+        r.critical_path.join(" → "),
+        human_secs(r.critical_path_seconds),
+        human_secs(r.duration_seconds)
+    )
+}
+
+/// `achieved RPO 2h 03m 00s (restored data from … , step `choose` output `stdout`): within the
+/// RPO of 24h 00m 00s by …`.
+pub(crate) fn rpo_verdict(r: &Report) -> Option<String> {
+    let p = r.rpo.as_ref()?;
+    let Some((achieved, at)) = p.achieved_seconds.zip(p.restore_point) else {
+        return Some(format!(
+            "achieved RPO unknown: {} (from {})",
+            p.problem.as_deref().unwrap_or("no restore point"),
+            p.source
+        ));
+    };
+    let head = format!(
+        "achieved RPO {} (restored data of {}, from {})",
+        human_secs(achieved),
+        at.to_rfc3339(),
+        p.source
+    );
+    Some(match (p.rpo_seconds, p.margin_seconds) {
+        (Some(rpo), Some(m)) if m >= 0.0 => format!(
+            "{head}: within the RPO of {} by {}",
+            human_secs(rpo),
+            human_secs(m)
+        ),
+        (Some(rpo), Some(m)) => format!(
+            "{head}: OVER the RPO of {} by {}",
+            human_secs(rpo),
+            human_secs(-m)
+        ),
+        _ => format!("{head}: no RPO set"),
+    })
 }
 
 /// The reports of every finished run in a state directory (of one runbook if named), oldest

@@ -1,13 +1,15 @@
 //! The report of a run, rebuilt from its journal's events.
 
-use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
+use super::objectives::{self, MilestoneReport, RpoReport};
+use crate::event::{EventKind, Outcome, PlannedStep, RunEvent, RunOutcome};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// Version of the report document; bumped on incompatible changes.
-pub const REPORT_VERSION: u32 = 1;
+/// Version of the report document; bumped when its shape changes (2: `critical_path`,
+/// `critical_path_seconds`, `milestones`, `rpo`, and `needs`/`on_critical_path` of steps).
+pub const REPORT_VERSION: u32 = 2;
 
 /// One step in a report.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -28,6 +30,10 @@ pub struct StepReport {
     pub reason: Option<String>,
     /// Restored from an earlier run by `--resume`.
     pub reused: bool,
+    /// The steps it waited for.
+    pub needs: Vec<String>,
+    /// On the chain of steps that decided when the run ended.
+    pub on_critical_path: bool,
 }
 
 /// A gate and who answered it.
@@ -69,6 +75,17 @@ pub struct Report {
     pub rto_met: Option<bool>,
     /// The runbook's recovery point objective, if it has one.
     pub rpo_seconds: Option<f64>,
+    /// The actual critical path: the chain of steps, following `needs`, whose times decided
+    /// when the run ended (from the step that ended last back along the need that ended
+    /// last). Empty when the journal has no step graph (written by rb before 0.2).
+    pub critical_path: Vec<String>,
+    /// The durations of the critical path's steps added up; the rest of the run's duration
+    /// was spent waiting for a free job slot or between attempts.
+    pub critical_path_seconds: f64,
+    /// Each milestone's verdict.
+    pub milestones: Vec<MilestoneReport>,
+    /// For a recovery run (`objectives.restore_point`): the age of the restored data.
+    pub rpo: Option<RpoReport>,
     pub steps: Vec<StepReport>,
     pub gates: Vec<GateReport>,
 }
@@ -77,7 +94,7 @@ pub struct Report {
     clippy::cast_possible_truncation,
     reason = "step durations are far below i64::MAX milliseconds"
 )]
-fn millis(secs: f64) -> i64 {
+pub(crate) fn millis(secs: f64) -> i64 {
     (secs * 1000.0).round() as i64
 }
 
@@ -85,7 +102,7 @@ fn time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "string", "format": "date-time" })
 }
 
-fn optional_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn optional_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": ["string", "null"], "format": "date-time" })
 }
 
@@ -123,11 +140,30 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         params,
         rto_seconds,
         rpo_seconds,
+        now,
         ..
     } = &first.kind
     else {
         return None;
     };
+    // The newest start's graph and objectives: a resumed run may run a changed runbook.
+    let (planned, planned_milestones, restore_point) = events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.kind {
+            EventKind::RunStarted {
+                steps,
+                milestones,
+                restore_point,
+                ..
+            } => Some((
+                steps.as_slice(),
+                milestones.as_slice(),
+                restore_point.as_ref(),
+            )),
+            _ => None,
+        })
+        .unwrap_or_default();
     let mut steps: Vec<StepReport> = Vec::new();
     let mut gates = Vec::new();
     let mut end = None;
@@ -148,6 +184,8 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
                 error: None,
                 reason: None,
                 reused: false,
+                needs: Vec::new(),
+                on_critical_path: false,
             });
             steps.len() - 1
         })
@@ -219,6 +257,9 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         }
     }
     let margin = rto_seconds.map(|r| r - duration);
+    let (critical_path, critical_path_seconds) = critical(&mut steps, planned);
+    let milestones = objectives::milestones(planned_milestones, &steps, first.at);
+    let rpo = restore_point.map(|p| objectives::rpo(p, &steps, params, *now, *rpo_seconds));
     Some(Report {
         format_version: REPORT_VERSION,
         run_id: run_id.clone(),
@@ -236,7 +277,33 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         rto_margin_seconds: margin,
         rto_met: margin.map(|m| m >= 0.0),
         rpo_seconds: *rpo_seconds,
+        critical_path,
+        critical_path_seconds,
+        milestones,
+        rpo,
         steps,
         gates,
     })
+}
+
+/// Fill in each step's needs from the graph, mark the critical path; its ids and length.
+fn critical(steps: &mut [StepReport], planned: &[PlannedStep]) -> (Vec<String>, f64) {
+    for s in steps.iter_mut() {
+        if let Some(p) = planned.iter().find(|p| p.id == s.id) {
+            s.needs.clone_from(&p.needs);
+        }
+    }
+    if planned.is_empty() {
+        // Without the graph the chain cannot be followed: better none than a wrong one.
+        return (Vec::new(), 0.0);
+    }
+    let path = objectives::critical_path(steps);
+    let mut secs = 0.0;
+    for s in steps.iter_mut() {
+        s.on_critical_path = path.contains(&s.id);
+        if s.on_critical_path {
+            secs += s.duration_seconds;
+        }
+    }
+    (path, secs)
 }

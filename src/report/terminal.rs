@@ -1,12 +1,16 @@
 //! The terminal: progress bars for running steps on a terminal, plain timestamped lines
 //! otherwise (logs, CI). Everything goes to stderr; `--quiet` keeps only failures.
 
+use super::projection::Projection;
 use crate::duration::human_secs;
 use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
+
+/// Without a terminal, how often the projection is printed while steps run and none ends.
+const PLAIN_EVERY_SECS: f64 = 60.0;
 
 /// The terminal sink.
 pub struct Terminal {
@@ -15,6 +19,10 @@ pub struct Terminal {
     multi: Option<MultiProgress>,
     bars: HashMap<String, ProgressBar>,
     rto: Option<f64>,
+    /// Elapsed vs RTO and the projected finish, when the run has an RTO or estimates.
+    projection: Option<Projection>,
+    /// On a terminal: the line that shows the projection, above the steps.
+    status: Option<ProgressBar>,
 }
 
 impl Terminal {
@@ -29,6 +37,8 @@ impl Terminal {
             multi,
             bars: HashMap::new(),
             rto: None,
+            projection: None,
+            status: None,
         }
     }
 
@@ -41,7 +51,11 @@ impl Terminal {
     }
 
     fn line(&self, e: &RunEvent, text: &str) {
-        let line = format!("{} {text}", e.at.format("%H:%M:%S"));
+        self.line_at(e.at, text);
+    }
+
+    fn line_at(&self, at: chrono::DateTime<chrono::Utc>, text: &str) {
+        let line = format!("{} {text}", at.format("%H:%M:%S"));
         match &self.multi {
             Some(m) => {
                 let _ = m.println(line);
@@ -50,12 +64,72 @@ impl Terminal {
         }
     }
 
+    /// Follow the projection; on a terminal redraw its line, otherwise print it at the start
+    /// and when a step ends.
+    fn project(&mut self, e: &RunEvent) {
+        if self.quiet {
+            return;
+        }
+        if let Some(p) = Projection::start(e) {
+            if let Some(m) = &self.multi {
+                let bar = m.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("⏱ {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_message(p.line(e.at));
+                self.status = Some(bar);
+            } else {
+                self.line(e, &format!("⏱ {}", p.line(e.at)));
+            }
+            self.projection = Some(p);
+            return;
+        }
+        let Some(p) = &mut self.projection else {
+            return;
+        };
+        p.event(e);
+        match (&self.status, &e.kind) {
+            (_, EventKind::RunFinished { .. }) => {
+                if let Some(bar) = self.status.take() {
+                    bar.finish_and_clear();
+                }
+            }
+            (_, EventKind::StepProgressed { .. }) => {}
+            (Some(bar), _) => bar.set_message(p.line(e.at)),
+            (None, EventKind::StepFinished { .. }) => {
+                p.shown(e.at);
+                let line = p.line(e.at);
+                self.line(e, &format!("⏱ {line}"));
+            }
+            _ => {}
+        }
+    }
+
+    /// Between events: on a terminal redraw the projection line; otherwise print it when a
+    /// step has been running for a while without a line (long steps in CI logs).
+    pub fn tick(&mut self) {
+        let now = chrono::Utc::now();
+        let Some(p) = &mut self.projection else {
+            return;
+        };
+        if let Some(bar) = &self.status {
+            bar.set_message(p.line(now));
+        } else if let Some(line) = p.due(now, PLAIN_EVERY_SECS) {
+            self.line_at(now, &format!("⏱ {line}"));
+        }
+    }
+
     /// Show one event.
+    pub fn event(&mut self, e: &RunEvent) {
+        self.show(e);
+        self.project(e);
+    }
     #[expect(
         clippy::too_many_lines,
         reason = "one arm per event kind, each a line of output"
     )]
-    pub fn event(&mut self, e: &RunEvent) {
+    fn show(&mut self, e: &RunEvent) {
         match &e.kind {
             EventKind::RunStarted {
                 run_id,

@@ -1,7 +1,11 @@
 //! The report as a terminal summary: one row a step, totals, and the RTO verdict.
 
+use super::at_offset;
 use super::model::Report;
-use super::{offset_secs, outcome_word, rto_verdict, run_outcome_word};
+use super::{
+    critical_path_text, milestone_verdict, outcome_word, params_line, rpo_verdict, rto_verdict,
+    run_outcome_word,
+};
 use crate::duration::human_secs;
 use std::fmt::Write as _;
 
@@ -15,7 +19,14 @@ pub fn render(r: &Report) -> String {
         r.runbook,
         run_outcome_word(r.outcome)
     );
-    let _ = writeln!(out, "started {}", r.start.to_rfc3339());
+    let _ = writeln!(out, "file {} (sha256 {})", r.file, r.file_sha256);
+    let _ = writeln!(out, "params: {}", params_line(r));
+    let _ = writeln!(
+        out,
+        "started {}, ended {}",
+        r.start.to_rfc3339(),
+        r.end.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+    );
     let width = r
         .steps
         .iter()
@@ -25,24 +36,22 @@ pub fn render(r: &Report) -> String {
         .unwrap_or(4);
     let _ = writeln!(
         out,
-        "\n{:<width$}  {:<10}  {:>9}  {:>9}  {:>8}",
-        "STEP", "STATUS", "START", "DURATION", "ATTEMPTS"
+        "\n  {:<width$}  {:<10}  {:>9}  {:>9}  {:>9}  {:>8}",
+        "STEP", "STATUS", "START", "END", "DURATION", "ATTEMPTS"
     );
     for s in &r.steps {
-        let start = s.start.map_or_else(
-            || "-".to_owned(),
-            |t| format!("+{}", human_secs(offset_secs(r, t))),
-        );
         let mut status = outcome_word(s.status).to_owned();
         if s.reused {
             status = "reused".into();
         }
         let _ = write!(
             out,
-            "{:<width$}  {:<10}  {:>9}  {:>9}  {:>8}",
+            "{} {:<width$}  {:<10}  {:>9}  {:>9}  {:>9}  {:>8}",
+            if s.on_critical_path { '*' } else { ' ' },
             s.id,
             status,
-            start,
+            at_offset(r, s.start, "-"),
+            at_offset(r, s.end, "-"),
             human_secs(s.duration_seconds),
             s.attempts
         );
@@ -80,6 +89,17 @@ pub fn render(r: &Report) -> String {
         );
     }
     let _ = writeln!(out, "{}", rto_verdict(r));
+    for m in &r.milestones {
+        let _ = writeln!(out, "{}", milestone_verdict(m));
+    }
+    let _ = writeln!(
+        out,
+        "critical path: {} (* in the table)",
+        critical_path_text(r)
+    );
+    if let Some(rpo) = rpo_verdict(r) {
+        let _ = writeln!(out, "{rpo}");
+    }
     out
 }
 

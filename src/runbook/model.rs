@@ -69,6 +69,42 @@ pub struct Objectives {
     /// Partial objectives: named sets of steps that must be done within their own RTO.
     #[serde(default)]
     pub milestones: Vec<Milestone>,
+    /// For recovery runbooks: where the time of the restored data comes from (the restored
+    /// backup's timestamp, or the PITR target). The report's achieved RPO is its age at the
+    /// start of the run.
+    pub restore_point: Option<RestorePoint>,
+}
+
+/// Where a recovery run finds the time of the data it restores: one step output, or one
+/// param. The value is an RFC 3339 time (a space for `T` and an offset of hours only, as
+/// `PostgreSQL` prints them, are accepted) or Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestorePoint {
+    /// The step whose output holds the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// With `step`: the output's name (default `stdout`); `child.name` for an output of a
+    /// sub-runbook's step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// The param holding the time (instead of `step`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+}
+
+impl RestorePoint {
+    /// `step `choose` output `stdout`` / `param `target_time``, for reports.
+    pub fn describe(&self) -> String {
+        match (&self.step, &self.param) {
+            (Some(s), _) => format!(
+                "step `{s}` output `{}`",
+                self.output.as_deref().unwrap_or("stdout")
+            ),
+            (None, Some(p)) => format!("param `{p}`"),
+            (None, None) => "nothing".to_owned(),
+        }
+    }
 }
 
 /// A partial objective.

@@ -165,6 +165,7 @@ fn check_configs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
 
 fn check_objectives(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
     let ids: Vec<&str> = runbook.steps.iter().map(Step::id).collect();
+    check_restore_point(runbook, &ids, diags);
     let Some(ms) = runbook
         .root
         .get("objectives")
@@ -202,6 +203,57 @@ fn check_objectives(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
                 .label(node.get("rto").map_or(node.span, |n| n.span), "here"),
             );
         }
+    }
+}
+
+/// `restore_point` names exactly one of a step or a param, and it exists.
+fn check_restore_point(runbook: &Runbook, ids: &[&str], diags: &mut Vec<Diagnostic>) {
+    let Some(rp) = &runbook.objectives.restore_point else {
+        return;
+    };
+    let node = runbook
+        .root
+        .get("objectives")
+        .and_then(|o| o.get("restore_point"));
+    let span = |key: &str| {
+        node.and_then(|n| n.get(key))
+            .or(node)
+            .map_or(runbook.root.span, |n| n.span)
+    };
+    match (&rp.step, &rp.param) {
+        (Some(_), Some(_)) | (None, None) => diags.push(
+            Diagnostic::new(
+                "rb::objective",
+                "`restore_point` needs exactly one of `step` or `param`",
+            )
+            .label(span("step"), "here"),
+        ),
+        (Some(step), None) if !ids.contains(&step.as_str()) => diags.push(
+            Diagnostic::new(
+                "rb::unknown-step",
+                format!("`restore_point` names unknown step `{step}`"),
+            )
+            .label(span("step"), "no step has this id")
+            .help(suggest(step, ids, "step ids")),
+        ),
+        (None, Some(param)) if !runbook.params.iter().any(|(k, _)| k == param) => {
+            let names: Vec<&str> = runbook.params.iter().map(|(k, _)| k.as_str()).collect();
+            diags.push(
+                Diagnostic::new(
+                    "rb::objective",
+                    format!("`restore_point` names unknown param `{param}`"),
+                )
+                .label(span("param"), "no param has this name")
+                .help(suggest(param, &names, "params")),
+            );
+        }
+        _ => {}
+    }
+    if rp.output.is_some() && rp.step.is_none() {
+        diags.push(
+            Diagnostic::new("rb::objective", "`restore_point.output` needs `step`")
+                .label(span("output"), "here"),
+        );
     }
 }
 

@@ -9,6 +9,8 @@ use std::process::Command;
 
 const OLD: &str = "20261125T020000Z-0001";
 const NEW: &str = "20261126T020000Z-0002";
+/// A recovery run of another runbook, with a restore point.
+const RESTORE: &str = "20261126T030000Z-0003";
 
 #[expect(
     clippy::needless_pass_by_value,
@@ -58,6 +60,30 @@ fn finished(at: &str, id: &str, outcome: &str, attempts: u32, secs: f64, extra: 
     ev(at, "step_finished", f)
 }
 
+/// NEW's start, with the step graph and milestones rb records since report format 2.
+fn new_started() -> String {
+    let mut new_start: Value = serde_json::from_str(&started(NEW, "2026-11-26T02:00:00Z")).unwrap();
+    new_start.as_object_mut().unwrap().extend(
+        json!({
+            "steps": [
+                { "id": "dump", "needs": [], "estimate_seconds": 60.0 },
+                { "id": "approve", "needs": ["dump"] },
+                { "id": "upload", "needs": ["approve"], "estimate_seconds": 120.0 },
+                { "id": "cleanup", "needs": ["upload"] }
+            ],
+            "milestones": [
+                { "name": "dumped", "rto_seconds": 300.0, "steps": ["dump"] },
+                { "name": "approved", "rto_seconds": 120.0, "steps": ["approve"] },
+                { "name": "uploaded", "rto_seconds": 480.0, "steps": ["dump", "upload"] }
+            ]
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+    );
+    new_start.to_string()
+}
+
 /// An older successful backup run, and a newer one that failed after a gate.
 fn write_journals(state: &Path) {
     let old = [
@@ -87,7 +113,7 @@ fn write_journals(state: &Path) {
         ),
     ];
     let new = [
-        started(NEW, "2026-11-26T02:00:00Z"),
+        new_started(),
         step("2026-11-26T02:00:00Z", "dump", "exec", 1),
         ev(
             "2026-11-26T02:00:05Z",
@@ -145,11 +171,63 @@ fn write_journals(state: &Path) {
             json!({ "outcome": "failed", "duration_seconds": 730.0, "gate_wait_seconds": 300.0 }),
         ),
     ];
-    for (id, lines) in [(OLD, &old[..]), (NEW, &new[..])] {
+    let restore = recovery_journal();
+    for (id, lines) in [(OLD, &old[..]), (NEW, &new[..]), (RESTORE, &restore[..])] {
         let dir = state.join("runs").join(id);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("journal.jsonl"), lines.join("\n") + "\n").unwrap();
     }
+}
+
+/// A point-in-time recovery 90 minutes after its target (RPO 1h: over by 30m); `restore`
+/// and `notify` run side by side after `choose`, and `verify` waits for `restore`.
+fn recovery_journal() -> Vec<String> {
+    let mut start: Value = serde_json::from_str(&started(RESTORE, "2026-11-26T03:00:00Z")).unwrap();
+    start.as_object_mut().unwrap().extend(
+        json!({
+            "runbook": "restore-db", "file": "runbooks/restore/pitr.yaml",
+            "params": { "target_time": "2026-11-26 01:30:00+00" },
+            "rto_seconds": 3600.0, "rpo_seconds": 3600.0,
+            "steps": [
+                { "id": "choose", "needs": [], "estimate_seconds": 5.0 },
+                { "id": "restore", "needs": ["choose"], "estimate_seconds": 60.0 },
+                { "id": "notify", "needs": ["choose"] },
+                { "id": "verify", "needs": ["restore"] }
+            ],
+            "milestones": [{ "name": "restored", "rto_seconds": 1800.0, "steps": ["verify"] }],
+            "restore_point": { "param": "target_time" }
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+    );
+    let mut lines = vec![start.to_string()];
+    for (id, from, to) in [
+        ("choose", "03:00:00", "03:00:10"),
+        ("restore", "03:00:10", "03:01:10"),
+        ("notify", "03:00:10", "03:00:20"),
+        ("verify", "03:01:10", "03:01:20"),
+    ] {
+        let (from, to) = (format!("2026-11-26T{from}Z"), format!("2026-11-26T{to}Z"));
+        lines.push(step(&from, id, "exec", 1));
+        let secs = (chrono::DateTime::parse_from_rfc3339(&to).unwrap()
+            - chrono::DateTime::parse_from_rfc3339(&from).unwrap())
+        .num_seconds();
+        // A safety dump: a file with a size, which in a recovery run is not a backup.
+        let outputs = if id == "restore" {
+            json!({ "outputs": { "file": "/backup/safety.dump", "bytes": 99 } })
+        } else {
+            json!({})
+        };
+        #[expect(clippy::cast_precision_loss, reason = "seconds of a fixture")]
+        lines.push(finished(&to, id, "succeeded", 1, secs as f64, outputs));
+    }
+    lines.push(ev(
+        "2026-11-26T03:01:20Z",
+        "run_finished",
+        json!({ "outcome": "succeeded", "duration_seconds": 80.0, "gate_wait_seconds": 0.0 }),
+    ));
+    lines
 }
 
 fn fixture() -> Test {
@@ -174,6 +252,95 @@ fn each_format_renders_the_fixed_run() {
         let ran = rb(&t, &["report", NEW, "--format", format]);
         insta::assert_snapshot!(format!("report-{format}"), ran.stdout);
     }
+}
+
+#[test]
+fn each_format_renders_the_fixed_recovery_run() {
+    let t = fixture();
+    for format in ["text", "markdown", "json", "junit", "html", "prometheus"] {
+        let ran = rb(&t, &["report", RESTORE, "--format", format]);
+        insta::assert_snapshot!(format!("recovery-{format}"), ran.stdout);
+    }
+}
+
+#[test]
+fn reports_show_the_actual_critical_path_milestones_and_achieved_rpo() {
+    let t = fixture();
+    let text = rb(&t, &["report", NEW]).stdout;
+    for line in [
+        "critical path: dump → approve → upload (12m 10s of 12m 10s)",
+        "milestone dumped (RTO 5m 00s): met with 3m 50s to spare (reached after 1m 10s)",
+        "milestone approved (RTO 2m 00s): MISSED by 4m 10s (reached after 6m 10s)",
+        "milestone uploaded (RTO 8m 00s): NOT REACHED",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
+    let doc: Value =
+        serde_json::from_str(&rb(&t, &["report", NEW, "--format", "json"]).stdout).unwrap();
+    assert_eq!(doc["format_version"], 2);
+    assert_eq!(doc["critical_path"], json!(["dump", "approve", "upload"]));
+    assert_eq!(doc["milestones"][2]["status"], "not_reached");
+    assert_eq!(doc["rpo"], Value::Null, "not a recovery run");
+    let by_id = |id: &str| {
+        doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id("upload")["on_critical_path"], true);
+    assert_eq!(by_id("cleanup")["on_critical_path"], false);
+
+    // The recovery run: `notify` ran beside `restore` but did not decide the finish.
+    let rec: Value =
+        serde_json::from_str(&rb(&t, &["report", RESTORE, "--format", "json"]).stdout).unwrap();
+    assert_eq!(rec["critical_path"], json!(["choose", "restore", "verify"]));
+    assert_eq!(rec["rpo"]["restore_point"], "2026-11-26T01:30:00Z");
+    assert_eq!(rec["rpo"]["achieved_seconds"], 5400.0);
+    assert_eq!(rec["rpo"]["met"], false);
+    assert_eq!(rec["milestones"][0]["status"], "met");
+    let text = rb(&t, &["report", RESTORE]).stdout;
+    assert!(
+        text.contains("achieved RPO 1h 30m 00s (restored data of 2026-11-26T01:30:00+00:00, from param `target_time`): OVER the RPO of 1h 00m 00s by 30m 00s"),
+        "{text}"
+    );
+    let prom = t.path("restore.prom");
+    std::fs::write(
+        &prom,
+        rb(&t, &["report", RESTORE, "--format", "prometheus"]).stdout,
+    )
+    .unwrap();
+    let checked = promtool_check(&prom);
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        metrics.contains("rb_rpo_achieved_seconds{runbook=\"restore-db\"} 5400\n"),
+        "{metrics}{checked}"
+    );
+    assert!(!metrics.contains("backup_size_bytes"), "{metrics}");
+    let junit = rb(&t, &["report", RESTORE, "--format", "junit"]).stdout;
+    assert!(
+        junit.contains("name=\"rpo\" time=\"0.000\">\n      <failure"),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<property name=\"critical_path\" value=\"choose restore verify\"/>"),
+        "{junit}"
+    );
+}
+
+#[test]
+fn a_journal_without_the_step_graph_still_renders() {
+    // OLD was written the way rb wrote journals before the graph and objectives were in it.
+    let t = fixture();
+    let doc: Value =
+        serde_json::from_str(&rb(&t, &["report", OLD, "--format", "json"]).stdout).unwrap();
+    assert_eq!(doc["critical_path"], json!([]));
+    assert_eq!(doc["milestones"], json!([]));
+    let text = rb(&t, &["report", OLD]).stdout;
+    assert!(text.contains("RTO 10m 00s: met"), "{text}");
+    assert!(text.contains("critical path: unknown"), "{text}");
 }
 
 #[test]
@@ -235,12 +402,15 @@ for suite in xml:
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let expected = "suite nightly-backup 5 2 1 730.0
+    let expected = "suite nightly-backup 8 4 1 730.0
 case dump 70.0 [] []
 case approve 300.0 [] []
 case upload 360.0 ['Failure'] ['exit status 1: <connection refused> & \"gave up\"']
 case cleanup 0.0 ['Skipped'] ['a need failed']
 case rto 730.0 ['Failure'] ['took 730.000s, over the RTO of 600.000s']
+case milestone dumped 70.0 [] []
+case milestone approved 370.0 ['Failure'] ['milestone approved (RTO 2m 00s): MISSED by 4m 10s (reached after 6m 10s)']
+case milestone uploaded 0.0 ['Failure'] ['milestone uploaded (RTO 8m 00s): NOT REACHED (not all of its steps succeeded)']
 ";
     assert_eq!(stdout, expected);
 }
@@ -383,6 +553,8 @@ fn a_real_run_writes_every_report_format_and_metrics() {
     assert_eq!(report["outcome"], "succeeded");
     assert_eq!(report["steps"].as_array().unwrap().len(), 3);
     assert_eq!(report["steps"][0]["outputs"]["bytes"], 5000);
+    assert_eq!(report["critical_path"], json!(["dump", "check", "note"]));
+    assert_eq!(report["steps"][1]["needs"], json!(["dump"]));
     let html = std::fs::read_to_string(t.path("out.html")).unwrap();
     assert!(html.contains("<svg id=\"gantt\"") && html.contains("id=\"rto\""));
     validate_against_schema(&report);
@@ -462,7 +634,7 @@ fn committed_report_schema_has_not_drifted() {
 fn fixed_reports_validate_and_broken_ones_do_not() {
     let t = fixture();
     let validator = jsonschema::validator_for(&report_schema()).unwrap();
-    for id in [OLD, NEW] {
+    for id in [OLD, NEW, RESTORE] {
         let doc: Value =
             serde_json::from_str(&rb(&t, &["report", id, "--format", "json"]).stdout).unwrap();
         validate_against_schema(&doc);
@@ -511,24 +683,20 @@ fn status_checks_the_rpo_against_the_newest_successful_run() {
         .expect(1);
     insta::assert_snapshot!(late.stdout);
     assert!(late.stdout.contains("RPO VIOLATED"));
+    // `restore-db` has an RPO too, but restores backups (it has a restore point).
+    assert!(!late.stdout.contains("restore-db"), "{}", late.stdout);
 }
 
-#[test]
-fn html_report_renders_in_headless_chromium() {
-    let t = fixture();
-    let html = rb(&t, &["report", NEW, "--format", "html"]).stdout;
-    for needle in ["http://", "https://", "src=", "@import", "url("] {
-        assert!(
-            !html.contains(needle),
-            "the page fetches something: {needle}"
-        );
-    }
-    // Both runs are in the trend.
-    assert!(html.contains(&format!("<title>{OLD} succeeded")), "{html}");
-    let page = t.path("report.html");
-    std::fs::write(&page, &html).unwrap();
-    let shot = t.path("shot.png");
-    let profile = tempfile::tempdir().unwrap();
+/// What headless Chromium did with a page: its stderr (console messages show there as
+/// `CONSOLE` lines), the URLs of the page's requests (from the net log, without the
+/// browser's own calls home), and the `--dump-dom` output when asked.
+struct Opened {
+    console: Vec<String>,
+    requests: Vec<String>,
+    stdout: String,
+}
+
+fn chromium(page: &Path, args: &[String]) -> Opened {
     let browser = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|b| {
@@ -538,6 +706,8 @@ fn html_report_renders_in_headless_chromium() {
                 .is_ok_and(|o| o.status.success())
         })
         .expect("chromium is needed for this test (Debian: apt-get install -y chromium)");
+    let profile = tempfile::tempdir().unwrap();
+    let net = profile.path().join("net.json");
     let out = Command::new(browser)
         .args([
             "--headless",
@@ -548,22 +718,112 @@ fn html_report_renders_in_headless_chromium() {
             "--disable-sync",
             "--no-first-run",
             "--window-size=1000,900",
+            "--enable-logging=stderr",
+            "--v=0",
         ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            profile.path().join("p").display()
+        ))
+        .arg(format!("--log-net-log={}", net.display()))
+        .args(args)
         .arg(format!("file://{}", page.display()))
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let log = std::fs::read_to_string(&net).unwrap_or_default();
+    let requests = log
+        .split("\"url\":\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|u| !u.starts_with("file://"))
+        .filter(|u| {
+            let host = u.split('/').nth(2).unwrap_or_default();
+            !(host.ends_with("google.com") || host.ends_with("googleapis.com"))
+        })
+        .map(str::to_owned)
+        .collect();
+    Opened {
+        console: stderr
+            .lines()
+            .filter(|l| l.contains(":CONSOLE"))
+            .map(str::to_owned)
+            .collect(),
+        requests,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    let t = fixture();
+    let html = rb(&t, &["report", NEW, "--format", "html"]).stdout;
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        html.contains("content=\"default-src 'none'; style-src 'unsafe-inline'\""),
+        "the page must forbid every fetch"
     );
+    // Both runs are in the trend.
+    assert!(html.contains(&format!("<title>{OLD} succeeded")), "{html}");
+    let page = t.path("report.html");
+    std::fs::write(&page, &html).unwrap();
+    let shot = t.path("shot.png");
+    let opened = chromium(&page, &[format!("--screenshot={}", shot.display())]);
+    assert_eq!(opened.console, Vec::<String>::new(), "console messages");
+    assert_eq!(opened.requests, Vec::<String>::new(), "the page fetched");
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 5000,
         "{} bytes",
         png.len()
+    );
+
+    // The DOM as the browser built it: the critical path's bars, the RTO line, a marker and
+    // a verdict for each milestone, the trend of the earlier run.
+    let dom = chromium(&page, &["--dump-dom".to_owned()]).stdout;
+    assert_eq!(
+        dom.matches("<rect class=\"succeeded critical\"").count()
+            + dom.matches("<rect class=\"failed critical\"").count(),
+        3,
+        "dump, approve and upload are on the critical path: {dom}"
+    );
+    assert!(
+        dom.contains("id=\"critical-path\">critical path: dump → approve → upload"),
+        "{dom}"
+    );
+    assert!(dom.contains("<line id=\"rto\""), "{dom}");
+    for m in ["dumped", "approved", "uploaded"] {
+        assert!(
+            dom.contains(&format!("<g class=\"milestone\" data-milestone=\"{m}\">")),
+            "no marker for {m}: {dom}"
+        );
+        assert!(
+            dom.contains(&format!("data-milestone=\"{m}\">milestone {m} (RTO")),
+            "no verdict for {m}: {dom}"
+        );
+    }
+    assert!(dom.contains("<svg id=\"trend\""), "{dom}");
+
+    // The checks above do catch a page that fetches or logs.
+    let bad = t.path("bad.html");
+    std::fs::write(
+        &bad,
+        "<html><body><img src=\"http://127.0.0.1:9/x.png\"><script>console.error('boom')</script></body></html>",
+    )
+    .unwrap();
+    let opened = chromium(&bad, &["--dump-dom".to_owned()]);
+    assert!(
+        opened.console.iter().any(|l| l.contains("boom")),
+        "{:?}",
+        opened.console
+    );
+    assert!(
+        opened
+            .requests
+            .iter()
+            .any(|u| u.starts_with("http://127.0.0.1:9/")),
+        "{:?}",
+        opened.requests
     );
 }
 

@@ -109,3 +109,79 @@ fn without_a_terminal_plain_timestamped_lines() {
         );
     }
 }
+
+const TIMED: &str = "version: 1\nname: timed\nobjectives: { rto: 10m }\nsteps:\n  - { id: wait, type: sleep, duration: 1200ms, estimate: 2s }\n  - { id: fin, type: exec, command: [echo, hi], estimate: 30s }\n";
+
+/// Seconds of a `human_secs` text (`31.5s`, `1m 02s`).
+fn secs(text: &str) -> f64 {
+    let mut total = 0.0;
+    for part in text.split(' ') {
+        let (n, unit) = part.split_at(part.len() - 1);
+        let n: f64 = n.parse().unwrap_or_else(|_| panic!("a duration: {text:?}"));
+        total += n * match unit {
+            "h" => 3600.0,
+            "m" => 60.0,
+            _ => 1.0,
+        };
+    }
+    total
+}
+
+/// Elapsed and projected finish of a `⏱ elapsed … of RTO …, projected finish +… (…)` line.
+fn projection(line: &str) -> (f64, f64) {
+    let rest = line.split("⏱ elapsed ").nth(1).expect("a projection line");
+    let (elapsed, rest) = rest.split_once(" of RTO ").unwrap();
+    let projected = rest.split("projected finish +").nth(1).unwrap();
+    let projected = projected.split(" (").next().unwrap();
+    (secs(elapsed), secs(projected))
+}
+
+#[test]
+fn a_terminal_shows_elapsed_against_the_rto_and_the_projected_finish() {
+    let t = Test::new().file("rb.yaml", TIMED);
+    let drawn = on_a_terminal(&t, "", &[("NO_COLOR", "1")]);
+    // At the start: nothing done, the estimates (2s + 30s) are left.
+    assert!(
+        drawn.contains("⏱ elapsed 0.0s of RTO 10m 00s, projected finish +32.0s (9m 28s to spare)"),
+        "{drawn:?}"
+    );
+    assert!(drawn.contains("✔ wait"), "{drawn:?}");
+}
+
+#[test]
+fn without_a_terminal_each_step_end_shows_the_projected_finish() {
+    let t = Test::new()
+        .file("rb.yaml", TIMED)
+        .args(["run", "rb.yaml", "--state-dir", "state"]);
+    let ran = t.expect(0);
+    let lines: Vec<&str> = ran.stderr.lines().collect();
+    // At the start, the whole estimate (2s + 30s) is left.
+    assert!(
+        lines[1]
+            .ends_with("⏱ elapsed 0.0s of RTO 10m 00s, projected finish +32.0s (9m 28s to spare)"),
+        "{lines:?}"
+    );
+    let after_wait = lines
+        .iter()
+        .position(|l| l.contains("✔ wait"))
+        .expect("wait finished");
+    let line = lines[after_wait + 1];
+    assert!(
+        line.contains("of RTO 10m 00s") && line.contains("to spare"),
+        "{line}"
+    );
+    // `fin` has not started: its estimate is what is left.
+    let (elapsed, projected) = projection(line);
+    assert!((projected - elapsed - 30.0).abs() < 0.15, "{line}");
+
+    // The next run projects from the first run's durations, not the `estimate`s: `fin`
+    // took milliseconds.
+    let again = Test::new()
+        .cwd(t.dir.path())
+        .args(["run", "rb.yaml", "--state-dir", "state"])
+        .expect(0);
+    let lines: Vec<&str> = again.stderr.lines().collect();
+    let at = lines.iter().position(|l| l.contains("✔ wait")).unwrap();
+    let (elapsed, projected) = projection(lines[at + 1]);
+    assert!(projected - elapsed < 1.0, "{}", lines[at + 1]);
+}
