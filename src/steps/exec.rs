@@ -333,7 +333,17 @@ pub async fn run_in_container(cfg: &ContainerExecConfig, cx: &StepCx) -> StepRes
         workdir: cfg.workdir.clone(),
         timeout: None,
         cancel: Some(cx.cancel.clone()),
+        owner: Some(format!("{}/{}", cx.run_id, cx.step_id)),
     };
+    if cx.resumed
+        && let Some(owner) = &spec.owner
+    {
+        // Best effort: an unreachable engine or a missing container is reported more
+        // clearly by the exec itself, just below.
+        let _ = engine
+            .stop_leftovers(&spec.container, owner, spec.user.as_deref())
+            .await;
+    }
     let (stdin, feeder) = match &cfg.stdin {
         Some(s) => {
             let (pipe, feeder) = process::Feeder::start(s, cx);
