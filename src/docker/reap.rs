@@ -40,19 +40,37 @@ const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 
 /// `$1` is the marker (`VAR=value`). Prints nothing; exits 0 when no marked process is left.
+///
+/// Leaves first: a process stopped while its parent still runs is reaped by that parent.
+/// Stopping a parent first hands its children to the container's PID 1 and, when PID 1 is a
+/// database server (the postgres image `exec`s the server), the server takes the death of a
+/// child it never started for a crashed backend: it kills every session and runs crash
+/// recovery. So each round sends SIGTERM (SIGKILL after 3 s) only to marked processes that
+/// no other marked process has as parent, then looks again; after 6 s whatever is left gets
+/// SIGKILL.
 const KILL_SCRIPT: &str = r#"m="$1"
 marked() {
   for d in /proc/[0-9]*; do
     if { tr '\000' '\n' < "$d/environ"; } 2>/dev/null | grep -qxF "$m"; then echo "${d#/proc/}"; fi
   done
 }
-p=$(marked); [ -z "$p" ] && exit 0
-kill -TERM $p 2>/dev/null
+ppid() {
+  while read -r k v; do
+    if [ "$k" = PPid: ]; then echo "$v"; return; fi
+  done < "/proc/$1/status"
+}
 i=0
-while [ $i -lt 30 ]; do
+while [ $i -lt 60 ]; do
   p=$(marked); [ -z "$p" ] && exit 0
+  parents=" "
+  for c in $p; do parents="$parents$(ppid "$c" 2>/dev/null) "; done
+  sig=TERM; [ $i -ge 30 ] && sig=KILL
+  for c in $p; do
+    case "$parents" in *" $c "*) ;; *) kill -$sig "$c" 2>/dev/null ;; esac
+  done
   sleep 0.1; i=$((i+1))
 done
+p=$(marked); [ -z "$p" ] && exit 0
 kill -KILL $p 2>/dev/null
 p=$(marked); [ -z "$p" ] && exit 0
 exit 1
