@@ -98,7 +98,11 @@ pub fn run(args: &Args) -> u8 {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(run_async(args))
+    let code = runtime.block_on(run_async(args));
+    // A gate that timed out on a terminal leaves its prompt blocked reading stdin; dropping
+    // the runtime would wait for that read for ever (until someone pressed Enter).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 fn sha256_file(path: &Path) -> String {
