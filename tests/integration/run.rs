@@ -641,6 +641,52 @@ steps:
     assert!(outputs["approved_at"].is_string());
 }
 
+#[test]
+fn a_gate_that_times_out_is_rejected_never_approved() {
+    let t = Test::new().file(
+        "rb.yaml",
+        r#"
+version: 1
+name: gated
+steps:
+  - id: approve
+    type: gate
+    message: "Drop the database?"
+    timeout: 1s
+  - id: after
+    type: exec
+    command: [touch, after.done]
+"#,
+    );
+    // On a terminal (a pty made by util-linux `script`) nobody answers; stdin stays open.
+    let cmd = format!("{RB} run rb.yaml --state-dir state");
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(t.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs");
+    let _stdin = child.stdin.take();
+    let ran = Reap(Some(child)).wait(Duration::from_secs(30));
+    expect(&ran, 3);
+    assert!(
+        ran.stdout.contains("gate `approve` timed out after 1s"),
+        "{}",
+        ran.stdout
+    );
+    assert!(!t.path("after.done").exists(), "nothing after the gate ran");
+    let j = journal(&the_run(&t));
+    let answered = events(&j, "gate_answered", "approve");
+    assert_eq!(answered.len(), 1, "{j:#?}");
+    assert_eq!(answered[0]["approved"], false);
+    assert_eq!(answered[0]["by"], "timeout");
+    let finished = events(&j, "run_finished", "");
+    assert_eq!(finished[0]["outcome"], "gate_rejected");
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
