@@ -232,6 +232,7 @@ fn disk_full_while_writing_a_backup_fails_and_keeps_the_earlier_backup() {
         all.contains("No space left on device") && all.contains(&root_s),
         "the error says what happened and where:\n{all}"
     );
+    println!("{all}");
     let after = digests(&backups);
     for (name, digest) in &before {
         assert_eq!(
@@ -619,6 +620,7 @@ steps:
     expect_code(&out, 1);
     let all = text(&out);
     assert!(all.contains(&host), "the error names the endpoint:\n{all}");
+    println!("{all}");
     assert_eq!(
         names_under(&g.path("out")),
         Vec::<String>::new(),

@@ -225,9 +225,11 @@ impl World {
                 continue;
             }
             let logs = docker(&["logs", "--tail", "40", &self.pg]);
+            let ps = docker(&["exec", &self.pg, "ps", "-eo", "pid,ppid,stat,lstart,args"]);
             panic!(
-                "rb {a:?} exited {status}:\n{text}\nthe server's last log lines:\n{}",
-                String::from_utf8_lossy(&logs.stderr)
+                "rb {a:?} exited {status}:\n{text}\nthe server's last log lines:\n{}\nprocesses:\n{}",
+                String::from_utf8_lossy(&logs.stderr),
+                String::from_utf8_lossy(&ps.stdout)
             );
         }
     }

@@ -47,8 +47,10 @@ const POLL: Duration = Duration::from_millis(50);
 /// child it never started for a crashed backend: it kills every session and runs crash
 /// recovery. So each round sends SIGTERM (SIGKILL after 3 s) only to marked processes that
 /// no other marked process has as parent, then looks again; after 6 s whatever is left gets
-/// SIGKILL.
-const KILL_SCRIPT: &str = r#"m="$1"
+/// SIGKILL. The helper itself ignores SIGTERM and SIGHUP: if rb dies while it runs, nothing
+/// must stop it half way and leave its own subshells to PID 1.
+const KILL_SCRIPT: &str = r#"trap '' TERM HUP
+m="$1"
 marked() {
   for d in /proc/[0-9]*; do
     if { tr '\000' '\n' < "$d/environ"; } 2>/dev/null | grep -qxF "$m"; then echo "${d#/proc/}"; fi
