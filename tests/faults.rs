@@ -754,3 +754,49 @@ fn a_backup_and_a_restore_of_the_same_database_never_run_at_once() {
         "the two runs overlapped: {b_run:?} {a_run:?}"
     );
 }
+
+#[test]
+fn resume_stops_what_a_killed_attempt_left_running_in_the_container() {
+    let mut g = Env::new("leftover");
+    let tools = g.name("tools");
+    docker_ok(&["run", "-d", "--name", &tools, &pg::tools_image()]);
+    let book = g.path("left.yaml");
+    std::fs::write(
+        &book,
+        format!(
+            r#"version: 1
+name: left
+steps:
+  - id: work
+    type: container.exec
+    container: {tools}
+    command: [sh, -c, "if [ -f /tmp/go ]; then echo done; else touch /tmp/started; sleep 301; fi"]
+"#
+        ),
+    )
+    .expect("runbook");
+    let book_s = book.display().to_string();
+    let mut child = spawn(&g, "unused", &["run", &book_s]);
+    poll("the step to start", Duration::from_secs(30), || {
+        docker(&["exec", &tools, "test", "-f", "/tmp/started"])
+            .status
+            .success()
+    });
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let sleeping =
+        || String::from_utf8_lossy(&docker(&["top", &tools]).stdout).contains("sleep 301");
+    assert!(
+        sleeping(),
+        "the Engine API has no kill for an exec: rb's death leaves it running"
+    );
+
+    docker_ok(&["exec", &tools, "touch", "/tmp/go"]);
+    let out = rb(&g, "unused", &["run", &book_s, "--resume"]);
+    expect_code(&out, 0);
+    assert!(
+        !sleeping(),
+        "the resumed step stopped what its killed attempt left"
+    );
+    no_exec_left(&tools, &["root"]);
+}
