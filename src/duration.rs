@@ -33,6 +33,8 @@ impl fmt::Display for DurError {
     }
 }
 
+impl std::error::Error for DurError {}
+
 impl FromStr for Dur {
     type Err = DurError;
 

@@ -66,6 +66,11 @@ pub fn value() -> Value {
             "secrets": { "type": "object", "description": "Secret values, read from the environment or a file; never printed.", "additionalProperties": secret },
             "vars": { "type": "object", "description": "Values computed once per run, in order (templates).", "additionalProperties": { "type": ["string", "number", "boolean"] } },
             "hosts": { "type": "object", "description": "Docker Engines that steps pick with `host:`.", "additionalProperties": host },
+            "locks": {
+                "type": "array",
+                "items": { "type": "string", "minLength": 1 },
+                "description": "Target locks, e.g. `postgres/{{ params.container }}` (templates: params, vars, env, run, now; no secrets, no step outputs). Taken in the state directory before the first step and held until the run ends; a run of any runbook that names the same lock waits (`--lock-wait`) or fails naming the holder."
+            },
             "steps": {
                 "type": "array",
                 "minItems": 1,

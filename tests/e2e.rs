@@ -4,177 +4,19 @@
 //! Every container, network and volume is named `rbt-<pid>-<test>-…` and removed by a guard,
 //! also when the test fails.
 
+mod pg;
+
+use pg::{
+    DB, Env, USER, app, docker, docker_ok, fingerprint, free_port, password, pg_image, poll,
+    psql_ok, root, start_pg, start_pg_with, tools_image,
+};
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "e2e/drill.rs"]
 mod drill;
-
-const TABLES: [&str; 3] = ["users", "agents", "agent_execution_history"];
-const USER: &str = "codexos";
-const DB: &str = "codexos_db";
-
-fn pg_image() -> String {
-    std::env::var("RB_TEST_PG_IMAGE").unwrap_or_else(|_| "rb-test/postgres:15".into())
-}
-
-fn tools_image() -> String {
-    std::env::var("RB_TEST_TOOLS_IMAGE").unwrap_or_else(|_| "rb-test/tools:1".into())
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A password that must never show up in output or journals.
-fn password(test: &str) -> String {
-    format!("pw-{test}-{}-s3cr3t", std::process::id())
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("docker runs")
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// Removes everything a test created, also on panic.
-struct Env {
-    prefix: String,
-    containers: Vec<String>,
-    networks: Vec<String>,
-    volumes: Vec<String>,
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(test: &str) -> Env {
-        Env {
-            prefix: format!("rbt-{}-{test}", std::process::id()),
-            containers: Vec::new(),
-            networks: Vec::new(),
-            volumes: Vec::new(),
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn name(&mut self, what: &str) -> String {
-        let n = format!("{}-{what}", self.prefix);
-        self.containers.push(n.clone());
-        n
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for c in &self.containers {
-            let _ = docker(&["rm", "-f", "-v", c]);
-        }
-        for n in &self.networks {
-            let _ = docker(&["network", "rm", n]);
-        }
-        for v in &self.volumes {
-            let _ = docker(&["volume", "rm", "-f", v]);
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn psql(container: &str, pw: &str, db: &str, sql: &str) -> Output {
-    let env = format!("PGPASSWORD={pw}");
-    docker(&[
-        "exec",
-        "-e",
-        &env,
-        container,
-        "psql",
-        "-h",
-        "127.0.0.1",
-        "-U",
-        USER,
-        "-d",
-        db,
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-Atc",
-        sql,
-    ])
-}
-
-fn psql_ok(container: &str, pw: &str, db: &str, sql: &str) -> String {
-    let out = psql(container, pw, db, sql);
-    assert!(
-        out.status.success(),
-        "psql `{sql}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
-/// Poll until `f` is true, failing after `limit`.
-fn poll(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn start_pg(name: &str, pw: &str) {
-    start_pg_with(name, pw, &[]);
-}
-
-/// [`start_pg`] with more `docker run` options (volumes, network).
-fn start_pg_with(name: &str, pw: &str, options: &[&str]) {
-    let env = format!("POSTGRES_PASSWORD={pw}");
-    let image = pg_image();
-    let mut args = vec![
-        "run",
-        "-d",
-        "--name",
-        name,
-        "-e",
-        "POSTGRES_USER=codexos",
-        "-e",
-        &env,
-        "-e",
-        "POSTGRES_DB=codexos_db",
-    ];
-    args.extend(options);
-    args.push(&image);
-    docker_ok(&args);
-    poll("postgres to answer on TCP", Duration::from_mins(1), || {
-        psql(name, pw, DB, "select 1").status.success()
-    });
-}
 
 fn seed(name: &str, pw: &str) {
     psql_ok(
@@ -188,22 +30,6 @@ fn seed(name: &str, pw: &str) {
          create table agent_execution_history(id bigint primary key, agent_id int references agents, output text);
          insert into agent_execution_history select g, 1 + g % 300, repeat(md5(random()::text), 4) from generate_series(1, 4000) g;",
     );
-}
-
-/// Per table: row count and a hash of all rows in primary-key order.
-fn fingerprint(name: &str, pw: &str, db: &str) -> BTreeMap<String, String> {
-    TABLES
-        .iter()
-        .map(|t| {
-            let v = psql_ok(
-                name,
-                pw,
-                db,
-                &format!("select count(*) || ' ' || md5(coalesce(string_agg(t::text, '|' order by id), '')) from {t} t"),
-            );
-            ((*t).to_owned(), v)
-        })
-        .collect()
 }
 
 /// Runs `rb` with the password in the environment; asserts it never leaks.
@@ -345,27 +171,6 @@ fn restore_by_hand(pg: &str, pw: &str, dump: &Path, db: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// An application stand-in: busybox httpd answering `/health` with 200.
-fn app(name: &str, port: u16) {
-    let publish = format!("127.0.0.1:{port}:8000");
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        name,
-        "-p",
-        &publish,
-        &tools_image(),
-        "busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "8000",
-        "-h",
-        "/www",
-    ]);
 }
 
 fn running(name: &str) -> bool {
@@ -1052,36 +857,24 @@ fn backup_verification_drill_restores_into_a_scratch_server_and_compares() {
 
 /// A primary that archives its WAL into the named volume `archive` (mounted at /archive).
 fn start_archiving_pg(name: &str, pw: &str, archive: &str) {
-    let env = format!("POSTGRES_PASSWORD={pw}");
     let vol = format!("{archive}:/archive");
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    start_pg_with(
         name,
-        "-e",
-        "POSTGRES_USER=codexos",
-        "-e",
-        &env,
-        "-e",
-        "POSTGRES_DB=codexos_db",
-        "-v",
-        &vol,
-        &pg_image(),
-        "-c",
-        "wal_level=replica",
-        "-c",
-        "archive_mode=on",
-        "-c",
-        "archive_command=test ! -f /archive/%f && cp %p /archive/%f.tmp && mv /archive/%f.tmp /archive/%f",
-        "-c",
-        "archive_timeout=60",
-        "-c",
-        "timezone=UTC",
-    ]);
-    poll("postgres to answer on TCP", Duration::from_mins(1), || {
-        psql(name, pw, DB, "select 1").status.success()
-    });
+        pw,
+        &["-v", &vol],
+        &[
+            "-c",
+            "wal_level=replica",
+            "-c",
+            "archive_mode=on",
+            "-c",
+            "archive_command=test ! -f /archive/%f && cp %p /archive/%f.tmp && mv /archive/%f.tmp /archive/%f",
+            "-c",
+            "archive_timeout=60",
+            "-c",
+            "timezone=UTC",
+        ],
+    );
 }
 
 const SERVER_NOW: &str =

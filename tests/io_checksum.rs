@@ -151,3 +151,42 @@ fn malformed_lines_are_errors_with_line_numbers() {
             .ends_with("lists no files")
     );
 }
+
+#[test]
+fn a_second_write_keeps_the_lines_of_other_files_that_still_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    for (n, c) in [
+        ("first.dump", "1"),
+        ("gone.dump", "2"),
+        ("second.dump", "3"),
+    ] {
+        fs::write(p(n), c).unwrap();
+    }
+    let list = p("SHA256SUMS");
+    write_checksum_file(&list, &[p("first.dump"), p("gone.dump")]).unwrap();
+    fs::remove_file(p("gone.dump")).unwrap();
+    fs::write(p("first.dump"), "1").unwrap();
+    write_checksum_file(&list, &[p("second.dump")]).unwrap();
+    let names: Vec<PathBuf> = read_checksum_file(&list)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        names,
+        [PathBuf::from("first.dump"), PathBuf::from("second.dump")]
+    );
+    let out = sha256sum(dir.path(), &["-c", "--strict", "SHA256SUMS"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Writing a file again replaces its line rather than adding a second one.
+    fs::write(p("second.dump"), "changed").unwrap();
+    write_checksum_file(&list, &[p("second.dump")]).unwrap();
+    assert_eq!(read_checksum_file(&list).unwrap().len(), 2);
+    assert!(verify_checksum_file(&list).is_ok());
+}

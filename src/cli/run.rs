@@ -5,7 +5,7 @@ use super::diagnostics::{load_valid, prepare};
 use crate::event::{EventKind, PlannedMilestone, PlannedStep, RunEvent, RunOutcome};
 use crate::exec::executor::{self, Done, Request};
 use crate::exec::journal::{self, Journal, RunRecord};
-use crate::exec::lock::RunLock;
+use crate::exec::lock::{RunLock, TargetLock};
 use crate::exec::state;
 use crate::exit_code;
 use crate::plan::build::Mode;
@@ -66,6 +66,10 @@ pub struct Args {
     /// Exit 4 when the run succeeded but took longer than the RTO.
     #[arg(long)]
     pub fail_over_rto: bool,
+    /// How long to wait for a target lock (`locks:`) that another run holds, e.g. `10m`;
+    /// by default a held lock fails the run at once, naming the holder.
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub lock_wait: crate::duration::Dur,
 }
 
 pub fn run(args: &Args) -> u8 {
@@ -94,7 +98,11 @@ pub fn run(args: &Args) -> u8 {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(run_async(args))
+    let code = runtime.block_on(run_async(args));
+    // A gate that timed out on a terminal leaves its prompt blocked reading stdin; dropping
+    // the runtime would wait for that read for ever (until someone pressed Enter).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -231,6 +239,20 @@ async fn run_async(args: &Args) -> u8 {
             return exit_code::STEP_FAILED;
         }
     };
+    // Before the journal exists: a run refused here leaves no trace to resume.
+    let _targets = match TargetLock::acquire_all(
+        &state,
+        &prepared.plan.locks,
+        &run_id,
+        &prepared.runbook.name,
+        args.lock_wait.0,
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::STEP_FAILED;
+        }
+    };
     let run_dir = state::run_dir(&state, &run_id);
     let journal = match Journal::open(&run_dir) {
         Ok(j) => j,
@@ -293,6 +315,7 @@ async fn run_async(args: &Args) -> u8 {
             .collect(),
         restore_point: prepared.runbook.objectives.restore_point.clone(),
     });
+    let resumed_run = resumed.is_some();
     let mut events: Vec<RunEvent> = resumed.map(|r| r.events).unwrap_or_default();
     let terminal = Terminal::new(args.quiet);
     let sinks = Arc::new(Mutex::new(Sinks {
@@ -321,6 +344,7 @@ async fn run_async(args: &Args) -> u8 {
         approvals: args.approve.clone(),
         approver: args.approver.clone().unwrap_or_else(default_approver),
         interactive,
+        resumed: resumed_run,
         interrupt,
     };
     let outcome = executor::execute(request, emit).await;

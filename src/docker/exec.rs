@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::Engine;
 use super::error::{DockerError, Subject};
-use super::reap::{ExecGuard, MARKER_VAR, new_token};
+use super::reap::{ExecGuard, MARKER_VAR, OWNER_VAR, new_token};
 use super::stream::TailBuffer;
 
 /// How much of stdout and stderr [`Engine::exec_capture`] keeps (the last bytes).
@@ -34,6 +34,10 @@ pub struct ExecSpec {
     pub timeout: Option<Duration>,
     /// Stop the command and fail with [`DockerError::Cancelled`] when this fires.
     pub cancel: Option<CancellationToken>,
+    /// Who started it (`RUN_ID/STEP`), carried in its environment as `RB_EXEC_OWNER` so
+    /// that a resumed run can stop what a killed rb left running
+    /// ([`Engine::stop_leftovers`]).
+    pub owner: Option<String>,
 }
 
 impl ExecSpec {
@@ -133,6 +137,9 @@ impl Engine {
         let token = new_token();
         let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push(format!("{MARKER_VAR}={token}"));
+        if let Some(owner) = &spec.owner {
+            env.push(format!("{OWNER_VAR}={owner}"));
+        }
         let options = CreateExecOptions {
             attach_stdin: Some(stdin.is_some()),
             attach_stdout: Some(true),

@@ -29,6 +29,9 @@ use super::error::{DockerError, Subject};
 
 /// The environment variable that marks the processes of one exec.
 pub(crate) const MARKER_VAR: &str = "RB_EXEC_ID";
+/// The environment variable that marks the processes of one step of one run
+/// (`RUN_ID/STEP`): what a resumed run stops before the step starts again.
+pub(crate) const OWNER_VAR: &str = "RB_EXEC_OWNER";
 
 /// How long the whole stop may take before it is reported as a timeout.
 const STOP_DEADLINE: Duration = Duration::from_secs(20);
@@ -36,20 +39,40 @@ const STOP_DEADLINE: Duration = Duration::from_secs(20);
 const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 
-/// `$1` is the token. Prints nothing; exits 0 when no marked process is left.
-const KILL_SCRIPT: &str = r#"m="RB_EXEC_ID=$1"
+/// `$1` is the marker (`VAR=value`). Prints nothing; exits 0 when no marked process is left.
+///
+/// Leaves first: a process stopped while its parent still runs is reaped by that parent.
+/// Stopping a parent first hands its children to the container's PID 1 and, when PID 1 is a
+/// database server (the postgres image `exec`s the server), the server takes the death of a
+/// child it never started for a crashed backend: it kills every session and runs crash
+/// recovery. So each round sends SIGTERM (SIGKILL after 3 s) only to marked processes that
+/// no other marked process has as parent, then looks again; after 6 s whatever is left gets
+/// SIGKILL. The helper itself ignores SIGTERM and SIGHUP: if rb dies while it runs, nothing
+/// must stop it half way and leave its own subshells to PID 1.
+const KILL_SCRIPT: &str = r#"trap '' TERM HUP
+m="$1"
 marked() {
   for d in /proc/[0-9]*; do
     if { tr '\000' '\n' < "$d/environ"; } 2>/dev/null | grep -qxF "$m"; then echo "${d#/proc/}"; fi
   done
 }
-p=$(marked); [ -z "$p" ] && exit 0
-kill -TERM $p 2>/dev/null
+ppid() {
+  while read -r k v; do
+    if [ "$k" = PPid: ]; then echo "$v"; return; fi
+  done < "/proc/$1/status"
+}
 i=0
-while [ $i -lt 30 ]; do
+while [ $i -lt 60 ]; do
   p=$(marked); [ -z "$p" ] && exit 0
+  parents=" "
+  for c in $p; do parents="$parents$(ppid "$c" 2>/dev/null) "; done
+  sig=TERM; [ $i -ge 30 ] && sig=KILL
+  for c in $p; do
+    case "$parents" in *" $c "*) ;; *) kill -$sig "$c" 2>/dev/null ;; esac
+  done
   sleep 0.1; i=$((i+1))
 done
+p=$(marked); [ -z "$p" ] && exit 0
 kill -KILL $p 2>/dev/null
 p=$(marked); [ -z "$p" ] && exit 0
 exit 1
@@ -204,10 +227,11 @@ pub(crate) async fn stop_exec(engine: &Engine, target: &Target<'_>) -> Result<()
         last_problem.clear();
         // As the exec's user first (it can read its own processes' environment), then as
         // root for children that switched to root (su, sudo, setuid programs).
-        if let Err(e) = run_killer(engine, container, token, user).await {
+        let marker = format!("{MARKER_VAR}={token}");
+        if let Err(e) = run_killer(engine, container, &marker, user).await {
             last_problem = e;
         }
-        if !as_root && let Err(e) = run_killer(engine, container, token, Some("0")).await {
+        if !as_root && let Err(e) = run_killer(engine, container, &marker, Some("0")).await {
             last_problem = e;
         }
         match exec_state(engine, container, exec_id).await {
@@ -227,11 +251,37 @@ pub(crate) async fn stop_exec(engine: &Engine, target: &Target<'_>) -> Result<()
     }
 }
 
+impl Engine {
+    /// Stops every process in `container` that an earlier attempt of step `owner`
+    /// (`RUN_ID/STEP`) started and left running: rb was killed, so nobody stopped them, and
+    /// a `pg_dump` or `pg_restore` left behind holds connections and locks. The helper runs
+    /// as `user` and as root; a container without `sh` is reported.
+    pub async fn stop_leftovers(
+        &self,
+        container: &str,
+        owner: &str,
+        user: Option<&str>,
+    ) -> Result<(), DockerError> {
+        let marker = format!("{OWNER_VAR}={owner}");
+        let mut result = run_killer(self, container, &marker, user).await;
+        if !matches!(user, Some("0" | "root" | "0:0" | "root:root")) {
+            result = run_killer(self, container, &marker, Some("0")).await;
+        }
+        result.map_err(|message| DockerError::Api {
+            what: format!(
+                "to stop what an earlier attempt left running in container `{container}`"
+            ),
+            message,
+            endpoint: self.endpoint().to_owned(),
+        })
+    }
+}
+
 /// Runs the kill script in the container; `Err` carries why it could not run.
 async fn run_killer(
     engine: &Engine,
     container: &str,
-    token: &str,
+    marker: &str,
     user: Option<&str>,
 ) -> Result<(), String> {
     let options = CreateExecOptions {
@@ -244,7 +294,7 @@ async fn run_killer(
             "-c".to_owned(),
             KILL_SCRIPT.to_owned(),
             "rb-kill".to_owned(),
-            token.to_owned(),
+            marker.to_owned(),
         ]),
         ..CreateExecOptions::default()
     };

@@ -152,6 +152,8 @@ pub struct StepCx {
     /// Steps that succeeded in the resumed run, by (prefixed) id.
     pub done: Arc<HashMap<String, super::executor::Done>>,
     pub jobs: usize,
+    /// The run continues an earlier attempt (`--resume`), which may have been killed.
+    pub resumed: bool,
 }
 
 impl StepCx {

@@ -40,6 +40,9 @@ pub struct Request {
     pub approvals: Vec<String>,
     pub approver: String,
     pub interactive: bool,
+    /// This run continues a run that stopped (`--resume`): steps stop what an earlier,
+    /// killed attempt may have left running before they start.
+    pub resumed: bool,
     /// Fires on Ctrl-C / SIGTERM.
     pub interrupt: CancellationToken,
 }
@@ -373,6 +376,7 @@ impl Run {
             run_id: self.req.ctx.run_id.clone(),
             done: self.done_shared.clone(),
             jobs: self.req.jobs,
+            resumed: self.req.resumed,
         };
         let template_ctx = ctx.clone();
         let retries = step.common.retries.clone();

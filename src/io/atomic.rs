@@ -75,6 +75,7 @@ impl AtomicFile {
                 path: path.to_path_buf(),
             });
         }
+        remove_stale_temps(dir, &name.to_string_lossy());
         let prefix = format!(".{}.rb-tmp.{}.", name.to_string_lossy(), std::process::id());
         let file = tempfile::Builder::new()
             .prefix(&prefix)
@@ -139,6 +140,26 @@ impl AtomicFile {
         }
         sync_parent(&self.path)?;
         Ok(self.path.clone())
+    }
+}
+
+/// Removes the temporary files of `name` left in `dir` by writers that died (a `kill -9`, a
+/// power cut): their process id is in the name and that process is gone. A resumed run
+/// writes the same final names again, so this is where the leftovers of a crash go.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.rb-tmp.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !crate::exec::lock::alive(p)) {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -78,8 +78,24 @@ fn format_line(sha256: &str, name: &Path) -> Vec<u8> {
 /// Hashes `files` and writes `list` (atomically, parents created) in `sha256sum` format,
 /// names relative to `list`'s directory when under it, so `sha256sum -c` run in that
 /// directory accepts it. Returns each file's digest, in order.
+///
+/// When `list` exists, its lines for other files that still exist are kept (first, as they
+/// were): a second backup into the same directory must not take the first one's digests
+/// away. Lines for files that are gone are dropped, so the list stays verifiable.
 pub fn write_checksum_file(list: &Path, files: &[PathBuf]) -> Result<Vec<FileDigest>> {
     let base = base_dir(list);
+    let kept: Vec<ChecksumEntry> = if list.exists() {
+        let new: Vec<PathBuf> = files
+            .iter()
+            .map(|f| listed_name(&base, f).map(|n| base.join(n)))
+            .collect::<Result<_>>()?;
+        read_checksum_file(list)?
+            .into_iter()
+            .filter(|e| !new.contains(&e.path) && e.path.is_file())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut out = AtomicFile::with_options(
         list,
         &AtomicOptions {
@@ -87,6 +103,10 @@ pub fn write_checksum_file(list: &Path, files: &[PathBuf]) -> Result<Vec<FileDig
             ..AtomicOptions::default()
         },
     )?;
+    for e in &kept {
+        out.write_all(&format_line(&e.sha256, &e.name))
+            .ctx("write", list)?;
+    }
     let mut digests = Vec::with_capacity(files.len());
     for file in files {
         let digest = sha256_file(file)?;

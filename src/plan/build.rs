@@ -222,6 +222,9 @@ pub struct Plan {
     pub params: BTreeMap<String, Json>,
     pub secrets: Vec<String>,
     pub vars: BTreeMap<String, String>,
+    /// Target locks the run takes before its first step (rendered `locks:`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locks: Vec<String>,
     /// Steps in run order.
     pub steps: Vec<PlanStep>,
     /// Step ids of each parallel group.
@@ -344,6 +347,10 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             on_critical_path: critical.contains(&i),
         });
     }
+    let locks = render_locks(runbook, &env, ctx).unwrap_or_else(|d| {
+        errors.push(d);
+        Vec::new()
+    });
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -366,6 +373,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .iter()
             .map(|(k, v)| (k.clone(), masker.mask(v)))
             .collect(),
+        locks,
         groups: groups.iter().map(|g| ids(g)).collect(),
         critical_path: ids(&critical),
         critical_path_seconds: critical_secs,
@@ -382,6 +390,39 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
         steps,
         predicted_finish: None,
     })
+}
+
+/// The runbook's `locks:` rendered (no step outputs: they are taken before the first step),
+/// sorted and without duplicates, which is also the order they are taken in.
+fn render_locks(
+    runbook: &Runbook,
+    env: &Environment<'_>,
+    ctx: &Context,
+) -> Result<Vec<String>, Diagnostic> {
+    let nodes = runbook
+        .root
+        .get("locks")
+        .and_then(|l| l.as_seq())
+        .unwrap_or_default();
+    let value = ctx.value(Value::UNDEFINED);
+    let mut out = Vec::new();
+    for (text, node) in runbook.locks.iter().zip(nodes) {
+        let name = env
+            .render_str(text, value.clone())
+            .map_err(|e| render_error(&e, node.span, "a lock name", &ctx.masker()))?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(Diagnostic::new(
+                "rb::render",
+                format!("the lock name `{text}` renders empty"),
+            )
+            .label(node.span, "here"));
+        }
+        out.push(name.to_owned());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// Use the median durations of past runs (step id → estimate) instead of the `estimate`s:

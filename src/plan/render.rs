@@ -148,6 +148,9 @@ pub fn text(plan: &Plan) -> String {
     for (k, v) in &plan.vars {
         let _ = writeln!(o, "  var    {k} = {v}");
     }
+    for l in &plan.locks {
+        let _ = writeln!(o, "  lock   {l}");
+    }
     let _ = writeln!(o, "\nsteps, in run order:");
     for (n, s) in plan.steps.iter().enumerate() {
         let mut tags = vec![format!("group {}", s.group + 1)];
@@ -268,6 +271,10 @@ pub fn markdown(plan: &Plan) -> String {
                 .join(", ")
         );
         let _ = writeln!(o);
+    }
+    if !plan.locks.is_empty() {
+        let locks: Vec<String> = plan.locks.iter().map(|l| format!("`{l}`")).collect();
+        let _ = writeln!(o, "**Locks:** {}\n", locks.join(", "));
     }
     let _ = writeln!(
         o,

@@ -24,6 +24,7 @@ pub const TOP_KEYS: &[&str] = &[
     "secrets",
     "vars",
     "hosts",
+    "locks",
     "steps",
 ];
 
@@ -279,6 +280,7 @@ fn decode_root(
         .into_iter()
         .collect();
     let vars = decode_vars(root.get("vars"), diags);
+    let locks = decode_locks(root.get("locks"), diags);
     let steps = match root.get_entry("steps") {
         Some((_, n)) => decode_steps(n, diags),
         None => {
@@ -301,8 +303,39 @@ fn decode_root(
         secrets,
         vars,
         hosts,
+        locks,
         steps,
     })
+}
+
+/// `locks:` a list of strings (templates, rendered when the run starts).
+fn decode_locks(node: Option<&Node>, diags: &mut Vec<Diagnostic>) -> Vec<String> {
+    let Some(node) = node else {
+        return Vec::new();
+    };
+    let Some(items) = node.as_seq() else {
+        diags.push(
+            Diagnostic::new("rb::invalid-value", "`locks` must be a list of names")
+                .label(node.span, "here")
+                .help("write `locks: [\"postgres/{{ params.container }}\"]`"),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item.as_str() {
+            Some(s) if !s.trim().is_empty() => out.push(s.to_owned()),
+            _ => diags.push(
+                Diagnostic::new(
+                    "rb::invalid-value",
+                    "a lock name must be a non-empty string",
+                )
+                .label(item.span, "here")
+                .help("name what the runbook changes, e.g. `postgres/{{ params.container }}`"),
+            ),
+        }
+    }
+    out
 }
 
 fn check_version(root: &Node, diags: &mut Vec<Diagnostic>) {

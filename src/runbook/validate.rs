@@ -271,6 +271,9 @@ enum Scope {
     Var(usize),
     /// A step: all of the above, all vars, and outputs of the steps it needs.
     Step(usize),
+    /// A lock name: params, env, run, now and all vars; no secrets (lock files and plans
+    /// show the name) and no step outputs (locks are taken before the first step).
+    Lock,
 }
 
 impl<'a> Templates<'a> {
@@ -294,6 +297,13 @@ impl<'a> Templates<'a> {
             for (k, (_, v)) in vars.iter().enumerate() {
                 if let Some(text) = v.as_str() {
                     self.check_text(text, v.span, &Scope::Var(k), false, diags);
+                }
+            }
+        }
+        if let Some(locks) = self.runbook.root.get("locks").and_then(|v| v.as_seq()) {
+            for lock in locks {
+                if let Some(text) = lock.as_str() {
+                    self.check_text(text, lock.span, &Scope::Lock, false, diags);
                 }
             }
         }
@@ -395,6 +405,14 @@ impl<'a> Templates<'a> {
                     .then(|| missing("params", known, p))
                     .flatten()
             }
+            ("secrets", _) if matches!(scope, Scope::Lock) => Some(PendingDiag(
+                Diagnostic::new(
+                    "rb::secret-in-lock",
+                    format!("`{name}`: a lock name is written to lock files and shown in plans"),
+                )
+                .help("name the target with params or vars, never with a secret"),
+                "not allowed in a lock name",
+            )),
             ("secrets", Some(p)) => {
                 let known: Vec<&str> = self
                     .runbook
@@ -409,7 +427,7 @@ impl<'a> Templates<'a> {
             ("vars", Some(v)) => {
                 let upto = match scope {
                     Scope::Var(k) => *k,
-                    Scope::Step(_) => self.runbook.vars.len(),
+                    Scope::Step(_) | Scope::Lock => self.runbook.vars.len(),
                 };
                 let known: Vec<&str> = self.runbook.vars[..upto]
                     .iter()
@@ -441,10 +459,15 @@ impl<'a> Templates<'a> {
 
     fn check_step_ref(&self, name: &str, target: &str, scope: &Scope) -> Option<PendingDiag> {
         let Scope::Step(me) = scope else {
+            let what = if matches!(scope, Scope::Lock) {
+                "locks are taken"
+            } else {
+                "vars are computed"
+            };
             return Some(PendingDiag(
                 Diagnostic::new(
                     "rb::undefined",
-                    format!("`{name}`: vars are computed before any step runs"),
+                    format!("`{name}`: {what} before any step runs"),
                 )
                 .help("use the step output in the step itself"),
                 "not available here",

@@ -1,7 +1,7 @@
 //! `exec` (a process on this machine) and `container.exec` (a process in a container).
 
 use super::{ConfigProblem, StepConfig, process};
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use crate::exec::cx::{StepCx, StepError, StepResult};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::borrow::Cow;
@@ -268,12 +268,7 @@ pub async fn run(cfg: &ExecConfig, cx: &StepCx) -> StepResult {
     let Some((pumped, waited)) = finished else {
         group.kill();
         let _ = child.wait().await;
-        out.finish(false, "stdout", cx, &mut Outputs::new())
-            .await
-            .ok();
-        err.finish(false, "stderr", cx, &mut Outputs::new())
-            .await
-            .ok();
+        process::discard(out, err, cx).await;
         return Err(StepError::Cancelled);
     };
     group.disarm();
@@ -281,7 +276,12 @@ pub async fn run(cfg: &ExecConfig, cx: &StepCx) -> StepResult {
         .map_err(|e| StepError::failed(format!("waiting for `{program}`: {e}")))?
         .code()
         .map_or(-1, i64::from);
-    pumped.map_err(|e| StepError::failed(format!("reading the output of `{program}`: {e}")))?;
+    if let Err(e) = pumped {
+        let writer = process::discard(out, err, cx).await;
+        return Err(writer.unwrap_or_else(|| {
+            StepError::failed(format!("reading the output of `{program}`: {e}"))
+        }));
+    }
     let fed = match feeder {
         Some(f) => f
             .await
@@ -333,7 +333,17 @@ pub async fn run_in_container(cfg: &ContainerExecConfig, cx: &StepCx) -> StepRes
         workdir: cfg.workdir.clone(),
         timeout: None,
         cancel: Some(cx.cancel.clone()),
+        owner: Some(format!("{}/{}", cx.run_id, cx.step_id)),
     };
+    if cx.resumed
+        && let Some(owner) = &spec.owner
+    {
+        // Best effort: an unreachable engine or a missing container is reported more
+        // clearly by the exec itself, just below.
+        let _ = engine
+            .stop_leftovers(&spec.container, owner, spec.user.as_deref())
+            .await;
+    }
     let (stdin, feeder) = match &cfg.stdin {
         Some(s) => {
             let (pipe, feeder) = process::Feeder::start(s, cx);
@@ -351,13 +361,8 @@ pub async fn run_in_container(cfg: &ContainerExecConfig, cx: &StepCx) -> StepRes
     let code = match result {
         Ok(r) => r.exit_code,
         Err(e) => {
-            out.finish(false, "stdout", cx, &mut Outputs::new())
-                .await
-                .ok();
-            err.finish(false, "stderr", cx, &mut Outputs::new())
-                .await
-                .ok();
-            return Err(StepError::from(e).masked(&cx.masker));
+            let writer = process::discard(out, err, cx).await;
+            return Err(writer.unwrap_or_else(|| StepError::from(e).masked(&cx.masker)));
         }
     };
     process::conclude(&program, code, &cfg.ok_codes, fed, out, err, cx).await

@@ -18,6 +18,8 @@ use tokio_util::io::SyncIoBridge;
 /// Captured output is capped at this many bytes (the last ones are kept).
 pub const CAPTURE_CAP: usize = 1024 * 1024;
 const PIPE: usize = 256 * 1024;
+/// What the writer of a discarded output file returns (not a failure of its own).
+const DISCARDED: &str = "discarded";
 
 /// Where one output stream goes while the process runs.
 pub enum Sink {
@@ -116,7 +118,7 @@ impl FileWriter {
             if decision.recv().unwrap_or(false) {
                 sink.finish().map_err(|e| e.to_string())
             } else {
-                Err("discarded".into())
+                Err(DISCARDED.into())
             }
         });
         Self { pipe, commit, task }
@@ -129,10 +131,13 @@ impl FileWriter {
         let result = task
             .await
             .map_err(|e| StepError::failed(format!("output writer: {e}")))?;
-        match (ok, result) {
-            (true, Ok(d)) => Ok(Some(d)),
-            (true, Err(e)) => Err(StepError::Failed(e)),
-            (false, _) => Ok(None),
+        match result {
+            Ok(d) if ok => Ok(Some(d)),
+            Ok(_) => Ok(None),
+            Err(e) if e == DISCARDED => Ok(None),
+            // The writer itself failed (a full disk): that is the cause of whatever the
+            // process then did (a broken pipe), so it is the step's error.
+            Err(e) => Err(StepError::Failed(e)),
         }
     }
 }
@@ -199,6 +204,14 @@ impl Feeder {
             .map_err(|e| StepError::failed(format!("stdin feeder: {e}")))?
             .map_err(StepError::Failed)
     }
+}
+
+/// Discard both outputs of a process that did not end normally; returns the failure of an
+/// output file's writer (a full disk), which explains the process's own error.
+pub async fn discard(out: Sink, err: Sink, cx: &StepCx) -> Option<StepError> {
+    let o = out.finish(false, "stdout", cx, &mut Outputs::new()).await;
+    let e = err.finish(false, "stderr", cx, &mut Outputs::new()).await;
+    o.err().or(e.err()).map(|e| e.masked(&cx.masker))
 }
 
 /// End a process step: publish or discard its output files, collect `exit_code`, `stdout`,

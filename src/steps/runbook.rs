@@ -77,6 +77,7 @@ pub async fn run(cfg: &RunbookConfig, cx: &StepCx) -> StepResult {
             .collect(),
         approver: cx.approver.clone(),
         interactive: cx.interactive,
+        resumed: cx.resumed,
         interrupt: cx.cancel.clone(),
     };
     let outcome = executor::execute(request, emit).await;

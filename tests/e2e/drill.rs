@@ -34,7 +34,7 @@ fn between(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
 fn start_stack(stack: &Stack, pw: &str) {
     docker_ok(&["network", "create", &stack.net]);
     let mount = format!("{}:/var/lib/postgresql/data", stack.vol);
-    start_pg_with(&stack.pg, pw, &["--network", &stack.net, "-v", &mount]);
+    start_pg_with(&stack.pg, pw, &["--network", &stack.net, "-v", &mount], &[]);
     seed(&stack.pg, pw);
     docker_ok(&["exec", &stack.pg, "touch", MARKER]);
     docker_ok(&[

@@ -48,8 +48,14 @@ fn run(t: &Test, extra: &[&str]) -> Ran {
 
 /// Start `rb run rb.yaml --state-dir state` as a child process.
 fn spawn(t: &Test) -> Child {
+    spawn_args(t, &["rb.yaml"])
+}
+
+/// Start `rb run --state-dir state ARGS…` as a child process.
+fn spawn_args(t: &Test, args: &[&str]) -> Child {
     Command::new(RB)
-        .args(["run", "rb.yaml", "--state-dir", "state"])
+        .args(["run", "--state-dir", "state"])
+        .args(args)
         .env("NO_COLOR", "1")
         .env_remove("RB_STATE_DIR")
         .current_dir(t.dir.path())
@@ -679,6 +685,52 @@ fn gates_of_an_included_runbook_count_as_gate_wait() {
     assert!((machine - (total - gate_wait).max(0.0)).abs() < 1e-9);
 }
 
+#[test]
+fn a_gate_that_times_out_is_rejected_never_approved() {
+    let t = Test::new().file(
+        "rb.yaml",
+        r#"
+version: 1
+name: gated
+steps:
+  - id: approve
+    type: gate
+    message: "Drop the database?"
+    timeout: 1s
+  - id: after
+    type: exec
+    command: [touch, after.done]
+"#,
+    );
+    // On a terminal (a pty made by util-linux `script`) nobody answers; stdin stays open.
+    let cmd = format!("{RB} run rb.yaml --state-dir state");
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(t.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs");
+    let _stdin = child.stdin.take();
+    let ran = Reap(Some(child)).wait(Duration::from_secs(30));
+    expect(&ran, 3);
+    assert!(
+        ran.stdout.contains("gate `approve` timed out after 1s"),
+        "{}",
+        ran.stdout
+    );
+    assert!(!t.path("after.done").exists(), "nothing after the gate ran");
+    let j = journal(&the_run(&t));
+    let answered = events(&j, "gate_answered", "approve");
+    assert_eq!(answered.len(), 1, "{j:#?}");
+    assert_eq!(answered[0]["approved"], false);
+    assert_eq!(answered[0]["by"], "timeout");
+    let finished = events(&j, "run_finished", "");
+    assert_eq!(finished[0]["outcome"], "gate_rejected");
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -1053,4 +1105,126 @@ fn only_runs_one_step_of_a_resumed_run() {
         "{}",
         ran.stderr
     );
+}
+
+/// Two runbooks (names `bk` and `rs`) that both lock `db/{{ params.target }}`; `bk` holds
+/// it until the file `go` appears.
+fn locking(t: Test) -> Test {
+    let book = |name: &str, step: &str| {
+        format!(
+            r#"
+version: 1
+name: {name}
+params:
+  target: {{ type: string, default: one }}
+locks: ["db/{{{{ params.target }}}}"]
+steps:
+  - id: work
+    type: exec
+    shell: "{step}"
+"#
+        )
+    };
+    t.file(
+        "bk.yaml",
+        book(
+            "bk",
+            "touch bk.started; while [ ! -f go ]; do sleep 0.05; done; touch bk.done",
+        ),
+    )
+    .file("rs.yaml", book("rs", "touch rs.done"))
+}
+
+fn spawn_book(t: &Test, args: &[&str]) -> Reap {
+    Reap(Some(spawn_args(t, args)))
+}
+
+#[test]
+fn a_target_lock_is_shared_across_runbooks_and_names_its_holder() {
+    let t = locking(Test::new());
+    let mut bk = spawn_book(&t, &["bk.yaml"]);
+    poll("bk to start", Duration::from_secs(20), || {
+        t.path("bk.started").exists().then_some(())
+    });
+    let bk_run = run_dirs(&t.path("state")).pop().expect("bk's run");
+    let bk_id = bk_run.file_name().unwrap().to_str().unwrap().to_owned();
+
+    // Another runbook on the same target is refused at once, naming the holder.
+    let refused = rb(t.dir.path(), &["run", "rs.yaml", "--state-dir", "state"]);
+    expect(&refused, 1);
+    assert!(
+        refused.stderr.contains("lock `db/one` is held by run")
+            && refused.stderr.contains(&bk_id)
+            && refused.stderr.contains("of runbook `bk`")
+            && refused.stderr.contains("--lock-wait"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !t.path("rs.done").exists(),
+        "no step of the refused run ran"
+    );
+    assert_eq!(run_dirs(&t.path("state")).len(), 1, "no run was recorded");
+
+    // A different target runs while `db/one` is held.
+    let other = rb(
+        t.dir.path(),
+        &["run", "rs.yaml", "--state-dir", "state", "-p", "target=two"],
+    );
+    expect(&other, 0);
+    std::fs::remove_file(t.path("rs.done")).unwrap();
+
+    // With --lock-wait the same target waits for the holder, then runs.
+    let mut waiting = spawn_book(&t, &["rs.yaml", "--lock-wait", "1m"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !t.path("rs.done").exists(),
+        "it waits while bk holds the lock"
+    );
+    std::fs::write(t.path("go"), "").unwrap();
+    expect(&bk.wait(Duration::from_secs(20)), 0);
+    expect(&waiting.wait(Duration::from_secs(20)), 0);
+    assert!(t.path("bk.done").exists() && t.path("rs.done").exists());
+    assert!(
+        std::fs::read_dir(t.path("state/locks/targets"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "every target lock is released"
+    );
+}
+
+#[test]
+fn a_stale_target_lock_is_taken_over_and_a_wait_that_expires_says_so() {
+    let t = locking(Test::new()).file("go", "");
+    // A lock file left by a process that is gone (no pid is that large on Linux).
+    let lock = t.path("state/locks/targets/db%2Fone.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, "999999999\nold-run\nbk\ndb/one\n").unwrap();
+    expect(
+        &rb(t.dir.path(), &["run", "rs.yaml", "--state-dir", "state"]),
+        0,
+    );
+    assert!(!lock.exists());
+
+    std::fs::remove_file(t.path("go")).unwrap();
+    let mut bk = spawn_book(&t, &["bk.yaml"]);
+    poll("bk to start", Duration::from_secs(20), || {
+        t.path("bk.started").exists().then_some(())
+    });
+    let waited = rb(
+        t.dir.path(),
+        &[
+            "run",
+            "rs.yaml",
+            "--state-dir",
+            "state",
+            "--lock-wait",
+            "300ms",
+        ],
+    );
+    expect(&waited, 1);
+    assert!(waited.stderr.contains("after waiting"), "{}", waited.stderr);
+    std::fs::write(t.path("go"), "").unwrap();
+    expect(&bk.wait(Duration::from_secs(20)), 0);
 }
