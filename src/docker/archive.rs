@@ -1,9 +1,10 @@
-//! Tar on the host side of a copy: safe extraction of what the engine sends, and the
-//! archive rb builds and sends. Synchronous: runs on a blocking thread, fed through a pipe.
+//! Tar on the host side of a copy: extraction of what the engine sends (a directory through
+//! the io module's safe extractor), and the archive rb builds and sends. Synchronous: runs
+//! on a blocking thread, fed through a pipe.
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::error::DockerError;
 use crate::io::digest::{HashingReader, HashingWriter};
@@ -81,7 +82,8 @@ pub(crate) fn extract_file(archive: impl Read, dest: &Path) -> Result<CopyReport
 }
 
 /// Extracts a directory archive (whose entries all start with the directory's name) to
-/// `dest`, which must not exist yet: into a temporary sibling, then renamed.
+/// `dest`, which must not exist yet, with the io module's safe extractor: into a temporary
+/// sibling, then renamed; entries that would land outside `dest` are refused.
 pub(crate) fn extract_dir(archive: impl Read, dest: &Path) -> Result<CopyReport, DockerError> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(DockerError::io(
@@ -90,132 +92,22 @@ pub(crate) fn extract_dir(archive: impl Read, dest: &Path) -> Result<CopyReport,
             io::Error::new(io::ErrorKind::AlreadyExists, "it already exists"),
         ));
     }
-    let tmp = temp_sibling(dest);
-    fs::create_dir(&tmp).map_err(|e| DockerError::io("create", &tmp, e))?;
-    let hashing = HashingReader::new(archive);
-    let mut ar = tar::Archive::new(hashing);
-    ar.set_preserve_mtime(true);
-    let result = unpack_entries(&mut ar, &tmp, dest);
-    let hashing = ar.into_inner();
-    let result = result.and_then(|(bytes, entries)| {
-        let (_, digest) = hashing
-            .finish()
-            .map_err(|e| DockerError::io("read the archive for", dest, e))?;
-        let sha256 = digest.sha256;
-        fs::rename(&tmp, dest).map_err(|e| DockerError::io("rename into", dest, e))?;
-        Ok(CopyReport {
-            path: dest.to_owned(),
-            is_dir: true,
-            bytes,
-            sha256,
-            entries,
-        })
-    });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
-    }
-    result
-}
-
-fn unpack_entries<R: Read>(
-    ar: &mut tar::Archive<R>,
-    root: &Path,
-    dest: &Path,
-) -> Result<(u64, u64), DockerError> {
-    let read_err = |e| DockerError::io("read the archive for", dest, e);
-    let canonical_root = root
-        .canonicalize()
-        .map_err(|e| DockerError::io("resolve", root, e))?;
-    let (mut bytes, mut count) = (0u64, 0u64);
-    for entry in ar.entries().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
-        let raw = entry.path().map_err(read_err)?.into_owned();
-        let unsafe_entry = || DockerError::UnsafeEntry {
-            entry: raw.display().to_string(),
-            dest: dest.to_owned(),
-        };
-        let rel = safe_relative(&raw, true).ok_or_else(unsafe_entry)?;
-        if rel.as_os_str().is_empty() {
-            continue; // the top directory itself
-        }
-        let target = root.join(&rel);
-        // Never write through a symlink that leads out of the destination.
-        let parent = target.parent().unwrap_or(root);
-        let real_parent = parent
-            .canonicalize()
-            .map_err(|e| DockerError::io("resolve", parent, e))?;
-        if !real_parent.starts_with(&canonical_root) {
-            return Err(unsafe_entry());
-        }
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() {
-            let link = entry
-                .link_name()
-                .map_err(read_err)?
-                .ok_or_else(unsafe_entry)?;
-            if !symlink_stays_inside(&rel, &link) {
-                return Err(unsafe_entry());
-            }
-        }
-        if kind.is_hard_link() {
-            let link = entry
-                .link_name()
-                .map_err(read_err)?
-                .ok_or_else(unsafe_entry)?;
-            let link_rel = safe_relative(&link, true).ok_or_else(unsafe_entry)?;
-            fs::hard_link(root.join(link_rel), &target)
-                .map_err(|e| DockerError::io("link", &target, e))?;
-            count += 1;
-            continue;
-        }
-        if kind.is_file() {
-            bytes += entry.header().size().map_err(read_err)?;
-        }
-        entry
-            .unpack(&target)
-            .map_err(|e| DockerError::io("write", &target, e))?;
-        count += 1;
-    }
-    Ok((bytes, count))
-}
-
-/// The entry's path relative to the destination: only normal components (`.` skipped),
-/// dropping the first one (the copied directory's own name) when `strip_first`.
-fn safe_relative(path: &Path, strip_first: bool) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    let mut first = strip_first;
-    for c in path.components() {
-        match c {
-            Component::Normal(part) if first => {
-                first = false;
-                let _ = part;
-            }
-            Component::Normal(part) => out.push(part),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
-
-/// A relative link target whose `..` all come first and do not climb above the root.
-fn symlink_stays_inside(entry: &Path, link: &Path) -> bool {
-    let mut depth = entry.components().count().saturating_sub(1);
-    let mut climbing = true;
-    for c in link.components() {
-        match c {
-            Component::ParentDir if climbing => {
-                if depth == 0 {
-                    return false;
-                }
-                depth -= 1;
-            }
-            Component::Normal(_) => climbing = false,
-            Component::CurDir => {}
-            _ => return false,
-        }
-    }
-    true
+    let info =
+        crate::io::archive::extract_stream(archive, dest, dest, true).map_err(|e| match e {
+            crate::io::Error::UnsafeEntry { entry, reason, .. } => DockerError::UnsafeEntry {
+                entry: format!("{entry} ({reason})"),
+                dest: dest.to_owned(),
+            },
+            other => DockerError::io("extract into", dest, io::Error::other(other.to_string())),
+        })?;
+    Ok(CopyReport {
+        path: dest.to_owned(),
+        is_dir: true,
+        bytes: info.bytes,
+        sha256: info.archive_sha256,
+        // The copied directory's own entry is the destination, not an entry in it.
+        entries: info.entries.saturating_sub(1),
+    })
 }
 
 fn temp_sibling(dest: &Path) -> PathBuf {
@@ -316,9 +208,7 @@ fn append_tree<W: Write>(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use super::{extract_dir, safe_relative, symlink_stays_inside};
+    use super::extract_dir;
     use crate::docker::DockerError;
 
     /// A tar whose entries are written raw, bypassing the builder's own path checks.
@@ -339,11 +229,12 @@ mod tests {
 
     #[test]
     fn extraction_refuses_escapes() {
-        use tar::EntryType::{Directory, Regular, Symlink};
-        let cases: [&[(&str, tar::EntryType, &str)]; 3] = [
+        use tar::EntryType::{Directory, Link, Regular, Symlink};
+        let cases: [&[(&str, tar::EntryType, &str)]; 4] = [
             &[("d/", Directory, ""), ("d/../../evil", Regular, "")],
             &[("d/", Directory, ""), ("d/l", Symlink, "../../etc")],
             &[("d/", Directory, ""), ("d/l", Symlink, "/etc")],
+            &[("d/", Directory, ""), ("d/h", Link, "/etc/passwd")],
         ];
         for entries in cases {
             let tmp = tempfile::tempdir().unwrap();
@@ -362,38 +253,13 @@ mod tests {
             ("d/", Directory, ""),
             ("d/s/", Directory, ""),
             ("d/s/l", Symlink, "../x"),
+            ("d/f", Regular, ""),
+            ("d/s/h", Link, "d/f"),
         ]);
-        let report = extract_dir(&ok[..], &tmp.path().join("out")).unwrap();
-        assert_eq!(report.entries, 2);
-    }
-
-    #[test]
-    fn relative_paths() {
-        assert_eq!(
-            safe_relative(Path::new("d/a/b"), true).unwrap(),
-            Path::new("a/b")
-        );
-        assert_eq!(
-            safe_relative(Path::new("./d/./a"), true).unwrap(),
-            Path::new("a")
-        );
-        assert!(safe_relative(Path::new("d/../../x"), true).is_none());
-        assert!(safe_relative(Path::new("/etc/passwd"), true).is_none());
-    }
-
-    #[test]
-    fn symlinks() {
-        assert!(symlink_stays_inside(Path::new("a/b/l"), Path::new("../c")));
-        assert!(symlink_stays_inside(Path::new("l"), Path::new("c/d")));
-        assert!(!symlink_stays_inside(Path::new("l"), Path::new("../c")));
-        assert!(!symlink_stays_inside(
-            Path::new("a/l"),
-            Path::new("../../c")
-        ));
-        assert!(!symlink_stays_inside(
-            Path::new("a/l"),
-            Path::new("d/../..")
-        ));
-        assert!(!symlink_stays_inside(Path::new("a/l"), Path::new("/etc")));
+        let out = tmp.path().join("out");
+        let report = extract_dir(&ok[..], &out).unwrap();
+        assert_eq!(report.entries, 4);
+        assert!(out.join("s/h").is_file(), "hard link target stripped too");
+        assert!(out.join("s/l").symlink_metadata().unwrap().is_symlink());
     }
 }

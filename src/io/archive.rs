@@ -341,6 +341,32 @@ pub fn extract_archive(src: &Path, dest_dir: &Path, format: ArchiveFormat) -> Re
         None => TarStream::Plain(BufReader::with_capacity(super::compress::COPY_BUFFER, raw)),
         Some(f) => TarStream::Compressed(Decoder::new(raw, f).ctx("read", src)?),
     };
+    extract_tar(stream, src, dest_dir, false, TarStream::finish)
+}
+
+/// Extracts an uncompressed tar stream into `dest_dir` as [`extract_archive`] does; `name`
+/// names the stream in errors. With `strip_top` the first component of every entry's path
+/// (and hard link target) is dropped: the archives of `docker cp` start every entry with the
+/// copied directory's name. The digest is of the whole stream.
+pub fn extract_stream(
+    reader: impl Read,
+    name: &Path,
+    dest_dir: &Path,
+    strip_top: bool,
+) -> Result<ExtractInfo> {
+    extract_tar(HashingReader::new(reader), name, dest_dir, strip_top, |r| {
+        r.finish().map(|(_, digest)| digest)
+    })
+}
+
+/// The frame of both extractions: staging, entries, end of stream, checks, publish.
+fn extract_tar<R: Read>(
+    stream: R,
+    src: &Path,
+    dest_dir: &Path,
+    strip_top: bool,
+    finish: impl FnOnce(R) -> io::Result<super::digest::StreamDigest>,
+) -> Result<ExtractInfo> {
     let merge = match fs::metadata(dest_dir) {
         Ok(m) if m.is_dir() => true,
         Ok(_) => {
@@ -383,6 +409,7 @@ pub fn extract_archive(src: &Path, dest_dir: &Path, format: ArchiveFormat) -> Re
         dirs: Vec::new(),
         links: Vec::new(),
         root_mode: None,
+        strip_top,
         entries: 0,
         bytes: 0,
     };
@@ -391,7 +418,7 @@ pub fn extract_archive(src: &Path, dest_dir: &Path, format: ArchiveFormat) -> Re
         let mut entry = entry.ctx("read", src)?;
         ex.extract(&mut entry)?;
     }
-    let digest = archive.into_inner().finish().ctx("read", src)?;
+    let digest = finish(archive.into_inner()).ctx("read", src)?;
     ex.recheck_links()?;
     ex.publish(staging, dest_dir)?;
     Ok(ExtractInfo {
@@ -418,6 +445,8 @@ struct Extractor {
     links: Vec<(PathBuf, PathBuf, String)>,
     /// The mode of a `./` entry, given to a new destination.
     root_mode: Option<u32>,
+    /// Drop the first component of entry paths and hard link targets.
+    strip_top: bool,
     entries: u64,
     bytes: u64,
 }
@@ -441,7 +470,7 @@ impl Extractor {
         {
             return Ok(());
         }
-        let raw_path = entry.path().ctx("read", &self.archive)?.into_owned();
+        let raw_path = self.strip(&entry.path().ctx("read", &self.archive)?);
         let rel = entry_path(&raw_path).map_err(|r| self.refuse(&name, format!("its path {r}")))?;
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
         let mtime = entry.header().mtime().unwrap_or(0);
@@ -473,12 +502,22 @@ impl Extractor {
                 Ok(())
             }
             EntryType::Link => {
-                let target = self.link_target(entry, &name)?;
+                let target = self.strip(&self.link_target(entry, &name)?);
                 let source = self.hardlink_source(&target, &name)?;
                 self.clear(&full, &name)?;
                 fs::hard_link(&source, &full).ctx("create hard link", &full)
             }
             other => Err(self.refuse(&name, format!("unsupported entry type {other:?}"))),
+        }
+    }
+
+    /// `path` without its first component when stripping (and when that is a name: `..`
+    /// or `/` stay, to be refused).
+    fn strip(&self, path: &Path) -> PathBuf {
+        let parts = path.components().skip_while(|c| *c == Component::CurDir);
+        match parts.clone().next() {
+            Some(Component::Normal(_)) if self.strip_top => parts.skip(1).collect(),
+            _ => path.to_path_buf(),
         }
     }
 

@@ -22,6 +22,13 @@ use super::error::{Error, IoContext, Result};
 /// Copy buffer for whole-file operations.
 pub(crate) const COPY_BUFFER: usize = 256 * 1024;
 
+/// Input per job of the multithreaded zstd encoder. zstd's default is four windows (8 MiB at
+/// level 3), and it keeps up to `2 × workers + 3` output buffers of a job's size plus a round
+/// input buffer of `workers + 3` jobs: 75 MiB of peak RSS for a 2-worker dump at level 3.
+/// At 2 MiB it is 32 MiB (zstd raises the job size to the overlap when a high level needs
+/// more), and the 1.2 GB benchmark dump compresses to the same 564 MB (BENCHMARKS.md).
+const ZSTD_JOB_SIZE: u32 = 2 * 1024 * 1024;
+
 /// A compression format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -181,6 +188,9 @@ impl<W: Write + Send + 'static> Encoder<W> {
                     .map_err(|e| Error::Invalid(format!("zstd encoder: {e}")))?;
                 if threads > 1 {
                     enc.multithread(threads)
+                        .and_then(|()| {
+                            enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))
+                        })
                         .map_err(|e| Error::Invalid(format!("zstd threads: {e}")))?;
                 }
                 EncoderKind::Zstd(enc)

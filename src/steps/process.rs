@@ -8,18 +8,27 @@ use crate::exec::cx::{Outputs, StepCx, StepError};
 use crate::io::digest::FileDigest;
 use crate::io::sink::FileSink;
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::mpsc;
-use tokio::io::{AsyncWrite, DuplexStream};
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
+use tokio_util::sync::PollSender;
 
 /// Captured output is capped at this many bytes (the last ones are kept).
 pub const CAPTURE_CAP: usize = 1024 * 1024;
 const PIPE: usize = 256 * 1024;
 /// What the writer of a discarded output file returns (not a failure of its own).
 const DISCARDED: &str = "discarded";
+/// Output reaches the file thread in chunks of this size: one hand-off between threads per
+/// chunk, not one per frame the engine sends (a few KiB to 32 KiB each).
+const CHUNK: usize = 256 * 1024;
+/// Chunks queued for the file thread: the stream's memory stays under (DEPTH + 2) × CHUNK,
+/// and a slow disk or compressor slows the process down instead.
+const DEPTH: usize = 4;
 
 /// Where one output stream goes while the process runs.
 pub enum Sink {
@@ -29,7 +38,7 @@ pub enum Sink {
 
 /// An output file being written on a blocking thread.
 pub struct FileWriter {
-    pipe: DuplexStream,
+    pipe: ChunkPipe,
     commit: mpsc::Sender<bool>,
     task: JoinHandle<Result<FileDigest, String>>,
 }
@@ -86,28 +95,24 @@ impl Sink {
 
 impl FileWriter {
     fn start(spec: &OutputFile, cx: &StepCx) -> Self {
-        let (pipe, reader) = tokio::io::duplex(PIPE);
+        let (tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(DEPTH);
+        let pipe = ChunkPipe {
+            buf: Vec::with_capacity(CHUNK),
+            tx: PollSender::new(tx),
+        };
         let (commit, decision) = mpsc::channel::<bool>();
         let path: PathBuf = cx.path(&spec.file);
         let format = spec.compress;
         let level = spec.level;
         let progress = cx.progress.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let mut input = SyncIoBridge::new(reader);
             let mut sink = FileSink::create(&path, format, level).map_err(|e| e.to_string())?;
-            let mut buf = vec![0u8; PIPE];
             let mut total = 0u64;
             let mut reported = 0u64;
-            loop {
-                let n = match input.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(format!("reading the stream: {e}")),
-                };
-                sink.write_all(&buf[..n])
+            while let Some(chunk) = chunks.blocking_recv() {
+                sink.write_all(&chunk)
                     .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
-                total += n as u64;
+                total += chunk.len() as u64;
                 if total - reported >= 8 * 1024 * 1024 {
                     progress.bytes(total);
                     reported = total;
@@ -125,7 +130,16 @@ impl FileWriter {
     }
 
     async fn finish(self, ok: bool) -> Result<Option<FileDigest>, StepError> {
-        let Self { pipe, commit, task } = self;
+        let Self {
+            mut pipe,
+            commit,
+            task,
+        } = self;
+        if ok {
+            // Hands over the last partial chunk; fails only when the file thread already
+            // ended, whose own error is the one reported below.
+            let _ = pipe.shutdown().await;
+        }
         drop(pipe);
         let _ = commit.send(ok);
         let result = task
@@ -139,6 +153,59 @@ impl FileWriter {
             // process then did (a broken pipe), so it is the step's error.
             Err(e) => Err(StepError::Failed(e)),
         }
+    }
+}
+
+/// The async end of an output file: gathers what the process writes into [`CHUNK`]-sized
+/// buffers and queues full ones for the file thread, without copying them again.
+pub struct ChunkPipe {
+    buf: Vec<u8>,
+    tx: PollSender<Vec<u8>>,
+}
+
+impl ChunkPipe {
+    /// Queues the buffer (when not empty), waiting for room.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.buf.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.tx.poll_reserve(cx)).map_err(|_| closed())?;
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx.send_item(chunk).map_err(|_| closed())?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The file thread ended (it failed to create or write the file): the process's output has
+/// nowhere to go.
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the output file was closed")
+}
+
+impl AsyncWrite for ChunkPipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.buf.len() >= CHUNK {
+            ready!(this.poll_send(cx))?;
+        }
+        let n = data.len().min(CHUNK - this.buf.len());
+        this.buf.extend_from_slice(&data[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_send(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        this.tx.close();
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -265,5 +332,55 @@ pub fn argv(command: Option<&Vec<String>>, shell: Option<&String>) -> Vec<String
         (Some(c), _) => c.clone(),
         (None, Some(s)) => vec!["sh".into(), "-c".into(), s.clone()],
         (None, None) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CHUNK, ChunkPipe, DEPTH};
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::sync::PollSender;
+
+    fn pipe() -> (ChunkPipe, tokio::sync::mpsc::Receiver<Vec<u8>>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(DEPTH);
+        let pipe = ChunkPipe {
+            buf: Vec::new(),
+            tx: PollSender::new(tx),
+        };
+        (pipe, rx)
+    }
+
+    #[tokio::test]
+    async fn chunks_carry_every_byte_in_order() {
+        let (mut pipe, mut rx) = pipe();
+        let data: Vec<u8> = (0..CHUNK * 3 + 12_345)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut sizes = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                sizes.push(chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            (got, sizes)
+        });
+        // Odd frame sizes, as the engine sends them.
+        for frame in data.chunks(32 * 1024 - 7) {
+            pipe.write_all(frame).await.unwrap();
+        }
+        pipe.shutdown().await.unwrap();
+        drop(pipe);
+        let (got, sizes) = reader.await.unwrap();
+        assert!(got == data, "bytes differ");
+        assert_eq!(sizes, [CHUNK, CHUNK, CHUNK, 12_345]);
+    }
+
+    #[tokio::test]
+    async fn a_closed_file_thread_fails_the_writer() {
+        let (mut pipe, rx) = pipe();
+        drop(rx);
+        let err = pipe.write_all(&vec![0; CHUNK + 1]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
     }
 }
