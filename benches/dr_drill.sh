@@ -157,7 +157,7 @@ rb_drill() {
     -p frontend="$FE" -p frontend_image="$TOOLS_IMAGE" -p frontend_command="$(httpd 8000)" -p frontend_port="$FE_PORT" \
     -p frontend_container_port=8000 -p frontend_path=/health \
     --approve destroy --approve recover/restore/approve_drop --report "$report" >/dev/null
-  jq -r '"rb recovery s: \(.steps[] | select(.id == "recover") | .duration_seconds)  (whole drill \(.machine_seconds) s, RTO met: \(.rto_met))"' "$report"
+  jq -r '"rb recovery s: \(.steps[] | select(.id == "recover") | .duration_seconds)  (of which pg_restore \(.steps[] | select(.id == "recover/restore/restore") | .duration_seconds) s; whole drill \(.machine_seconds) s, RTO met: \(.rto_met))"' "$report"
 }
 
 for run in $(seq 1 "$RUNS"); do
