@@ -542,7 +542,13 @@ fn shipped_prune_step_keeps_exactly_what_restic_forget_keeps() {
     // The shipped step as it is, the root in place of the param, run by rb.
     let mut step = step;
     step["path"] = Value::String(root.display().to_string());
-    let runbook = serde_json::json!({ "version": 1, "name": "retention-only", "steps": [step] });
+    // The shipped runbook's `prune` param (the step's `when`), at its default.
+    let runbook = serde_json::json!({
+        "version": 1,
+        "name": "retention-only",
+        "params": { "prune": { "type": "bool", "default": true } },
+        "steps": [step],
+    });
     let file = dir.path().join("rb.yaml");
     std::fs::write(&file, runbook.to_string()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rb"))
