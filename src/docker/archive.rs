@@ -153,7 +153,13 @@ fn unpack_entries<R: Read>(
                 .link_name()
                 .map_err(read_err)?
                 .ok_or_else(unsafe_entry)?;
-            if !symlink_stays_inside(&rel, &link) {
+            // Judged where the link really lands: an earlier link in its path may have moved
+            // it (`s/a -> ..` puts `s/a/b` at the root, where `b -> ..` leaves).
+            let real_rel = real_parent
+                .strip_prefix(&canonical_root)
+                .unwrap_or(Path::new(""))
+                .join(target.file_name().unwrap_or_default());
+            if !symlink_stays_inside(&real_rel, &link) {
                 return Err(unsafe_entry());
             }
         }
@@ -163,8 +169,16 @@ fn unpack_entries<R: Read>(
                 .map_err(read_err)?
                 .ok_or_else(unsafe_entry)?;
             let link_rel = safe_relative(&link, true).ok_or_else(unsafe_entry)?;
-            fs::hard_link(root.join(link_rel), &target)
-                .map_err(|e| DockerError::io("link", &target, e))?;
+            // The file linked to must be inside too, whatever links its path goes through.
+            let source = root.join(link_rel);
+            let source_parent = source.parent().unwrap_or(root);
+            if !source_parent
+                .canonicalize()
+                .is_ok_and(|p| p.starts_with(&canonical_root))
+            {
+                return Err(unsafe_entry());
+            }
+            fs::hard_link(source, &target).map_err(|e| DockerError::io("link", &target, e))?;
             count += 1;
             continue;
         }
@@ -339,7 +353,7 @@ mod tests {
 
     #[test]
     fn extraction_refuses_escapes() {
-        use tar::EntryType::{Directory, Regular, Symlink};
+        use tar::EntryType::{Directory, Link, Regular, Symlink};
         let cases: [&[(&str, tar::EntryType, &str)]; 3] = [
             &[("d/", Directory, ""), ("d/../../evil", Regular, "")],
             &[("d/", Directory, ""), ("d/l", Symlink, "../../etc")],
@@ -355,6 +369,30 @@ mod tests {
                 std::fs::read_dir(tmp.path()).unwrap().count(),
                 0,
                 "temp dir removed"
+            );
+        }
+        // Through a chain of links that each look harmless: `s/a -> ..` is the root, so
+        // `s/a/b -> ..` lands at the root and leaves it; a hard link or a file through `b`
+        // would then reach outside.
+        for last in [("d/h", Link, "d/b/victim"), ("d/s/a/b/pwned", Regular, "")] {
+            let tmp = tempfile::tempdir().unwrap();
+            std::fs::write(tmp.path().join("victim"), "outside").unwrap();
+            let dest = tmp.path().join("out");
+            let entries = [
+                ("d/", Directory, ""),
+                ("d/s/", Directory, ""),
+                ("d/s/a", Symlink, ".."),
+                ("d/s/a/b", Symlink, ".."),
+                last,
+            ];
+            let err = extract_dir(&raw_tar(&entries)[..], &dest).unwrap_err();
+            assert!(matches!(err, DockerError::UnsafeEntry { .. }), "{err}");
+            assert!(!dest.exists());
+            let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+            assert_eq!(left.len(), 1, "only the victim: {left:?}");
+            assert_eq!(
+                std::fs::read_to_string(tmp.path().join("victim")).unwrap(),
+                "outside"
             );
         }
         let tmp = tempfile::tempdir().unwrap();
