@@ -11,6 +11,11 @@ use std::sync::Arc;
 /// Instructions a template may execute before rendering stops (a loop bomb ends here).
 pub const FUEL: u64 = 200_000;
 
+/// Deepest macro recursion (`{% macro f() %}{{ f() }}{% endmacro %}`) before rendering stops.
+/// minijinja's own limit (500) overflows a 2 MiB thread stack in a debug build; a runbook
+/// has no use for more than a few levels.
+pub const RECURSION: usize = 64;
+
 /// The names a template may start with.
 pub const ROOTS: &[&str] = &["params", "vars", "secrets", "steps", "run", "now", "env"];
 
@@ -19,6 +24,7 @@ pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(RECURSION);
     env.add_filter("strftime", strftime);
     env.add_filter("basename", |s: String| {
         std::path::Path::new(&s)
@@ -233,6 +239,27 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::OutOfFuel);
+    }
+
+    #[test]
+    fn macro_recursion_stops_before_the_stack_does() {
+        // Found by the property test: minijinja's default limit overflowed a test thread's
+        // 2 MiB stack (an abort, not an error). A thread with a smaller stack still errors.
+        let out = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(|| {
+                environment()
+                    .render_str(
+                        "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+                        context! {},
+                    )
+                    .unwrap_err()
+                    .to_string()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(out.contains("recursion limit exceeded"), "{out}");
     }
 
     #[test]
