@@ -4,6 +4,7 @@ mod support;
 
 mod bad_input;
 mod containers;
+mod hostile;
 mod invalid;
 mod plan;
 mod plan_extra;
