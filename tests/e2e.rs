@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "e2e/audit.rs"]
+mod audit;
+
 const TABLES: [&str; 3] = ["users", "agents", "agent_execution_history"];
 const USER: &str = "codexos";
 const DB: &str = "codexos_db";
@@ -195,40 +198,25 @@ fn fingerprint(name: &str, pw: &str, db: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Runs `rb` with the password in the environment; asserts it never leaks.
+/// Runs `rb` with the password (and the secret key made from it) in the environment; `rb run`
+/// also writes every report format and the metrics. Asserts no secret leaks (`audit`).
 fn rb(env: &Env, pw: &str, args: &[&str]) -> Output {
+    let mut args: Vec<String> = args.iter().map(ToString::to_string).collect();
+    if args.first().is_some_and(|a| a == "run") {
+        args.extend(audit::report_args(&env.path("audit")));
+    }
+    let key = format!("{pw}-key");
     let out = Command::new(env!("CARGO_BIN_EXE_rb"))
-        .args(args)
+        .args(&args)
         .current_dir(root())
         .env("PGPASSWORD", pw)
-        .env("CODEXOS_SECRET_KEY", format!("{pw}-key"))
+        .env("CODEXOS_SECRET_KEY", &key)
         .env("RB_STATE_DIR", env.path("state"))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .output()
         .expect("rb runs");
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !all.contains(pw),
-        "the password leaked into rb's output:\n{all}"
-    );
-    for entry in walkdir::WalkDir::new(env.path("state"))
-        .into_iter()
-        .flatten()
-    {
-        if entry.file_type().is_file() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            assert!(
-                !text.contains(pw),
-                "the password leaked into {}",
-                entry.path().display()
-            );
-        }
-    }
+    audit::assert_clean(&args, &out, env.dir.path(), &[pw, &key]);
     out
 }
 
