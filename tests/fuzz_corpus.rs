@@ -5,14 +5,23 @@
 use rb::fuzzing::{self, Stage};
 use std::path::{Path, PathBuf};
 
+/// The saved inputs of a fuzz target; for `load_and_plan` also its seeds, which stay where
+/// they are (the shipped runbooks and the invalid fixtures).
 fn inputs(target: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let mut files: Vec<PathBuf> = ["corpus", "regressions"]
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![
+        repo.join("fuzz/corpus").join(target),
+        repo.join("fuzz/regressions").join(target),
+    ];
+    if target == "load_and_plan" {
+        dirs.push(repo.join("runbooks"));
+        dirs.push(repo.join("tests/fixtures"));
+    }
+    let mut files: Vec<PathBuf> = dirs
         .iter()
-        .filter_map(|d| std::fs::read_dir(root.join(d).join(target)).ok())
-        .flatten()
-        .map(|e| e.expect("a corpus entry").path())
-        .filter(|p| p.is_file())
+        .flat_map(|d| walkdir::WalkDir::new(d).into_iter().flatten())
+        .filter(|e| e.file_type().is_file())
+        .map(walkdir::DirEntry::into_path)
         .collect();
     files.sort();
     files
