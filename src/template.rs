@@ -37,7 +37,52 @@ pub fn environment() -> Environment<'static> {
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     });
     env.add_filter("shell_quote", |s: String| shell_quote(&s));
+    env.add_filter("format", format);
     env
+}
+
+/// minijinja's `format`, except that a `%(key)` holding non-ASCII text is an error: minijinja
+/// 3.1 reads the key byte by byte and panics inside a multi-byte character (found by fuzzing:
+/// `{{ '%(é)s' | format(a=1) }}` crashed `rb plan`).
+fn format(
+    state: &mut minijinja::State,
+    value: &Value,
+    args: minijinja::value::Rest<minijinja::value::ValueOrKwargs>,
+) -> Result<Value, Error> {
+    if let Some(text) = value.as_str()
+        && non_ascii_format_key(text)
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "format: a `%(key)` must be ASCII",
+        ));
+    }
+    minijinja::filters::format(state, value, args)
+}
+
+/// Whether a printf-style string has a `%(` followed by non-ASCII text before its `)`.
+fn non_ascii_format_key(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'%') => i += 2,
+            Some(b'(') => {
+                let key = &bytes[i + 2..];
+                let end = key.iter().position(|&b| b == b')').unwrap_or(key.len());
+                if !key[..end].is_ascii() {
+                    return true;
+                }
+                i += 2 + end;
+            }
+            _ => i += 1,
+        }
+    }
+    false
 }
 
 /// Quote a value for a POSIX shell line.
@@ -260,6 +305,24 @@ mod tests {
             .join()
             .unwrap();
         assert!(out.contains("recursion limit exceeded"), "{out}");
+    }
+
+    #[test]
+    fn format_refuses_non_ascii_keys_instead_of_panicking() {
+        // Found by the `render_template` fuzz target (fuzz/regressions/render_template).
+        let env = environment();
+        for t in [
+            "{{ '%(é)s' | format(a=1) }}",
+            "{{ '%(é' | format() }}",
+            "{{ '%(a)s %(ü' | format(a=1) }}",
+        ] {
+            let err = env.render_str(t, context! {}).unwrap_err();
+            assert!(err.to_string().contains("must be ASCII"), "{t}: {err}");
+        }
+        let ok = |t: &str| env.render_str(t, context! {}).unwrap();
+        assert_eq!(ok("{{ '%(a)s é' | format(a=1) }}"), "1 é");
+        assert_eq!(ok("{{ '%%(é %s' | format(2) }}"), "%(é 2");
+        assert_eq!(ok("{{ 'é %d' | format(3) }}"), "é 3");
     }
 
     #[test]

@@ -72,6 +72,15 @@ fn rendered_secrets_are_masked_and_loops_run_out_of_fuel() {
 }
 
 #[test]
+fn crashes_found_by_fuzzing_stay_fixed() {
+    let crash = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/render_template/crash-format-key-inside-utf8-char");
+    // minijinja's `format` sliced a `%(key)` inside a multi-byte character: a panic.
+    let err = fuzzing::render_template(&std::fs::read(crash).expect("read")).unwrap_err();
+    assert!(err.contains("must be ASCII"), "{err}");
+}
+
+#[test]
 fn bugs_found_by_the_property_tests_stay_fixed() {
     let regressions = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/load_and_plan");
     let read = |name: &str| std::fs::read(regressions.join(name)).expect("read");

@@ -45,6 +45,11 @@ fn template_loops_recursion_and_includes_are_stopped_with_a_clear_error() {
             "{{ 'ab' | list * 100000000 }}",
             "repeated sequence is too large",
         ),
+        // Found by fuzzing: minijinja's `format` panicked inside a multi-byte character.
+        (
+            "{{ '%(é)s' | format(a=1) }}",
+            "format: a `%(key)` must be ASCII",
+        ),
     ];
     for (template, want) in cases {
         let t = Test::new().file("rb.yaml", one_step(template));
