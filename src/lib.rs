@@ -18,6 +18,7 @@ pub mod duration;
 pub mod event;
 pub mod exec;
 pub mod exit_code;
+pub mod fuzzing;
 pub mod io;
 pub mod plan;
 pub mod report;

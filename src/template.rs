@@ -11,6 +11,11 @@ use std::sync::Arc;
 /// Instructions a template may execute before rendering stops (a loop bomb ends here).
 pub const FUEL: u64 = 200_000;
 
+/// Deepest macro recursion (`{% macro f() %}{{ f() }}{% endmacro %}`) before rendering stops.
+/// minijinja's own limit (500) overflows a 2 MiB thread stack in a debug build; a runbook
+/// has no use for more than a few levels.
+pub const RECURSION: usize = 64;
+
 /// The names a template may start with.
 pub const ROOTS: &[&str] = &["params", "vars", "secrets", "steps", "run", "now", "env"];
 
@@ -19,6 +24,7 @@ pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(RECURSION);
     env.add_filter("strftime", strftime);
     env.add_filter("basename", |s: String| {
         std::path::Path::new(&s)
@@ -31,7 +37,52 @@ pub fn environment() -> Environment<'static> {
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     });
     env.add_filter("shell_quote", |s: String| shell_quote(&s));
+    env.add_filter("format", format);
     env
+}
+
+/// minijinja's `format`, except that a `%(key)` holding non-ASCII text is an error: minijinja
+/// 3.1 reads the key byte by byte and panics inside a multi-byte character (found by fuzzing:
+/// `{{ '%(é)s' | format(a=1) }}` crashed `rb plan`).
+fn format(
+    state: &mut minijinja::State,
+    value: &Value,
+    args: minijinja::value::Rest<minijinja::value::ValueOrKwargs>,
+) -> Result<Value, Error> {
+    if let Some(text) = value.as_str()
+        && non_ascii_format_key(text)
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "format: a `%(key)` must be ASCII",
+        ));
+    }
+    minijinja::filters::format(state, value, args)
+}
+
+/// Whether a printf-style string has a `%(` followed by non-ASCII text before its `)`.
+fn non_ascii_format_key(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'%') => i += 2,
+            Some(b'(') => {
+                let key = &bytes[i + 2..];
+                let end = key.iter().position(|&b| b == b')').unwrap_or(key.len());
+                if !key[..end].is_ascii() {
+                    return true;
+                }
+                i += 2 + end;
+            }
+            _ => i += 1,
+        }
+    }
+    false
 }
 
 /// Quote a value for a POSIX shell line.
@@ -233,6 +284,45 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::OutOfFuel);
+    }
+
+    #[test]
+    fn macro_recursion_stops_before_the_stack_does() {
+        // Found by the property test: minijinja's default limit overflowed a test thread's
+        // 2 MiB stack (an abort, not an error). A thread with a smaller stack still errors.
+        let out = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(|| {
+                environment()
+                    .render_str(
+                        "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+                        context! {},
+                    )
+                    .unwrap_err()
+                    .to_string()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(out.contains("recursion limit exceeded"), "{out}");
+    }
+
+    #[test]
+    fn format_refuses_non_ascii_keys_instead_of_panicking() {
+        // Found by the `render_template` fuzz target (fuzz/regressions/render_template).
+        let env = environment();
+        for t in [
+            "{{ '%(é)s' | format(a=1) }}",
+            "{{ '%(é' | format() }}",
+            "{{ '%(a)s %(ü' | format(a=1) }}",
+        ] {
+            let err = env.render_str(t, context! {}).unwrap_err();
+            assert!(err.to_string().contains("must be ASCII"), "{t}: {err}");
+        }
+        let ok = |t: &str| env.render_str(t, context! {}).unwrap();
+        assert_eq!(ok("{{ '%(a)s é' | format(a=1) }}"), "1 é");
+        assert_eq!(ok("{{ '%%(é %s' | format(2) }}"), "%(é 2");
+        assert_eq!(ok("{{ 'é %d' | format(3) }}"), "é 3");
     }
 
     #[test]

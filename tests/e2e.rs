@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 #[path = "e2e/drill.rs"]
 mod drill;
+#[path = "e2e/audit.rs"]
+mod audit;
 
 fn seed(name: &str, pw: &str) {
     psql_ok(
@@ -32,40 +34,25 @@ fn seed(name: &str, pw: &str) {
     );
 }
 
-/// Runs `rb` with the password in the environment; asserts it never leaks.
+/// Runs `rb` with the password (and the secret key made from it) in the environment; `rb run`
+/// also writes every report format and the metrics. Asserts no secret leaks (`audit`).
 fn rb(env: &Env, pw: &str, args: &[&str]) -> Output {
+    let mut args: Vec<String> = args.iter().map(ToString::to_string).collect();
+    if args.first().is_some_and(|a| a == "run") {
+        args.extend(audit::report_args(&env.path("audit")));
+    }
+    let key = format!("{pw}-key");
     let out = Command::new(env!("CARGO_BIN_EXE_rb"))
-        .args(args)
+        .args(&args)
         .current_dir(root())
         .env("PGPASSWORD", pw)
-        .env("CODEXOS_SECRET_KEY", format!("{pw}-key"))
+        .env("CODEXOS_SECRET_KEY", &key)
         .env("RB_STATE_DIR", env.path("state"))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .output()
         .expect("rb runs");
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !all.contains(pw),
-        "the password leaked into rb's output:\n{all}"
-    );
-    for entry in walkdir::WalkDir::new(env.path("state"))
-        .into_iter()
-        .flatten()
-    {
-        if entry.file_type().is_file() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            assert!(
-                !text.contains(pw),
-                "the password leaked into {}",
-                entry.path().display()
-            );
-        }
-    }
+    audit::assert_clean(&args, &out, env.dir.path(), &[pw, &key]);
     out
 }
 

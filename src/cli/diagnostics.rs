@@ -6,7 +6,7 @@ use crate::plan::graph::Dag;
 use crate::runbook::diagnostic::{Diagnostic, FileDiagnostic};
 use crate::runbook::load::{self, Loaded};
 use crate::runbook::model::Runbook;
-use crate::runbook::params::{self, Overrides};
+use crate::runbook::params::Overrides;
 use crate::runbook::validate;
 use chrono::{DateTime, Utc};
 use miette::NamedSource;
@@ -121,39 +121,19 @@ pub fn prepare(
             Utc::now()
         }
     };
-    let values = params::resolve(&runbook, &overrides, &mut diags);
-    let secrets = if mode == Mode::Plan {
-        runbook
-            .secrets
-            .iter()
-            .map(|(k, _)| (k.clone(), String::new()))
-            .collect()
-    } else {
-        secrets
-    };
-    let mut ctx = Context::new(&runbook, values, secrets, now, run_id.to_owned(), mode);
-    let env = crate::template::environment();
-    if diags.is_empty()
-        && let Err(d) = ctx.render_vars(&runbook, &env)
-    {
-        diags.push(d);
-    }
-    let plan = if diags.is_empty() {
-        build::build(&runbook, &dag, &ctx)
-            .map_err(|mut e| diags.append(&mut e))
-            .ok()
-    } else {
-        None
-    };
+    let planned = build::resolve_and_build(&runbook, &dag, &overrides, now, mode, run_id, secrets)
+        .map_err(|mut e| diags.append(&mut e))
+        .ok();
     if !diags.is_empty() {
         print_diagnostics(path, Some(&runbook.source), &diags);
         return None;
     }
+    let (ctx, plan) = planned?;
     Some(Prepared {
         runbook,
         dag,
         ctx,
-        plan: plan?,
+        plan,
     })
 }
 

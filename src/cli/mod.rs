@@ -1,6 +1,6 @@
 //! The command line: one file per subcommand; this module parses and dispatches.
 
-mod diagnostics;
+pub mod diagnostics;
 mod graph;
 mod history;
 mod plan;

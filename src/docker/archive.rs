@@ -248,6 +248,30 @@ mod tests {
                 "temp dir removed"
             );
         }
+        // Through a chain of links that each look harmless: `s/a -> ..` is the root, so
+        // `s/a/b -> ..` lands at the root and leaves it; a hard link or a file through `b`
+        // would then reach outside.
+        for last in [("d/h", Link, "d/b/victim"), ("d/s/a/b/pwned", Regular, "")] {
+            let tmp = tempfile::tempdir().unwrap();
+            std::fs::write(tmp.path().join("victim"), "outside").unwrap();
+            let dest = tmp.path().join("out");
+            let entries = [
+                ("d/", Directory, ""),
+                ("d/s/", Directory, ""),
+                ("d/s/a", Symlink, ".."),
+                ("d/s/a/b", Symlink, ".."),
+                last,
+            ];
+            let err = extract_dir(&raw_tar(&entries)[..], &dest).unwrap_err();
+            assert!(matches!(err, DockerError::UnsafeEntry { .. }), "{err}");
+            assert!(!dest.exists());
+            let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+            assert_eq!(left.len(), 1, "only the victim: {left:?}");
+            assert_eq!(
+                std::fs::read_to_string(tmp.path().join("victim")).unwrap(),
+                "outside"
+            );
+        }
         let tmp = tempfile::tempdir().unwrap();
         let ok = raw_tar(&[
             ("d/", Directory, ""),

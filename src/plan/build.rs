@@ -7,6 +7,7 @@ use crate::duration::Dur;
 use crate::runbook::diagnostic::Diagnostic;
 use crate::runbook::model::{Runbook, Step};
 use crate::runbook::node::{Node, NodeKind, resolve_plain};
+use crate::runbook::params::{self, Overrides};
 use crate::steps::StepKind;
 use crate::template::{self, Masker, Placeholder};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -295,6 +296,39 @@ pub fn fingerprint(step: &Step, config: &Json) -> String {
     });
     let digest = Sha256::digest(doc.to_string().as_bytes());
     hex::encode(&digest[..8])
+}
+
+/// Resolve the params (defaults, then `overrides`), render the vars and build the plan of a
+/// validated runbook: what `rb plan` and `rb run` do between validating and running. In
+/// [`Mode::Plan`] the secrets are taken as declared (values unknown, shown as `***`).
+pub fn resolve_and_build(
+    runbook: &Runbook,
+    dag: &Dag,
+    overrides: &Overrides,
+    now: DateTime<Utc>,
+    mode: Mode,
+    run_id: &str,
+    secrets: BTreeMap<String, String>,
+) -> Result<(Context, Plan), Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let values = params::resolve(runbook, overrides, &mut diags);
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let secrets = if mode == Mode::Plan {
+        runbook
+            .secrets
+            .iter()
+            .map(|(k, _)| (k.clone(), String::new()))
+            .collect()
+    } else {
+        secrets
+    };
+    let mut ctx = Context::new(runbook, values, secrets, now, run_id.to_owned(), mode);
+    ctx.render_vars(runbook, &template::environment())
+        .map_err(|d| vec![d])?;
+    let plan = build(runbook, dag, &ctx)?;
+    Ok((ctx, plan))
 }
 
 /// Build the plan of a validated runbook.

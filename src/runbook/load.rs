@@ -64,16 +64,30 @@ pub fn load_file(path: &Path) -> Loaded {
             MAX_FILE_BYTES / 1_048_576
         ));
     }
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => return fail(format!("cannot read `{shown}`: {e}")),
-    };
+    match std::fs::read(path) {
+        Ok(bytes) => load_bytes(path, bytes),
+        Err(e) => fail(format!("cannot read `{shown}`: {e}")),
+    }
+}
+
+/// Decode a runbook from the bytes of a file (`path` names it in diagnostics); text that is
+/// not UTF-8 is a diagnostic pointing at the first invalid byte.
+pub fn load_bytes(path: &Path, bytes: Vec<u8>) -> Loaded {
+    let shown = path.display();
     match String::from_utf8(bytes) {
         Ok(text) => load_str(path, text),
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
             let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            let mut loaded = fail(format!("`{shown}` is not UTF-8 text"));
+            let mut loaded = Loaded {
+                path: path.to_owned(),
+                source: None,
+                runbook: None,
+                diagnostics: vec![Diagnostic::new(
+                    "rb::read",
+                    format!("`{shown}` is not UTF-8 text"),
+                )],
+            };
             let shown_at = lossy
                 .char_indices()
                 .map(|(i, _)| i)

@@ -20,6 +20,18 @@ pub struct Overrides {
 impl Overrides {
     /// Read a `--params-file` (YAML or JSON mapping).
     pub fn add_file(&mut self, path: &Path) -> Result<(), String> {
+        // As large as a runbook may be: a huge file would only take long to refuse.
+        let max = super::load::MAX_FILE_BYTES;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.len() > max
+        {
+            return Err(format!(
+                "params file `{}` is {:.1} MiB; a params file may be at most {} MiB",
+                path.display(),
+                meta.len() as f64 / 1_048_576.0,
+                max / 1_048_576
+            ));
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read params file `{}`: {e}", path.display()))?;
         let root = node::parse(&text)

@@ -386,6 +386,10 @@ impl<'a> Templates<'a> {
         let mut parts = name.split('.');
         let root = parts.next().unwrap_or_default();
         let second = parts.next();
+        // minijinja's global functions (`range`, `dict`, `namespace`, …) are always defined.
+        if self.env.globals().any(|(g, _)| g == root) {
+            return None;
+        }
         let missing = |what: &str, known: Vec<&str>, key: &str| {
             Some(PendingDiag(
                 Diagnostic::new("rb::undefined", format!("`{name}` is never defined"))

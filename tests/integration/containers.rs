@@ -1,6 +1,6 @@
 //! Container steps through the real `rb` binary on the real Docker engines (tests/env).
 
-use crate::support::{RB, Ran, Test};
+use crate::support::{self, RB, Ran, Test};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -162,36 +162,11 @@ const FINGERPRINT: &str = "select count(*) || ' ' || md5(string_agg(v, ',' order
 
 /// Run a runbook written into the test dir, with a state dir and a JSON report.
 fn run_book(t: &Test, extra_env: &[(&str, &str)]) -> (Ran, Value) {
-    let mut cmd = Command::new(RB);
-    cmd.current_dir(t.dir.path()).env("NO_COLOR", "1").args([
-        "run",
-        "rb.yaml",
-        "--state-dir",
-        "state",
-        "--report",
-        "report.json",
-    ]);
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("rb runs");
-    let ran = Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    let report = std::fs::read_to_string(t.path("report.json"))
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(Value::Null);
-    (ran, report)
+    support::run_book(t, &[], extra_env)
 }
 
 fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["steps"]
-        .as_array()
-        .and_then(|s| s.iter().find(|x| x["id"] == id))
-        .unwrap_or_else(|| panic!("step {id} in report: {report}"))
+    support::report_step(report, id)
 }
 
 fn outputs<'a>(report: &'a Value, id: &str) -> &'a Value {
@@ -884,4 +859,66 @@ steps:
         serde_json::json!([named2])
     );
     assert_eq!(outputs(&report, "again")["changed"], false);
+}
+
+/// Hostile input through the Docker steps (issue 7): shell syntax in every templated field of
+/// `container.exec` reaches the process literally; a directory holding links that lead out of
+/// it is refused by `container.copy`, and nothing is written on the host.
+#[test]
+fn hostile_values_stay_literal_in_containers_and_links_leading_out_are_not_copied() {
+    const P: &str =
+        "$(touch /tmp/pwned); rm -rf /tmp/keep `touch /tmp/pwned2` 'q\" && touch /tmp/pwned3";
+    const N: &str = "$(touch pwned);x`id`&&y";
+    let mut g = Guard::new(&engine1());
+    let c = g.container(&name("hostile"));
+    docker_ok(
+        &g.host,
+        &["run", "-d", "--name", &c, &tools_image(), "sleep", "3600"],
+    );
+    let workdir = format!("/tmp/{N}");
+    docker_ok(&g.host, &["exec", &c, "mkdir", "-p", &workdir, "/tmp/keep"]);
+    docker_ok(&g.host, &["exec", &c, "mkdir", "-p", "/tmp/escape/sub"]);
+    docker_ok(
+        &g.host,
+        &["exec", &c, "ln", "-s", "/etc", "/tmp/escape/sub/etc"],
+    );
+    let yaml = format!(
+        r#"version: 1
+name: hostile-containers
+params:
+  p: {{ type: string, required: true }}
+  n: {{ type: string, required: true }}
+steps:
+  - {{ id: argv, type: container.exec, container: {c}, command: [printf, '%s|', '{{{{ params.p }}}}', 'a{{{{ params.p }}}}b'] }}
+  - {{ id: env, type: container.exec, container: {c}, command: [printenv, RB_NASTY], env: {{ RB_NASTY: '{{{{ params.p }}}}' }} }}
+  - {{ id: stdin, type: container.exec, container: {c}, command: [cat], stdin: {{ text: '{{{{ params.p }}}}' }} }}
+  - {{ id: workdir, type: container.exec, container: {c}, command: [pwd], workdir: '/tmp/{{{{ params.n }}}}' }}
+  - {{ id: out, type: container.copy, from: "{c}:/tmp/escape", to: back/escape, continue_on_error: true }}
+"#
+    );
+    let t = Test::new().file("rb.yaml", yaml);
+    let (p_arg, n_arg) = (format!("p={P}"), format!("n={N}"));
+    let (ran, report) = support::run_book(&t, &["-p", &p_arg, "-p", &n_arg], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let stdout = |id: &str| outputs(&report, id)["stdout"].as_str().unwrap().to_owned();
+    assert_eq!(stdout("argv"), format!("{P}|a{P}b|"));
+    assert_eq!(stdout("env"), format!("{P}\n"));
+    assert_eq!(stdout("stdin"), P);
+    assert_eq!(stdout("workdir"), format!("{workdir}\n"));
+    let listing = docker_ok(&g.host, &["exec", &c, "ls", "-a", "/tmp", &workdir]);
+    for f in ["pwned", "pwned2", "pwned3"] {
+        assert!(
+            !listing.lines().any(|l| l == f),
+            "{f} made by a shell:\n{listing}"
+        );
+    }
+    assert!(listing.lines().any(|l| l == "keep"), "{listing}");
+    // The copy out: refused, naming the entry, nothing under the destination.
+    assert_eq!(step(&report, "out")["status"], "failed");
+    let error = step(&report, "out")["error"].as_str().unwrap();
+    assert!(error.contains("sub/etc"), "{error}");
+    let back: Vec<_> = std::fs::read_dir(t.path("back"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(back.is_empty(), "{back:?}");
 }

@@ -5,6 +5,7 @@ mod support;
 mod bad_input;
 mod containers;
 mod gates;
+mod hostile;
 mod invalid;
 mod plan;
 mod plan_extra;

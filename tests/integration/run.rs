@@ -780,18 +780,7 @@ steps:
     shell: 'echo "failing with {{ secrets.token }}" >&2; exit 3'
 "#,
     );
-    let ran = rb_env(
-        t.dir.path(),
-        &[
-            "run",
-            "rb.yaml",
-            "--state-dir",
-            "state",
-            "--report",
-            "report.json",
-        ],
-        &[("RB_TEST_TOKEN", SECRET)],
-    );
+    let (ran, _) = crate::support::run_book(&t, &[], &[("RB_TEST_TOKEN", SECRET)]);
     expect(&ran, 1);
     assert!(t.path(format!("out/file-{SECRET}.txt").as_str()).exists());
     let mut written: Vec<(String, Vec<u8>)> = vec![

@@ -98,3 +98,35 @@ impl Test {
         ran
     }
 }
+
+/// `rb run rb.yaml ARGS` in the test directory, with its state dir and a JSON report there,
+/// and these variables set; the report parsed (`Null` when none was written).
+pub fn run_book(t: &Test, args: &[&str], env: &[(&str, &str)]) -> (Ran, serde_json::Value) {
+    let mut all = vec![
+        "run",
+        "rb.yaml",
+        "--state-dir",
+        "state",
+        "--report",
+        "report.json",
+    ];
+    all.extend(args);
+    let mut run = Test::new().cwd(t.dir.path()).args(all);
+    for (k, v) in env {
+        run = run.env(k, v);
+    }
+    let ran = run.run();
+    let report = std::fs::read_to_string(t.path("report.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (ran, report)
+}
+
+/// A step of a JSON report, by id.
+pub fn report_step<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["id"] == id))
+        .unwrap_or_else(|| panic!("step {id} in report: {report}"))
+}
