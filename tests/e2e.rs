@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "e2e/drill.rs"]
-mod drill;
 #[path = "e2e/audit.rs"]
 mod audit;
+#[path = "e2e/drill.rs"]
+mod drill;
 
 fn seed(name: &str, pw: &str) {
     psql_ok(

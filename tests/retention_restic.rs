@@ -428,6 +428,32 @@ fn decide_matches_restic_forget() {
 // End to end: the shipped backup runbook's `retention` step, run by `rb` over a backup root.
 // ---------------------------------------------------------------------------------------------
 
+/// The shipped step as it is, the root in place of the param, run by rb in a runbook of its
+/// own (with the shipped runbook's `prune` param, which its `when` reads, at its default).
+fn run_step_alone(mut step: Value, root: &std::path::Path, dir: &std::path::Path) {
+    step["path"] = Value::String(root.display().to_string());
+    let runbook = serde_json::json!({
+        "version": 1,
+        "name": "retention-only",
+        "params": { "prune": { "type": "bool", "default": true } },
+        "steps": [step],
+    });
+    let file = dir.join("rb.yaml");
+    std::fs::write(&file, runbook.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rb"))
+        .args(["run", file.to_str().unwrap(), "--state-dir"])
+        .arg(dir.join("state"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rb run failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The `retention` step of `runbooks/backup/database.yaml`, as written there.
 fn shipped_retention_step() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks/backup/database.yaml");
@@ -539,30 +565,7 @@ fn shipped_prune_step_keeps_exactly_what_restic_forget_keeps() {
         .and_then(|e| e["file"].as_str().map(str::to_owned))
         .unwrap();
 
-    // The shipped step as it is, the root in place of the param, run by rb.
-    let mut step = step;
-    step["path"] = Value::String(root.display().to_string());
-    // The shipped runbook's `prune` param (the step's `when`), at its default.
-    let runbook = serde_json::json!({
-        "version": 1,
-        "name": "retention-only",
-        "params": { "prune": { "type": "bool", "default": true } },
-        "steps": [step],
-    });
-    let file = dir.path().join("rb.yaml");
-    std::fs::write(&file, runbook.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rb"))
-        .args(["run", file.to_str().unwrap(), "--state-dir"])
-        .arg(dir.path().join("state"))
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rb run failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_step_alone(step, &root, dir.path());
 
     // restic's verdict for the same times (a name without a time of day is midnight UTC).
     let restic = Restic::new();
