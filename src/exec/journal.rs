@@ -139,7 +139,9 @@ impl RunRecord {
     }
 }
 
-/// Every run in a state directory, oldest first (optionally of one runbook).
+/// Every run in a state directory, oldest first by the time it started (optionally of one
+/// runbook). Not by directory name: two runs started in the same second have ids that differ
+/// only in a random suffix.
 pub fn runs(state: &Path, runbook: Option<&str>) -> io::Result<Vec<RunRecord>> {
     let dir = state.join("runs");
     let mut out = Vec::new();
@@ -170,5 +172,6 @@ pub fn runs(state: &Path, runbook: Option<&str>) -> io::Result<Vec<RunRecord>> {
             events,
         });
     }
+    out.sort_by(|a, b| (a.events[0].at, &a.run_id).cmp(&(b.events[0].at, &b.run_id)));
     Ok(out)
 }

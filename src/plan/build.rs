@@ -239,6 +239,10 @@ pub struct Plan {
     /// RTO minus the critical-path estimate; negative when the plan does not fit.
     pub rto_margin_seconds: Option<f64>,
     pub milestones: Vec<MilestoneBudget>,
+    /// For recovery runbooks: where the time of the restored data comes from
+    /// (`objectives.restore_point`); the report's achieved RPO is its age at the run's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_point: Option<String>,
     /// `now` plus the critical path, when estimates come from history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicted_finish: Option<String>,
@@ -419,6 +423,11 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .collect(),
         rto_seconds: rto,
         rpo_seconds: runbook.objectives.rpo.map(Dur::secs),
+        restore_point: runbook
+            .objectives
+            .restore_point
+            .as_ref()
+            .map(crate::runbook::model::RestorePoint::describe),
         rto_margin_seconds: rto.map(|r| r - critical_secs),
         milestones,
         steps,

@@ -227,7 +227,22 @@ pub fn text(plan: &Plan) -> String {
             human_secs(m.estimate_seconds)
         );
     }
+    if let Some(l) = restore_point_line(plan) {
+        let _ = writeln!(o, "{l}");
+    }
     o
+}
+
+/// Which value the report's achieved RPO will be the age of.
+fn restore_point_line(plan: &Plan) -> Option<String> {
+    let source = plan.restore_point.as_ref()?;
+    let against = plan
+        .rpo_seconds
+        .map(|r| format!(", against the RPO of {}", human_secs(r)))
+        .unwrap_or_default();
+    Some(format!(
+        "restore point: {source} (the report's achieved RPO is its age at the run's start{against})"
+    ))
 }
 
 fn md_cell(s: &str) -> String {
@@ -343,6 +358,9 @@ fn markdown_budget(o: &mut String, plan: &Plan) {
             human_secs(m.estimate_seconds),
             if m.fits { "✅" } else { "❌" }
         );
+    }
+    if let Some(l) = restore_point_line(plan) {
+        let _ = writeln!(o, "\n{l}");
     }
     if let Some(l) = finish_line(plan) {
         let _ = writeln!(o, "\n{l}");

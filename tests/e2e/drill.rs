@@ -257,6 +257,9 @@ fn dr_drill_report_timings_add_up_and_the_rto_verdict_is_right() {
     assert_verdict(&r, 4.0 * 3600.0);
     assert_eq!(r["rto_met"], true);
     assert_same_data(&r);
+    // The achieved RPO: the age of the backup restored two runbooks down.
+    super::assert_rpo(&r, "step `recover` output `restore.backup_time.stdout`");
+    assert_eq!(r["rpo"]["met"], true, "RPO 24h");
     assert!(md.contains("RTO 4h") && md.contains("met with"), "{md}");
 
     // The same drill held to a 1-second RTO: the report says missed, and with

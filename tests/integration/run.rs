@@ -1217,3 +1217,37 @@ fn a_stale_target_lock_is_taken_over_and_a_wait_that_expires_says_so() {
     std::fs::write(t.path("go"), "").unwrap();
     expect(&bk.wait(Duration::from_secs(20)), 0);
 }
+
+#[test]
+fn the_newest_run_is_the_one_that_started_last_not_the_last_id() {
+    let t = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: twice\nsteps:\n  - { id: one, type: exec, command: [\"true\"] }\n",
+    );
+    expect(&run(&t, &[]), 0);
+    let first = the_run(&t);
+    // Two runs in the same second differ only in a random suffix: give the older run a
+    // directory that sorts after every real id.
+    let renamed = first.with_file_name("99991231T235959Z-ffff");
+    std::fs::rename(&first, &renamed).unwrap();
+    expect(&run(&t, &[]), 0);
+    let newer = run_dirs(&t.path("state"))
+        .into_iter()
+        .find(|d| *d != renamed)
+        .expect("the second run");
+    let newer_id = journal(&newer)[0]["run_id"].as_str().unwrap().to_owned();
+    let shown = rb(
+        t.dir.path(),
+        &[
+            "report",
+            "latest",
+            "--format",
+            "json",
+            "--state-dir",
+            "state",
+        ],
+    );
+    expect(&shown, 0);
+    let shown: Value = serde_json::from_str(&shown.stdout).expect("JSON report");
+    assert_eq!(shown["run_id"], newer_id.as_str());
+}
