@@ -38,6 +38,9 @@ const STOP_DEADLINE: Duration = Duration::from_secs(20);
 /// How long a finished exec may still be reported as running.
 const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
+/// How long an exec that is neither running nor ended (still starting, or never started) is
+/// watched for a process to stop before it counts as never started.
+const NOT_STARTED_GRACE: Duration = Duration::from_secs(3);
 
 /// `$1` is the marker (`VAR=value`). Prints nothing; exits 0 when no marked process is left.
 ///
@@ -228,16 +231,34 @@ pub(crate) async fn stop_exec(engine: &Engine, target: &Target<'_>) -> Result<()
         // As the exec's user first (it can read its own processes' environment), then as
         // root for children that switched to root (su, sudo, setuid programs).
         let marker = format!("{MARKER_VAR}={token}");
-        if let Err(e) = run_killer(engine, container, &marker, user).await {
-            last_problem = e;
+        let mut outcome = run_killer(engine, container, &marker, user).await;
+        if !as_root {
+            outcome = run_killer(engine, container, &marker, Some("0")).await;
         }
-        if !as_root && let Err(e) = run_killer(engine, container, &marker, Some("0")).await {
-            last_problem = e;
-        }
+        // Done when the exec has ended *and* the helper saw no marked process left: the
+        // exec's own process can end (a broken pipe, a signal) before its children, which
+        // would otherwise be left to the container's PID 1.
+        let clean = match outcome {
+            Ok(()) => true,
+            Err(e) => {
+                // Nothing it could stop: no shell to stop with, or no running container
+                // (a stopped container has no processes left).
+                let moot = ["no `sh`", "is not running", "no such container"]
+                    .iter()
+                    .any(|m| e.contains(m));
+                last_problem = e;
+                moot
+            }
+        };
         match exec_state(engine, container, exec_id).await {
-            // Ended; or the container is gone, and its processes with it.
-            Ok((false, _)) | Err(DockerError::ContainerNotFound { .. }) => return Ok(()),
-            Ok((true, _)) => {}
+            // Not running *with* an exit code: under load an exec can still be starting
+            // (not running, no exit code yet) when it is cancelled, and start afterwards.
+            Ok((false, Some(_))) if clean => return Ok(()),
+            // Never started (cancelled between create and start): nothing will come.
+            Ok((false, None)) if clean && start.elapsed() > NOT_STARTED_GRACE => return Ok(()),
+            // The container is gone, and its processes with it.
+            Err(DockerError::ContainerNotFound { .. }) => return Ok(()),
+            Ok(_) => {}
             Err(e) => return Err(e),
         }
         if start.elapsed() > STOP_DEADLINE {
@@ -316,11 +337,19 @@ async fn run_killer(
             }
         }
     }
-    let info = engine
-        .docker
-        .inspect_exec(&created.id)
-        .await
-        .map_err(|e| super::error::chain(&e).to_lowercase())?;
+    // Its output has ended, but the engine may record the exit code a moment later.
+    let start = Instant::now();
+    let info = loop {
+        let info = engine
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| super::error::chain(&e).to_lowercase())?;
+        if info.exit_code.is_some() || start.elapsed() > Duration::from_secs(5) {
+            break info;
+        }
+        tokio::time::sleep(POLL).await;
+    };
     match info.exit_code {
         Some(0) => Ok(()),
         Some(127) => Err("the container has no `sh` to stop it with".to_owned()),
