@@ -557,6 +557,10 @@ fn mask_outputs(outputs: Outputs, masker: &crate::template::Masker) -> Outputs {
         .collect()
 }
 
+/// How long a timed-out step may take to stop what it started, once cancelled (a container
+/// exec's stop has its own 20 s deadline).
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
 /// Attempts with timeout and retries. Returns the last result and the number of attempts.
 async fn attempt_loop(
     kind: &crate::steps::StepKind,
@@ -585,10 +589,15 @@ async fn attempt_loop(
         let result = match cx.timeout {
             // Gates measure their own timeout (a person's time, not the machine's).
             Some(t) if !matches!(kind, crate::steps::StepKind::Gate(_)) => {
+                tokio::pin!(fut);
                 tokio::select! {
-                    r = fut => r,
+                    r = &mut fut => r,
                     () = tokio::time::sleep(t) => {
+                        // Cancel, then let the step stop what it started (a process in a
+                        // container is stopped through the engine, which takes round trips)
+                        // instead of dropping it half way: rb may exit right after.
                         attempt_cancel.cancel();
+                        let _ = tokio::time::timeout(STOP_GRACE, &mut fut).await;
                         Err(StepError::Failed(format!("timed out after {}", crate::duration::Dur(t))))
                     }
                 }
