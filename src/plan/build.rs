@@ -6,7 +6,7 @@ use super::graph::Dag;
 use crate::duration::Dur;
 use crate::runbook::diagnostic::Diagnostic;
 use crate::runbook::model::{Runbook, Step};
-use crate::runbook::node::{Node, NodeKind, resolve_plain};
+use crate::runbook::node::{Node, NodeKind};
 use crate::runbook::params::{self, Overrides};
 use crate::steps::StepKind;
 use crate::template::{self, Masker, Placeholder};
@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What a rendering context is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,11 @@ pub struct Context {
     pub run_id: String,
     pub run_name: String,
     pub mode: Mode,
+    /// The environment variables templates may read (`env.NAME`): those the runbook names,
+    /// nothing else, so `{{ env }}` cannot dump the whole environment.
+    pub env_names: BTreeSet<String>,
+    /// Environment variables secrets are read from: `***` in a plan.
+    pub secret_env: BTreeSet<String>,
 }
 
 impl Context {
@@ -57,6 +62,12 @@ impl Context {
             run_id,
             run_name: runbook.name.clone(),
             mode,
+            env_names: env_names(runbook),
+            secret_env: runbook
+                .secrets
+                .iter()
+                .filter_map(|(_, s)| s.env.clone())
+                .collect(),
         }
     }
 
@@ -84,7 +95,15 @@ impl Context {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let env: BTreeMap<&str, String> = self
+            .env_names
+            .iter()
+            .filter_map(|k| {
+                let v = std::env::var(k).ok()?;
+                let shown = self.mode == Mode::Plan && self.secret_env.contains(k);
+                Some((k.as_str(), if shown { "***".to_owned() } else { v }))
+            })
+            .collect();
         minijinja::context! {
             params => Value::from(minijinja::value::Serde(&self.params)),
             secrets => self.secrets_value(),
@@ -119,6 +138,24 @@ impl Context {
     }
 }
 
+/// The `NAME`s of every `env.NAME` the runbook's templates and expressions read.
+fn env_names(runbook: &Runbook) -> BTreeSet<String> {
+    let env = template::environment();
+    let mut names = BTreeSet::new();
+    runbook.root.for_each_string(&mut |_, text| {
+        let refs = template::references(&env, text)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(template::expression_references(&env, text).unwrap_or_default());
+        for r in refs {
+            if let Some(name) = r.strip_prefix("env.") {
+                names.insert(name.split('.').next().unwrap_or(name).to_owned());
+            }
+        }
+    });
+    names
+}
+
 /// A rendering failure as a diagnostic, secrets masked.
 pub fn render_error(
     e: &minijinja::Error,
@@ -136,8 +173,8 @@ pub fn render_error(
     .label(span, "here")
 }
 
-/// Render every string of a node tree. Strings that held a template and render to a number or
-/// boolean become one, so `level: "{{ params.level }}"` decodes as an integer.
+/// Render every string of a node tree. A rendered string stays the exact text (`007` is not
+/// `7`); a field that wants a number or boolean reads it as one (`level: "{{ params.level }}"`).
 pub fn render_node(
     node: &Node,
     env: &Environment<'_>,
@@ -145,11 +182,7 @@ pub fn render_node(
 ) -> Result<Node, (minijinja::Error, miette::SourceSpan)> {
     let kind = match &node.kind {
         NodeKind::Str(s) if s.contains("{{") || s.contains("{%") => {
-            let out = env.render_str(s, ctx.clone()).map_err(|e| (e, node.span))?;
-            match resolve_plain(&out) {
-                k @ (NodeKind::Int(_) | NodeKind::Float(_) | NodeKind::Bool(_)) => k,
-                _ => NodeKind::Str(out),
-            }
+            NodeKind::Rendered(env.render_str(s, ctx.clone()).map_err(|e| (e, node.span))?)
         }
         NodeKind::Seq(items) => NodeKind::Seq(
             items

@@ -5,7 +5,7 @@
 //! type's zero value: its real value exists only once the template is rendered, and the step is
 //! decoded again from the rendered tree then.
 
-use super::node::{Node, NodeKind};
+use super::node::{Node, NodeKind, resolve_plain};
 use miette::SourceSpan;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use std::fmt;
@@ -99,10 +99,26 @@ macro_rules! lenient_number {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
             match &self.0.kind {
                 NodeKind::Str(s) if is_template(s) => visitor.$visit($zero),
+                NodeKind::Rendered(s) => visit_rendered(s, self.0.span, visitor),
                 _ => self.deserialize_any(visitor),
             }
         }
     )*};
+}
+
+/// Rendered text where a number or boolean is wanted: read as a plain YAML scalar would be.
+fn visit_rendered<'de, V: Visitor<'de>>(
+    text: &'de str,
+    span: SourceSpan,
+    visitor: V,
+) -> Result<V::Value, DeError> {
+    let result = match resolve_plain(text) {
+        NodeKind::Int(i) => visitor.visit_i64(i),
+        NodeKind::Float(f) => visitor.visit_f64(f),
+        NodeKind::Bool(b) => visitor.visit_bool(b),
+        _ => visitor.visit_borrowed_str(text),
+    };
+    result.map_err(|e: DeError| e.at(span))
 }
 
 impl<'de> de::Deserializer<'de> for NodeDe<'de> {
@@ -115,7 +131,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
             NodeKind::Bool(b) => visitor.visit_bool(*b),
             NodeKind::Int(i) => visitor.visit_i64(*i),
             NodeKind::Float(f) => visitor.visit_f64(*f),
-            NodeKind::Str(s) => visitor.visit_borrowed_str(s),
+            NodeKind::Str(s) | NodeKind::Rendered(s) => visitor.visit_borrowed_str(s),
             NodeKind::Seq(items) => visitor.visit_seq(SeqAccess {
                 items: items.iter(),
             }),
@@ -159,7 +175,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
     ) -> Result<V::Value, DeError> {
         let span = self.0.span;
         let result = match &self.0.kind {
-            NodeKind::Str(s) => visitor.visit_enum(s.as_str().into_deserializer()),
+            NodeKind::Str(s) | NodeKind::Rendered(s) => {
+                visitor.visit_enum(s.as_str().into_deserializer())
+            }
             NodeKind::Map(entries) if entries.len() == 1 => visitor.visit_enum(EnumAccess {
                 key: &entries[0].0,
                 value: &entries[0].1,

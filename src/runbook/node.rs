@@ -31,6 +31,9 @@ pub enum NodeKind {
     Float(f64),
     /// A string, and whether it was quoted or a block scalar (never resolved to another type).
     Str(String),
+    /// The text a template rendered to: a string, exactly as rendered, except where a field
+    /// wants a number or boolean and the text reads as one (`level: "{{ params.level }}"`).
+    Rendered(String),
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -50,7 +53,7 @@ impl Node {
     /// The string of a string scalar.
     pub fn as_str(&self) -> Option<&str> {
         match &self.kind {
-            NodeKind::Str(s) => Some(s),
+            NodeKind::Str(s) | NodeKind::Rendered(s) => Some(s),
             _ => None,
         }
     }
@@ -91,7 +94,7 @@ impl Node {
             NodeKind::Bool(_) => "a boolean",
             NodeKind::Int(_) => "an integer",
             NodeKind::Float(_) => "a number",
-            NodeKind::Str(_) => "a string",
+            NodeKind::Str(_) | NodeKind::Rendered(_) => "a string",
             NodeKind::Seq(_) => "a list",
             NodeKind::Map(_) => "a mapping",
         }
@@ -100,7 +103,7 @@ impl Node {
     /// Visit every string scalar below this node (mapping values and sequence items, never keys).
     pub fn for_each_string<'a>(&'a self, f: &mut impl FnMut(&'a Node, &'a str)) {
         match &self.kind {
-            NodeKind::Str(s) => f(self, s),
+            NodeKind::Str(s) | NodeKind::Rendered(s) => f(self, s),
             NodeKind::Seq(items) => items.iter().for_each(|n| n.for_each_string(f)),
             NodeKind::Map(entries) => entries.iter().for_each(|(_, v)| v.for_each_string(f)),
             _ => {}
@@ -115,7 +118,7 @@ impl Node {
             NodeKind::Bool(b) => Value::Bool(*b),
             NodeKind::Int(i) => Value::from(*i),
             NodeKind::Float(f) => Value::from(*f),
-            NodeKind::Str(s) => Value::String(s.clone()),
+            NodeKind::Str(s) | NodeKind::Rendered(s) => Value::String(s.clone()),
             NodeKind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             NodeKind::Map(entries) => Value::Object(
                 entries
@@ -129,7 +132,7 @@ impl Node {
     /// A key as text, whatever scalar it was written as.
     pub fn key_text(&self) -> String {
         match &self.kind {
-            NodeKind::Str(s) => s.clone(),
+            NodeKind::Str(s) | NodeKind::Rendered(s) => s.clone(),
             NodeKind::Null => "null".into(),
             NodeKind::Bool(b) => b.to_string(),
             NodeKind::Int(i) => i.to_string(),
@@ -306,7 +309,7 @@ impl Frame {
     }
 }
 
-/// Resolve text as a plain scalar would be (a rendered template becomes a number where it reads as one).
+/// Resolve text as a plain scalar would be (a rendered template read where a number is wanted).
 pub fn resolve_plain(text: &str) -> NodeKind {
     resolve_scalar(text, ScalarStyle::Plain)
 }
