@@ -4,7 +4,7 @@
 
 use crate::event::{EventKind, Outcome, RunEvent};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// An open journal.
@@ -48,28 +48,38 @@ impl Journal {
     }
 }
 
-/// Read a journal. A torn last line (the process died mid-write) is ignored; any other
-/// unreadable line is an error.
-pub fn read(path: &Path) -> io::Result<Vec<RunEvent>> {
-    let file = File::open(path)?;
-    let lines: Vec<String> = BufReader::new(file).lines().collect::<Result<_, _>>()?;
-    let mut events = Vec::with_capacity(lines.len());
-    for (n, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+/// A journal read back: the events that could be read, and what could not.
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    pub events: Vec<RunEvent>,
+    /// One message per unreadable line (`line 7: …`), in file order.
+    pub damage: Vec<String>,
+}
+
+/// Read a journal as far as it can be read: a line that is not an event (garbage, an event
+/// this version does not know, invalid UTF-8, a torn last line) is skipped and named in
+/// `damage`, so one bad line never hides the rest of the run. A torn last line (the process
+/// died mid-write) is expected and not counted as damage.
+pub fn read(path: &Path) -> io::Result<Contents> {
+    let bytes = std::fs::read(path)?;
+    let mut contents = Contents::default();
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let torn_tail = bytes.last().is_some_and(|&b| b != b'\n');
+    if !torn_tail {
+        lines.pop();
+    }
+    let last = lines.len();
+    for (n, line) in lines.into_iter().enumerate() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        match serde_json::from_str::<RunEvent>(line) {
-            Ok(e) => events.push(e),
-            Err(_) if n + 1 == lines.len() => break,
-            Err(e) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: line {}: {e}", path.display(), n + 1),
-                ));
-            }
+        match serde_json::from_slice::<RunEvent>(line) {
+            Ok(e) => contents.events.push(e),
+            Err(_) if torn_tail && n + 1 == last => {}
+            Err(e) => contents.damage.push(format!("line {}: {e}", n + 1)),
         }
     }
-    Ok(events)
+    Ok(contents)
 }
 
 /// What a journal says about a run.
@@ -79,6 +89,8 @@ pub struct RunRecord {
     pub runbook: String,
     pub dir: PathBuf,
     pub events: Vec<RunEvent>,
+    /// Lines of the journal that could not be read (see [`read`]).
+    pub damage: Vec<String>,
 }
 
 impl RunRecord {
@@ -151,7 +163,8 @@ pub fn runs(state: &Path, runbook: Option<&str>) -> io::Result<Vec<RunRecord>> {
     let mut names: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     names.sort();
     for run_dir in names {
-        let Ok(events) = read(&run_dir.join("journal.jsonl")) else {
+        let path = run_dir.join("journal.jsonl");
+        let Ok(Contents { events, damage }) = read(&path) else {
             continue;
         };
         let Some(EventKind::RunStarted {
@@ -165,11 +178,17 @@ pub fn runs(state: &Path, runbook: Option<&str>) -> io::Result<Vec<RunRecord>> {
         if runbook.is_some_and(|r| r != name) {
             continue;
         }
+        // Said on stderr by every command that reads the run: it is still listed, reported
+        // and resumable from what could be read.
+        for d in &damage {
+            eprintln!("warning: `{}`: {d}; the line is skipped", path.display());
+        }
         out.push(RunRecord {
             run_id: run_id.clone(),
             runbook: name.clone(),
             dir: run_dir.clone(),
             events,
+            damage,
         });
     }
     out.sort_by(|a, b| (a.events[0].at, &a.run_id).cmp(&(b.events[0].at, &b.run_id)));
