@@ -70,6 +70,10 @@ pub struct Args {
     /// by default a held lock fails the run at once, naming the holder.
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     pub lock_wait: crate::duration::Dur,
+    /// Directory of target locks (`locks:`), shared by every run on the machine; default
+    /// `$RB_LOCK_DIR`, else `/run/lock/rb`.
+    #[arg(long, value_name = "DIR")]
+    pub lock_dir: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> u8 {
@@ -241,7 +245,7 @@ async fn run_async(args: &Args) -> u8 {
     };
     // Before the journal exists: a run refused here leaves no trace to resume.
     let _targets = match TargetLock::acquire_all(
-        &state,
+        &crate::exec::lock::lock_dir(args.lock_dir.as_deref(), &state),
         &prepared.plan.locks,
         &run_id,
         &prepared.runbook.name,
@@ -318,11 +322,13 @@ async fn run_async(args: &Args) -> u8 {
     let resumed_run = resumed.is_some();
     let mut events: Vec<RunEvent> = resumed.map(|r| r.events).unwrap_or_default();
     let terminal = Terminal::new(args.quiet);
+    let interrupt = CancellationToken::new();
     let sinks = Arc::new(Mutex::new(Sinks {
         journal,
         terminal,
         events: Vec::new(),
         failed_write: None,
+        stop: interrupt.clone(),
     }));
     let emit_sinks = sinks.clone();
     let emit: Arc<dyn Fn(RunEvent) + Send + Sync> = Arc::new(move |e: RunEvent| {
@@ -330,7 +336,6 @@ async fn run_async(args: &Args) -> u8 {
     });
     emit(start);
     let ticker = spawn_ticker(sinks.clone());
-    let interrupt = CancellationToken::new();
     spawn_signal_handler(interrupt.clone(), sinks.clone());
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let request = Request {
@@ -351,14 +356,22 @@ async fn run_async(args: &Args) -> u8 {
     ticker.abort();
     let mut sinks = sinks.lock().expect("sinks");
     if let Some(e) = &sinks.failed_write {
-        eprintln!("error: the journal could not be written: {e}");
+        eprintln!(
+            "error: the journal could not be written (`{}`: {e}); the run was stopped before \
+             its next step",
+            sinks.journal.path().display()
+        );
     }
     events.append(&mut sinks.events);
     let report = model::build(&events);
     if let Some(r) = &report {
         write_reports(args, &state, &run_dir, r);
     }
+    let journal_failed = sinks.failed_write.is_some();
     drop(sinks);
+    if journal_failed {
+        return exit_code::STEP_FAILED;
+    }
     // The command that continues this run: the state directory too when it was given.
     let resume = format!(
         "rb run {}{} --resume {run_id}",
@@ -503,6 +516,9 @@ struct Sinks {
     terminal: Terminal,
     events: Vec<RunEvent>,
     failed_write: Option<String>,
+    /// Cancels the run: a run whose journal cannot be written starts no further step (it
+    /// could neither be resumed nor reported), and runs its `always` steps.
+    stop: CancellationToken,
 }
 
 impl Sinks {
@@ -511,6 +527,7 @@ impl Sinks {
             && self.failed_write.is_none()
         {
             self.failed_write = Some(err.to_string());
+            self.stop.cancel();
         }
         self.terminal.event(&e);
         if !matches!(e.kind, EventKind::StepProgressed { .. }) {
@@ -533,14 +550,17 @@ fn spawn_ticker(sinks: Arc<Mutex<Sinks>>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// First SIGINT/SIGTERM: cancel the run (running steps are stopped, `always` steps run).
-/// Second: stop at once, recording the interruption in the journal.
+/// First SIGINT/SIGTERM/SIGHUP: cancel the run (running steps are stopped, `always` steps
+/// run). Second: stop at once, recording the interruption in the journal, but never leaving
+/// a process a step started behind: their process groups are killed before rb exits (a
+/// container exec left running is stopped by the next `--resume`, which reaps it).
 fn spawn_signal_handler(interrupt: CancellationToken, sinks: Arc<Mutex<Sinks>>) {
     use tokio::signal::unix::{SignalKind, signal};
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) else {
             return;
         };
@@ -549,6 +569,7 @@ fn spawn_signal_handler(interrupt: CancellationToken, sinks: Arc<Mutex<Sinks>>) 
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => {}
             }
             count += 1;
             if count == 1 {
@@ -557,6 +578,7 @@ fn spawn_signal_handler(interrupt: CancellationToken, sinks: Arc<Mutex<Sinks>>) 
                 );
                 interrupt.cancel();
             } else {
+                crate::steps::exec::kill_running_groups();
                 if let Ok(mut s) = sinks.try_lock() {
                     s.event(RunEvent::now(EventKind::RunFinished {
                         outcome: RunOutcome::Interrupted,

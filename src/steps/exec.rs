@@ -5,7 +5,7 @@ use crate::exec::cx::{StepCx, StepError, StepResult};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 
 /// Run a program on this machine.
@@ -245,7 +245,7 @@ pub async fn run(cfg: &ExecConfig, cx: &StepCx) -> StepResult {
     let mut child = cmd.spawn().map_err(|e| {
         StepError::failed(cx.masker.mask(&format!("cannot start `{program}`: {e}")))
     })?;
-    let group = GroupGuard(child.id());
+    let group = GroupGuard::new(child.id());
     let feeder = match (&cfg.stdin, child.stdin.take()) {
         (Some(spec), Some(pipe)) => Some(process::Feeder::feed(spec, cx, pipe)),
         _ => None,
@@ -292,27 +292,58 @@ pub async fn run(cfg: &ExecConfig, cx: &StepCx) -> StepResult {
     process::conclude(&program, code, &cfg.ok_codes, fed.map(|_| ()), out, err, cx).await
 }
 
+/// The process groups of the steps running now, for [`kill_running_groups`].
+static RUNNING: std::sync::Mutex<BTreeSet<i32>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// Kill the process group of every step running now: rb is about to exit without waiting
+/// for its steps (a second Ctrl-C), and must not leave what it started behind.
+pub fn kill_running_groups() {
+    let groups = RUNNING.lock().map(|g| g.clone()).unwrap_or_default();
+    for pid in groups {
+        killpg(pid);
+    }
+}
+
+fn killpg(pid: i32) {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
 /// Kills a child's process group unless disarmed (the child ended by itself).
-struct GroupGuard(Option<u32>);
+struct GroupGuard(Option<i32>);
 
 impl GroupGuard {
+    fn new(pid: Option<u32>) -> Self {
+        let pid = pid.and_then(|p| i32::try_from(p).ok());
+        if let (Some(p), Ok(mut running)) = (pid, RUNNING.lock()) {
+            running.insert(p);
+        }
+        Self(pid)
+    }
+
     fn kill(&self) {
-        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if let Some(pid) = self.0 {
+            killpg(pid);
         }
     }
 
     fn disarm(mut self) {
-        self.0 = None;
+        self.forget();
+    }
+
+    fn forget(&mut self) {
+        if let (Some(p), Ok(mut running)) = (self.0.take(), RUNNING.lock()) {
+            running.remove(&p);
+        }
     }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.kill();
+        self.forget();
     }
 }
 
