@@ -4,7 +4,10 @@
 //! whose target (followed through links extracted or already present) leaves the
 //! destination, hard links to anything but a file extracted earlier from the same archive,
 //! and any entry whose path goes through a symbolic link (the "link, then a file under it"
-//! trick). Nothing is ever written outside the destination, even before a refusal.
+//! trick). Nothing is ever written outside the destination, even before a refusal. Creation
+//! refuses, by the same rule, a symbolic link whose target leaves the archived tree: an
+//! archive rb makes is always one it extracts (a backup that cannot be restored is worse
+//! than a backup that fails).
 //!
 //! Entries land in a staging directory first:
 //! - when `dest` does not exist, a hidden directory beside it (`.NAME.rb-tmp.PID.RANDOM`)
@@ -259,6 +262,16 @@ fn append_entry<W: Write>(
     } else if ft.is_symlink() {
         let target = fs::read_link(path).ctx("read link", path)?;
         header.set_size(0);
+        let base = base_of(path, name);
+        if !link_stays_inside(name, &target, |rel| fs::read_link(base.join(rel)).ok()) {
+            return Err(Error::Invalid(format!(
+                "symbolic link `{}` → `{}` leaves the archived tree: rb's extract would refuse \
+                 the archive, so it is not made (exclude the link, or make it relative and \
+                 inside the tree)",
+                name.display(),
+                target.display()
+            )));
+        }
         builder
             .append_link(&mut header, name, &target)
             .ctx("archive", path)?;
@@ -272,6 +285,15 @@ fn append_entry<W: Write>(
         )));
     }
     Ok(true)
+}
+
+/// The directory entry names are relative to: `path` less the components of `name`.
+fn base_of(path: &Path, name: &Path) -> PathBuf {
+    let mut base = path.to_path_buf();
+    for _ in name.components() {
+        base.pop();
+    }
+    base
 }
 
 /// Reads exactly the size recorded in the header: stops at it if the file grew, fails if it
@@ -650,49 +672,14 @@ impl Extractor {
     /// The symbolic link `rel` → `target` must resolve inside the destination, following
     /// links already staged (or present in an existing destination) like the kernel would.
     fn check_link(&self, rel: &Path, target: &Path) -> std::result::Result<(), String> {
-        let leaves = || format!("its target `{}` leaves the destination", target.display());
-        let mut stack: Vec<OsString> = rel
-            .parent()
-            .into_iter()
-            .flat_map(Path::components)
-            .map(|c| c.as_os_str().to_owned())
-            .collect();
-        // `None` stands for `..`; `.` components are dropped.
-        let mut pending: VecDeque<Option<OsString>> = VecDeque::new();
-        let push_front = |pending: &mut VecDeque<Option<OsString>>, path: &Path| {
-            for c in path.components().rev() {
-                match c {
-                    Component::ParentDir => pending.push_front(None),
-                    Component::Normal(n) => pending.push_front(Some(n.to_owned())),
-                    _ => {}
-                }
-            }
-        };
-        if target.has_root() {
-            return Err(leaves());
+        if link_stays_inside(rel, target, |p| self.symlink_at(p)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "its target `{}` leaves the destination",
+                target.display()
+            ))
         }
-        push_front(&mut pending, target);
-        let mut follows = 0;
-        while let Some(c) = pending.pop_front() {
-            let Some(n) = c else {
-                if stack.pop().is_none() {
-                    return Err(leaves());
-                }
-                continue;
-            };
-            let here: PathBuf = stack.iter().chain([&n]).collect();
-            match self.symlink_at(&here) {
-                Some(next) => {
-                    follows += 1;
-                    if follows > MAX_LINK_FOLLOWS || next.has_root() {
-                        return Err(leaves());
-                    }
-                    push_front(&mut pending, &next);
-                }
-                None => stack.push(n),
-            }
-        }
-        Ok(())
     }
 
     /// The target of the symbolic link at `rel` in the view the destination will have.
@@ -760,6 +747,59 @@ impl Extractor {
         }
         super::atomic::sync_parent(dest)
     }
+}
+
+/// Whether the symbolic link at `rel` (relative to a root) pointing to `target` resolves
+/// inside the root, following the links `symlink_at` names (relative path → target) like the
+/// kernel would. The same rule decides at archive time and at extraction, so an archive rb
+/// makes is one rb extracts.
+fn link_stays_inside(
+    rel: &Path,
+    target: &Path,
+    symlink_at: impl Fn(&Path) -> Option<PathBuf>,
+) -> bool {
+    let mut stack: Vec<OsString> = rel
+        .parent()
+        .into_iter()
+        .flat_map(Path::components)
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
+    // `None` stands for `..`; `.` components are dropped.
+    let mut pending: VecDeque<Option<OsString>> = VecDeque::new();
+    let push_front = |pending: &mut VecDeque<Option<OsString>>, path: &Path| {
+        for c in path.components().rev() {
+            match c {
+                Component::ParentDir => pending.push_front(None),
+                Component::Normal(n) => pending.push_front(Some(n.to_owned())),
+                _ => {}
+            }
+        }
+    };
+    if target.has_root() {
+        return false;
+    }
+    push_front(&mut pending, target);
+    let mut follows = 0;
+    while let Some(c) = pending.pop_front() {
+        let Some(n) = c else {
+            if stack.pop().is_none() {
+                return false;
+            }
+            continue;
+        };
+        let here: PathBuf = stack.iter().chain([&n]).collect();
+        match symlink_at(&here) {
+            Some(next) => {
+                follows += 1;
+                if follows > MAX_LINK_FOLLOWS || next.has_root() {
+                    return false;
+                }
+                push_front(&mut pending, &next);
+            }
+            None => stack.push(n),
+        }
+    }
+    true
 }
 
 /// The relative path of an entry, `None` for the archive root (`./`), or why it is refused.
