@@ -186,5 +186,7 @@ fn fixed_context(mode: Mode) -> Context {
         run_id: "fuzz-run".to_owned(),
         run_name: "fuzz".to_owned(),
         mode,
+        env_names: std::collections::BTreeSet::from(["HOME".to_owned()]),
+        secret_env: std::collections::BTreeSet::new(),
     }
 }

@@ -46,7 +46,8 @@ pub struct FileWriter {
 impl Sink {
     pub fn new(output: &Output, cx: &StepCx) -> Self {
         match output {
-            Output::Capture => Sink::Capture(TailBuffer::new(CAPTURE_CAP)),
+            // Enough past the cap that a secret straddling it is masked before the cut.
+            Output::Capture => Sink::Capture(TailBuffer::new(CAPTURE_CAP + cx.masker.longest())),
             Output::File(f) => Sink::File(FileWriter::start(f, cx)),
         }
     }
@@ -69,7 +70,8 @@ impl Sink {
     ) -> Result<(), StepError> {
         match self {
             Sink::Capture(t) => {
-                outputs.insert(name.to_owned(), Value::String(cx.masker.mask(&t.text())));
+                let text = cx.masker.mask_tail(&t.text(), CAPTURE_CAP);
+                outputs.insert(name.to_owned(), Value::String(text));
                 Ok(())
             }
             Sink::File(f) => {
