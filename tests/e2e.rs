@@ -48,6 +48,7 @@ fn rb(env: &Env, pw: &str, args: &[&str]) -> Output {
         .env("PGPASSWORD", pw)
         .env("CODEXOS_SECRET_KEY", &key)
         .env("RB_STATE_DIR", env.path("state"))
+        .env("RB_LOCK_DIR", env.path("locks"))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .output()
@@ -68,6 +69,7 @@ fn report_of(env: &Env, out: &Output) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_rb"))
         .args(["report", run_id, "--format", "json"])
         .env("RB_STATE_DIR", env.path("state"))
+        .env("RB_LOCK_DIR", env.path("locks"))
         .output()
         .expect("rb runs");
     expect_code(&out, 0);

@@ -22,6 +22,7 @@ fn rb_cmd(g: &Env, pw: &str, args: &[&str]) -> Command {
         .current_dir(root())
         .env("PGPASSWORD", pw)
         .env("RB_STATE_DIR", g.path("state"))
+        .env("RB_LOCK_DIR", g.path("locks"))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     c

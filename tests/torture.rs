@@ -164,6 +164,7 @@ impl World {
             .current_dir(root())
             .env("PGPASSWORD", &self.pw)
             .env("RB_STATE_DIR", self.path("state"))
+            .env("RB_LOCK_DIR", self.path("locks"))
             .env("RB_TORTURE_MARK", &self.tag)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

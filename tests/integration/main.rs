@@ -6,6 +6,8 @@ mod bad_input;
 mod containers;
 mod gates;
 mod hostile;
+mod hostile_locks;
+mod hostile_state;
 mod invalid;
 mod plan;
 mod plan_extra;

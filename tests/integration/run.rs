@@ -2,7 +2,7 @@
 //! retries, resume (also after `kill -9`), locks, gates, secrets, argv safety, Ctrl-C,
 //! `--dry-run` and atomic compressed outputs.
 
-use crate::support::{RB, Ran, Test};
+use crate::support::{RB, Ran, Test, expect, poll};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,25 +18,13 @@ fn rb_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("RB_STATE_DIR")
+        .env("RB_LOCK_DIR", dir.join("state/locks/targets"))
         .envs(env.iter().copied())
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()
         .expect("rb runs");
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-#[track_caller]
-fn expect(ran: &Ran, code: i32) {
-    assert_eq!(
-        ran.code, code,
-        "exit code\n--- stdout\n{}\n--- stderr\n{}",
-        ran.stdout, ran.stderr
-    );
+    Ran::from(out)
 }
 
 /// `rb run rb.yaml --state-dir state EXTRA…` in the test directory.
@@ -58,6 +46,7 @@ fn spawn_args(t: &Test, args: &[&str]) -> Child {
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("RB_STATE_DIR")
+        .env("RB_LOCK_DIR", t.path("state/locks/targets"))
         .current_dir(t.dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -111,17 +100,6 @@ impl Drop for GroupKill {
             nix::unistd::Pid::from_raw(self.0),
             nix::sys::signal::Signal::SIGKILL,
         );
-    }
-}
-
-fn poll<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -542,9 +520,19 @@ steps:
     assert_eq!(step(&r, "one")["reused"], true);
     assert_eq!(step(&r, "three")["outputs"]["stdout"], "data\n");
     assert!(
-        !t.path("state/locks/crashy.lock").exists(),
+        released(&t.path("state/locks/crashy.lock")),
         "the lock is released"
     );
+}
+
+/// Whether the lock file at `path` is free: nobody holds its `flock` and it names nobody
+/// (lock files stay in place; a released one is empty).
+fn released(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return true;
+    };
+    let empty = file.metadata().is_ok_and(|m| m.len() == 0);
+    empty && nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
 }
 
 #[test]
@@ -1177,8 +1165,7 @@ fn a_target_lock_is_shared_across_runbooks_and_names_its_holder() {
     assert!(
         std::fs::read_dir(t.path("state/locks/targets"))
             .unwrap()
-            .next()
-            .is_none(),
+            .all(|e| released(&e.unwrap().path())),
         "every target lock is released"
     );
 }
@@ -1194,7 +1181,7 @@ fn a_stale_target_lock_is_taken_over_and_a_wait_that_expires_says_so() {
         &rb(t.dir.path(), &["run", "rs.yaml", "--state-dir", "state"]),
         0,
     );
-    assert!(!lock.exists());
+    assert!(released(&lock));
 
     std::fs::remove_file(t.path("go")).unwrap();
     let mut bk = spawn_book(&t, &["bk.yaml"]);

@@ -29,14 +29,17 @@ pub struct Ran {
 impl Test {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        // Runs and plan history never come from (or go to) the machine's own state dir.
+        // Runs, plan history and target locks never come from (or go to) the machine's own
+        // state and lock dirs.
         let state = dir.path().join(".rb-state").display().to_string();
+        let locks = dir.path().join(".rb-locks").display().to_string();
         Self {
             dir,
             args: Vec::new(),
             env: vec![
                 ("NO_COLOR".into(), "1".into()),
                 ("RB_STATE_DIR".into(), state),
+                ("RB_LOCK_DIR".into(), locks),
             ],
             cwd: None,
         }
@@ -80,11 +83,7 @@ impl Test {
             .current_dir(self.cwd.as_deref().unwrap_or(self.dir.path()))
             .output()
             .expect("rb runs");
-        Ran {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Ran::from(out)
     }
 
     /// Run and assert the exit code.
@@ -96,6 +95,41 @@ impl Test {
             self.args, ran.stdout, ran.stderr
         );
         ran
+    }
+}
+
+impl From<Output> for Ran {
+    fn from(out: Output) -> Self {
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Assert the exit code of a run, showing its output when it differs.
+#[track_caller]
+pub fn expect(ran: &Ran, code: i32) {
+    assert_eq!(
+        ran.code, code,
+        "exit code\n--- stdout\n{}\n--- stderr\n{}",
+        ran.stdout, ran.stderr
+    );
+}
+
+/// Call `f` until it returns something, failing the test after `within`.
+pub fn poll<T>(what: &str, within: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
