@@ -249,12 +249,36 @@ fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+/// Text for inside a Markdown code span in a table: no backtick can end the span early.
+fn md_code(s: &str) -> String {
+    md_cell(s).replace('`', "'")
+}
+
+/// Runbook text (a description) as literal Markdown: no HTML (`<!--` would hide the rest of
+/// a pull-request comment), no emphasis, links or tables made by accident.
+pub(crate) fn md_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Markdown for a pull request or a wiki.
 pub fn markdown(plan: &Plan) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "### Plan: `{}`\n", plan.runbook);
     if let Some(d) = &plan.description {
-        let _ = writeln!(o, "{}\n", d.trim());
+        let _ = writeln!(o, "{}\n", md_text(d.trim()));
     }
     let verdict = match plan.rto_margin_seconds {
         Some(m) if m >= 0.0 => "✅ fits",
@@ -268,7 +292,7 @@ pub fn markdown(plan: &Plan) -> String {
     let _ = writeln!(
         o,
         "| `{}` | {} | {} | {} | {} | {verdict} |\n",
-        plan.file,
+        md_code(&plan.file),
         plan.steps.len(),
         human_secs(plan.critical_path_seconds),
         opt_secs(plan.rto_seconds),
@@ -280,7 +304,7 @@ pub fn markdown(plan: &Plan) -> String {
             "**Params:** {}",
             plan.params
                 .iter()
-                .map(|(k, v)| format!("`{k}={}`", inline(v)))
+                .map(|(k, v)| format!("`{k}={}`", md_code(&inline(v))))
                 .chain(plan.secrets.iter().map(|k| format!("`{k}=***`")))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -288,7 +312,11 @@ pub fn markdown(plan: &Plan) -> String {
         let _ = writeln!(o);
     }
     if !plan.locks.is_empty() {
-        let locks: Vec<String> = plan.locks.iter().map(|l| format!("`{l}`")).collect();
+        let locks: Vec<String> = plan
+            .locks
+            .iter()
+            .map(|l| format!("`{}`", md_code(l)))
+            .collect();
         let _ = writeln!(o, "**Locks:** {}\n", locks.join(", "));
     }
     let _ = writeln!(
@@ -298,7 +326,7 @@ pub fn markdown(plan: &Plan) -> String {
     for (n, s) in plan.steps.iter().enumerate() {
         let what = fields(s)
             .into_iter()
-            .map(|(k, v)| format!("{k}: `{}`", md_cell(&v).replace('`', "'")))
+            .map(|(k, v)| format!("{k}: `{}`", md_code(&v)))
             .collect::<Vec<_>>()
             .join("<br>");
         let mut id = format!("`{}`", s.id);

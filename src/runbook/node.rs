@@ -202,6 +202,7 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let frame = stack.pop().expect("parser balances collections");
+                duplicate_key(source, &frame.pairs)?;
                 let span: SourceSpan = (frame.start, end.saturating_sub(frame.start)).into();
                 let kind = if frame.is_seq {
                     NodeKind::Seq(frame.items)
@@ -247,6 +248,32 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
         }
     }
     Ok(root.unwrap_or_else(|| Node::new(NodeKind::Null, (0, 0).into())))
+}
+
+/// A key written twice in one mapping is an error naming both places: a reader sees one
+/// value and a YAML reader keeps the other.
+fn duplicate_key(source: &str, pairs: &[(Node, Node)]) -> Result<(), ParseError> {
+    let mut seen: HashMap<String, SourceSpan> = HashMap::with_capacity(pairs.len());
+    for (key, _) in pairs {
+        if matches!(key.kind, NodeKind::Seq(_) | NodeKind::Map(_)) {
+            continue;
+        }
+        let text = key.key_text();
+        if let Some(first) = seen.get(&text) {
+            let at = first.offset().min(source.len());
+            let line = source[..at].bytes().filter(|&b| b == b'\n').count() + 1;
+            let column = at - source[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+            return Err(ParseError {
+                message: format!(
+                    "duplicate key `{text}`: first at line {line}, column {column}; each key may \
+                     appear once in a mapping"
+                ),
+                span: key.span,
+            });
+        }
+        seen.insert(text, key.span);
+    }
+    Ok(())
 }
 
 fn too_deep(span: SourceSpan) -> ParseError {
@@ -408,6 +435,21 @@ mod tests {
         }
         let err = parse(&src).unwrap_err();
         assert!(err.message.contains("alias bomb"), "{}", err.message);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_both_places() {
+        let src = "a: 1\nb:\n  x: 1\n  x: 2\n";
+        let err = parse(src).unwrap_err();
+        assert_eq!(
+            err.message,
+            "duplicate key `x`: first at line 3, column 3; each key may appear once in a mapping"
+        );
+        assert_eq!(err.span.offset(), src.rfind('x').unwrap());
+        assert!(
+            parse("a: 1\nb: {a: 1}\n").is_ok(),
+            "the same key in two mappings"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod containers;
 mod gates;
 mod hostile;
 mod hostile_locks;
+mod hostile_secrets;
 mod hostile_state;
 mod invalid;
 mod plan;

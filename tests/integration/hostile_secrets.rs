@@ -1,0 +1,144 @@
+//! Issue 17, items 6–11 and 12–15: secrets in plans and encodings, Markdown injection,
+//! duplicate keys, and inputs too large or too odd, through the real `rb` binary.
+
+use crate::support::{Test, expect};
+
+#[test]
+fn a_plan_shows_only_the_env_the_runbook_names_and_never_a_secret_read_through_env() {
+    let book = r#"
+version: 1
+name: envplan
+secrets:
+  pw: { env: RB_TEST_PW }
+steps:
+  - id: a
+    type: exec
+    command: [echo, "{{ env.RB_TEST_PW }}", "{{ env }}", "{{ env.RB_TEST_SHOWN }}"]
+"#;
+    for format in ["text", "markdown", "json"] {
+        let ran = Test::new()
+            .file("rb.yaml", book)
+            .args(["plan", "rb.yaml", "--format", format])
+            .env("RB_TEST_PW", "hunter2-secret")
+            .env("RB_TEST_SHOWN", "visible-value")
+            .env("RB_TEST_UNRELATED", "leak-me")
+            .expect(0);
+        let all = ran.stdout + &ran.stderr;
+        assert!(!all.contains("hunter2-secret"), "{format}: {all}");
+        assert!(!all.contains("leak-me"), "{format}: {all}");
+        assert!(!all.contains("RB_TEST_UNRELATED"), "{format}: {all}");
+        assert!(all.contains("visible-value"), "{format}: {all}");
+    }
+}
+
+#[test]
+fn a_secret_written_through_any_encoding_never_reaches_the_journal_or_report() {
+    let t = Test::new()
+        .file(
+            "rb.yaml",
+            r#"
+version: 1
+name: encodings
+secrets:
+  pw: { env: PW }
+steps:
+  - id: a
+    type: exec
+    command:
+      - echo
+      - "{{ secrets.pw | tojson }}"
+      - "{{ secrets.pw | escape }}"
+      - "{{ secrets.pw | shell_quote }}"
+      - "{{ secrets }}"
+      - "{{ [secrets.pw] }}"
+      - "{{ debug(secrets.pw) }}"
+"#,
+        )
+        .args([
+            "run",
+            "rb.yaml",
+            "--state-dir",
+            "state",
+            "--report",
+            "r.json",
+        ])
+        .env("PW", r#"p'a"s\s<w>&rd"#);
+    let ran = t.run();
+    expect(&ran, 0);
+    let mut all = ran.stdout + &ran.stderr;
+    all += &std::fs::read_to_string(t.path("r.json")).unwrap();
+    for run in std::fs::read_dir(t.path("state/runs")).unwrap() {
+        all += &std::fs::read_to_string(run.unwrap().path().join("journal.jsonl")).unwrap();
+    }
+    for piece in ["p'a", "w>", "u0027a", "u003cw", "&lt;w", "&#x27;", "rd\\\""] {
+        assert!(!all.contains(piece), "{piece}: {all}");
+    }
+}
+
+#[test]
+fn runbook_text_cannot_hide_the_markdown_plan() {
+    let t = Test::new().file(
+        "rb.yaml",
+        r"
+version: 1
+name: md
+description: '<!-- the rest of this comment is hidden'
+params:
+  p: { type: string, default: 'x` <!-- y' }
+steps:
+  - id: a
+    type: exec
+    command: [echo, '{{ params.p }}']
+",
+    );
+    let ran = t
+        .args(["plan", "rb.yaml", "--format", "markdown"])
+        .expect(0);
+    // `<!--` only inside a code span (literal there): an odd number of backticks before it.
+    for line in ran.stdout.lines() {
+        if let Some(at) = line.find("<!--") {
+            let ticks = line[..at].matches('`').count();
+            assert!(ticks % 2 == 1, "outside a code span: {line}");
+        }
+    }
+    assert!(ran.stdout.contains("&lt;!-- the rest"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("| # | step |"), "{}", ran.stdout);
+}
+
+#[test]
+fn duplicate_keys_are_errors_naming_both_places() {
+    let cases = [
+        (
+            "steps",
+            "version: 1\nname: dup\nsteps: []\nsteps:\n  - { id: a, type: exec, command: [true] }\n",
+            "line 3, column 1",
+        ),
+        (
+            "p",
+            "version: 1\nname: dup\nparams:\n  p: { type: string, default: a }\n  p: { type: string, default: b }\nsteps:\n  - { id: a, type: exec, command: [true] }\n",
+            "line 4, column 3",
+        ),
+        (
+            "X",
+            "version: 1\nname: dup\nsteps:\n  - id: a\n    type: exec\n    command: [true]\n    env: { X: a, X: b }\n",
+            "line 7, column 12",
+        ),
+    ];
+    for (key, yaml, first) in cases {
+        let t = Test::new().file("rb.yaml", yaml);
+        let ran = t.args(["validate", "rb.yaml"]).expect(2);
+        assert!(
+            ran.stderr
+                .contains(&format!("duplicate key `{key}`: first at {first}")),
+            "{key}: {}",
+            ran.stderr
+        );
+    }
+    let t = Test::new()
+        .file("rb.yaml", "version: 1\nname: dup\nparams:\n  p: { type: string, default: a }\nsteps:\n  - { id: a, type: exec, command: [true] }\n")
+        .file("p.yaml", "p: a\np: b\n");
+    let ran = t
+        .args(["plan", "rb.yaml", "--params-file", "p.yaml"])
+        .expect(2);
+    assert!(ran.stderr.contains("duplicate key `p`"), "{}", ran.stderr);
+}
