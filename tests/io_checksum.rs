@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rb::io::Error;
-use rb::io::checksum::{read_checksum_file, verify_checksum_file, write_checksum_file};
+use rb::io::checksum::{
+    read_checksum_file, verify_checksum_file, verify_checksum_files, write_checksum_file,
+};
 use rb::io::error::VerifyFailure;
 
 fn sha256sum(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -63,8 +65,53 @@ fn coreutils_accepts_what_rb_writes() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // And rb reads its own file back, resolving names beside the list.
-    assert_eq!(verify_checksum_file(&list).unwrap(), digests);
+    // And rb reads its own file back, resolving names beside the list; the file outside the
+    // list's directory is verified only when named.
+    assert_eq!(verify_checksum_files(&list, &all).unwrap(), digests);
+    let err = verify_checksum_file(&list).unwrap_err().to_string();
+    assert!(
+        err.contains("not under the checksum file's directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_reads_only_the_named_files_and_only_regular_files_under_the_list() {
+    // A sums file an attacker wrote: other people's files, a device, a missing file.
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    fs::create_dir(p("sub")).unwrap();
+    fs::write(p("sub/good.tar"), "backup").unwrap();
+    write_checksum_file(&p("sub/SHA256SUMS"), &[p("sub/good.tar")]).unwrap();
+    let zero = "0".repeat(64);
+    let mut text = fs::read_to_string(p("sub/SHA256SUMS")).unwrap();
+    for name in ["/etc/passwd", "../../etc/passwd", "/dev/zero", "missing"] {
+        text += &format!("{zero}  {name}\n");
+    }
+    fs::write(p("sub/SHA256SUMS"), &text).unwrap();
+    let list = p("sub/SHA256SUMS");
+    // Named: only that file is read.
+    let only = verify_checksum_files(&list, &[p("sub/good.tar")]).unwrap();
+    assert_eq!(only.len(), 1);
+    // All: every other line fails without being read (the device would never end).
+    let started = std::time::Instant::now();
+    let err = verify_checksum_file(&list).unwrap_err().to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(!err.contains("expected"), "nothing else was hashed: {err}");
+    for name in ["/etc/passwd", "/dev/zero", "missing"] {
+        assert!(err.contains(name), "{name}: {err}");
+    }
+    assert!(
+        err.contains("not under the checksum file's directory"),
+        "{err}"
+    );
+    let named_device = verify_checksum_files(&list, &[PathBuf::from("/dev/zero")]);
+    assert!(
+        named_device
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file")
+    );
 }
 
 #[test]

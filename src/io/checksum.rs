@@ -35,8 +35,15 @@ fn base_dir(list: &Path) -> PathBuf {
 
 /// The name to write for `file`: relative to `base` when under it, otherwise absolute.
 fn listed_name(base: &Path, file: &Path) -> Result<PathBuf> {
+    let norm = lexical(file)?;
+    Ok(norm
+        .strip_prefix(base)
+        .map_or_else(|_| norm.clone(), Path::to_path_buf))
+}
+
+/// `file` made absolute and normalised lexically (`dir/./a` and `dir/x/../a` are `dir/a`).
+fn lexical(file: &Path) -> Result<PathBuf> {
     let abs = std::path::absolute(file).ctx("resolve", file)?;
-    // Lexical normalisation keeps `dir/./a` and `dir/x/../a` from being listed oddly.
     let mut norm = PathBuf::new();
     for c in abs.components() {
         match c {
@@ -47,9 +54,7 @@ fn listed_name(base: &Path, file: &Path) -> Result<PathBuf> {
             other => norm.push(other),
         }
     }
-    Ok(norm
-        .strip_prefix(base)
-        .map_or_else(|_| norm.clone(), Path::to_path_buf))
+    Ok(norm)
 }
 
 /// Formats one line as coreutils does: a leading `\` and escaped name when the name holds a
@@ -210,10 +215,17 @@ fn unescape(raw: &[u8]) -> std::result::Result<Vec<u8>, &'static str> {
     Ok(out)
 }
 
-/// Verifies every file listed in `list`. Succeeds with each file's digest, or fails with
-/// [`Error::Verification`] naming every missing or mismatching file with the expected and
-/// actual digests.
+/// Verifies every file listed in `list` (see [`verify_checksum_files`]).
 pub fn verify_checksum_file(list: &Path) -> Result<Vec<FileDigest>> {
+    verify_checksum_files(list, &[])
+}
+
+/// Verifies the files `only` names (each must be listed), or with `only` empty every file
+/// listed in `list` that lies under its directory. Only regular files are read: a listed
+/// `/etc/shadow`, `../x` (without `only` naming it) or `/dev/zero` is a failure, never
+/// hashed. Succeeds with each file's digest, or fails with [`Error::Verification`] naming
+/// every missing, refused or mismatching file with the expected and actual digests.
+pub fn verify_checksum_files(list: &Path, only: &[PathBuf]) -> Result<Vec<FileDigest>> {
     let entries = read_checksum_file(list)?;
     if entries.is_empty() {
         return Err(Error::Invalid(format!(
@@ -221,9 +233,35 @@ pub fn verify_checksum_file(list: &Path) -> Result<Vec<FileDigest>> {
             list.display()
         )));
     }
-    let mut digests = Vec::with_capacity(entries.len());
+    let mut chosen = Vec::with_capacity(only.len());
+    for f in only {
+        let want = lexical(f)?;
+        let listed = entries
+            .iter()
+            .find(|e| lexical(&e.path).is_ok_and(|p| p == want))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "`{}` is not listed in `{}`",
+                    f.display(),
+                    list.display()
+                ))
+            })?;
+        chosen.push(listed);
+    }
+    if only.is_empty() {
+        chosen = entries.iter().collect();
+    }
+    let base = base_dir(list).canonicalize().ctx("resolve", list)?;
+    let mut digests = Vec::with_capacity(chosen.len());
     let mut failures = Vec::new();
-    for entry in &entries {
+    for entry in &chosen {
+        if let Some(reason) = refusal(entry, &base, only.is_empty()) {
+            failures.push(VerifyFailure::Unreadable {
+                path: entry.path.clone(),
+                reason,
+            });
+            continue;
+        }
         match sha256_file(&entry.path) {
             Ok(d) if d.sha256 == entry.sha256 => digests.push(d),
             Ok(d) => failures.push(VerifyFailure::Mismatch {
@@ -243,8 +281,27 @@ pub fn verify_checksum_file(list: &Path) -> Result<Vec<FileDigest>> {
     } else {
         Err(Error::Verification {
             list: list.to_path_buf(),
-            total: entries.len(),
+            total: chosen.len(),
             failures,
         })
+    }
+}
+
+/// Why a listed file is not read: not a regular file, or (unless named explicitly) not
+/// under the checksum file's directory once links are followed.
+fn refusal(entry: &ChecksumEntry, base: &Path, implicit: bool) -> Option<String> {
+    let real = match entry.path.canonicalize() {
+        Ok(p) => p,
+        Err(e) => return Some(e.to_string()),
+    };
+    if implicit && !real.starts_with(base) {
+        return Some(
+            "not under the checksum file's directory (name it in `files` to verify it)".into(),
+        );
+    }
+    match std::fs::metadata(&real) {
+        Ok(m) if m.is_file() => None,
+        Ok(_) => Some("not a regular file".into()),
+        Err(e) => Some(e.to_string()),
     }
 }
