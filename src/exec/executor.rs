@@ -624,7 +624,9 @@ async fn attempt_loop(
             () = cx.cancel.cancelled() => return (Err(StepError::Cancelled), attempt),
         }
         if let Some(r) = retries {
-            delay = delay.mul_f64(r.backoff.max(1.0));
+            // Saturating: `mul_f64` panics past `Duration::MAX` (many retries, large backoff).
+            delay = Duration::try_from_secs_f64(delay.as_secs_f64() * r.backoff.max(1.0))
+                .unwrap_or(Duration::MAX);
             if let Some(m) = r.max_delay {
                 delay = delay.min(m.0);
             }

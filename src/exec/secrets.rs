@@ -15,9 +15,9 @@ pub fn read(runbook: &Runbook) -> Result<BTreeMap<String, String>, String> {
                 .ok()
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| format!("secret `{name}`: environment variable `{var}` is not set")),
-            (None, Some(file)) => std::fs::read_to_string(base.join(file))
+            (None, Some(file)) => read_file(&base.join(file))
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| format!("secret `{name}`: cannot read `{file}`: {}", e.kind())),
+                .map_err(|e| format!("secret `{name}`: cannot read `{file}`: {e}")),
             (None, None) => Err(format!("secret `{name}` has no source")),
         };
         match value {
@@ -31,5 +31,22 @@ pub fn read(runbook: &Runbook) -> Result<BTreeMap<String, String>, String> {
         Ok(out)
     } else {
         Err(missing.join("; "))
+    }
+}
+
+/// The largest secret file read (a key or certificate fits many times over).
+pub const MAX_SECRET_BYTES: u64 = 1024 * 1024;
+
+/// A secret file's text, read no further than [`MAX_SECRET_BYTES`] (`/dev/zero` would never
+/// end). The error never holds the file's content.
+fn read_file(path: &std::path::Path) -> Result<String, String> {
+    match crate::io::bounded::read(path, MAX_SECRET_BYTES) {
+        Ok(crate::io::bounded::Bounded::Read(bytes)) => {
+            String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
+        }
+        Ok(crate::io::bounded::Bounded::TooLarge) => {
+            Err(format!("more than {} MiB", MAX_SECRET_BYTES / 1_048_576))
+        }
+        Err(e) => Err(e.kind().to_string()),
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod bounded;
 pub mod checksum;
 pub mod compress;
 pub mod digest;

@@ -4,6 +4,7 @@ use super::de::{DeError, from_node};
 use super::diagnostic::{Diagnostic, suggest};
 use super::model::{FORMAT_VERSION, Objectives, Runbook, Step};
 use super::node::{self, Node, NodeKind};
+use crate::io::bounded::Bounded;
 use crate::steps::common::{COMMON_KEYS, StepCommon};
 use crate::steps::{STEP_TYPES, StepKind};
 use miette::SourceSpan;
@@ -64,8 +65,13 @@ pub fn load_file(path: &Path) -> Loaded {
             MAX_FILE_BYTES / 1_048_576
         ));
     }
-    match std::fs::read(path) {
-        Ok(bytes) => load_bytes(path, bytes),
+    // The metadata of a device, FIFO or process substitution says 0: the read is bounded.
+    match crate::io::bounded::read(path, MAX_FILE_BYTES) {
+        Ok(Bounded::Read(bytes)) => load_bytes(path, bytes),
+        Ok(Bounded::TooLarge) => fail(format!(
+            "`{shown}` holds more than {} MiB; a runbook may be at most that",
+            MAX_FILE_BYTES / 1_048_576
+        )),
         Err(e) => fail(format!("cannot read `{shown}`: {e}")),
     }
 }

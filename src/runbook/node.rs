@@ -12,6 +12,9 @@ use std::collections::HashMap;
 
 /// Most nodes one document may expand to (aliases included).
 pub const MAX_NODES: usize = 200_000;
+/// Most bytes of scalar text one document may expand to (aliases included): one large
+/// scalar aliased many times is a bomb of bytes, not of nodes.
+pub const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
 /// Deepest nesting of collections accepted.
 pub const MAX_DEPTH: usize = 64;
 
@@ -141,16 +144,17 @@ impl Node {
         }
     }
 
-    fn count(&self) -> usize {
+    /// How many nodes, and how many bytes of scalar text, this node holds.
+    fn weight(&self) -> (usize, usize) {
+        let add = |(n, b): (usize, usize), (m, c): (usize, usize)| (n + m, b + c);
         match &self.kind {
-            NodeKind::Seq(items) => 1 + items.iter().map(Node::count).sum::<usize>(),
-            NodeKind::Map(entries) => {
-                1 + entries
-                    .iter()
-                    .map(|(k, v)| k.count() + v.count())
-                    .sum::<usize>()
-            }
-            _ => 1,
+            NodeKind::Seq(items) => items.iter().map(Node::weight).fold((1, 0), add),
+            NodeKind::Map(entries) => entries
+                .iter()
+                .map(|(k, v)| add(k.weight(), v.weight()))
+                .fold((1, 0), add),
+            NodeKind::Str(s) | NodeKind::Rendered(s) => (1, s.len()),
+            _ => (1, 8),
         }
     }
 }
@@ -160,6 +164,7 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
     let mut builder = Builder {
         anchors: HashMap::new(),
         nodes: 0,
+        bytes: 0,
     };
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Node> = None;
@@ -220,11 +225,22 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
                         message: "alias to an unknown anchor".into(),
                         span: here,
                     })?;
-                builder.nodes += node.count();
+                let (nodes, bytes) = node.weight();
+                builder.nodes += nodes;
+                builder.bytes += bytes;
                 if builder.nodes > MAX_NODES {
                     return Err(ParseError {
                         message: format!(
                             "document expands to more than {MAX_NODES} nodes (alias bomb?)"
+                        ),
+                        span: here,
+                    });
+                }
+                if builder.bytes > MAX_EXPANDED_BYTES {
+                    return Err(ParseError {
+                        message: format!(
+                            "document expands to more than {} MiB of text (alias bomb?)",
+                            MAX_EXPANDED_BYTES / 1_048_576
                         ),
                         span: here,
                     });
@@ -286,6 +302,8 @@ fn too_deep(span: SourceSpan) -> ParseError {
 struct Builder {
     anchors: HashMap<usize, Node>,
     nodes: usize,
+    /// Scalar bytes added by aliases (the source's own text is bounded by the file size).
+    bytes: usize,
 }
 
 impl Builder {
@@ -450,6 +468,19 @@ mod tests {
             parse("a: 1\nb: {a: 1}\n").is_ok(),
             "the same key in two mappings"
         );
+    }
+
+    #[test]
+    fn a_large_scalar_aliased_many_times_is_refused() {
+        let big = "x".repeat(1024 * 1024);
+        let src = format!("a: &a {big}\nb: [{}]\n", vec!["*a"; 40].join(", "));
+        let err = parse(&src).unwrap_err();
+        assert!(
+            err.message.contains("MiB of text (alias bomb?)"),
+            "{}",
+            err.message
+        );
+        assert!(parse(&format!("a: &a {big}\nb: [*a, *a]\n")).is_ok());
     }
 
     #[test]

@@ -32,8 +32,20 @@ impl Overrides {
                 max / 1_048_576
             ));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read params file `{}`: {e}", path.display()))?;
+        let cannot = |e: &dyn std::fmt::Display| {
+            format!("cannot read params file `{}`: {e}", path.display())
+        };
+        let bytes = match crate::io::bounded::read(path, max).map_err(|e| cannot(&e))? {
+            crate::io::bounded::Bounded::Read(b) => b,
+            crate::io::bounded::Bounded::TooLarge => {
+                return Err(format!(
+                    "params file `{}` holds more than {} MiB; a params file may be at most that",
+                    path.display(),
+                    max / 1_048_576
+                ));
+            }
+        };
+        let text = String::from_utf8(bytes).map_err(|e| cannot(&e))?;
         let root = node::parse(&text)
             .map_err(|e| format!("params file `{}`: {}", path.display(), e.message))?;
         let Some(entries) = root.as_map() else {

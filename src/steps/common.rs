@@ -55,6 +55,10 @@ pub struct StepCommon {
     pub tags: Vec<String>,
 }
 
+/// The largest delay multiplier `retries.backoff` accepts (a delay still saturates, however
+/// many retries).
+pub const MAX_BACKOFF: f64 = 100.0;
+
 /// Retry policy: `retries: 3` or `retries: {attempts: 3, delay: 5s, backoff: 2, max_delay: 1m}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Retries {
@@ -100,6 +104,13 @@ impl<'de> Deserialize<'de> for Retries {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Retries, A::Error> {
                 let m = RetriesMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                if let Some(b) = m.backoff
+                    && !(1.0..=MAX_BACKOFF).contains(&b)
+                {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "`backoff` must be between 1 and {MAX_BACKOFF}, found {b:e}"
+                    )));
+                }
                 Ok(Retries {
                     attempts: m.attempts,
                     delay: m.delay.unwrap_or(Dur(std::time::Duration::from_secs(1))),
@@ -126,7 +137,7 @@ impl JsonSchema for Retries {
                  "properties": {
                     "attempts": {"type": "integer", "minimum": 0, "description": "Further attempts after the first."},
                     "delay": dur.clone(),
-                    "backoff": {"type": "number", "description": "Delay multiplier per retry (default 2)."},
+                    "backoff": {"type": "number", "minimum": 1, "maximum": MAX_BACKOFF, "description": "Delay multiplier per retry (default 2)."},
                     "max_delay": dur
                  }}
             ]

@@ -142,3 +142,73 @@ fn duplicate_keys_are_errors_naming_both_places() {
         .expect(2);
     assert!(ran.stderr.contains("duplicate key `p`"), "{}", ran.stderr);
 }
+
+#[test]
+fn one_large_scalar_aliased_many_times_is_refused_quickly() {
+    // 0.5 MB of file that expanded to 1 GB of text (4.9 GB of memory, 16 s) before.
+    let big = "x".repeat(500_000);
+    let yaml = format!(
+        "version: 1\nname: bomb\nvars:\n  a: &a {big}\nsteps:\n  - id: s\n    type: exec\n    command: [{}]\n",
+        vec!["*a"; 2000].join(", ")
+    );
+    let started = std::time::Instant::now();
+    let ran = Test::new()
+        .file("rb.yaml", yaml)
+        .args(["validate", "rb.yaml"])
+        .expect(2);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        ran.stderr
+            .contains("document expands to more than 16 MiB of text (alias bomb?)"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn endless_files_are_read_no_further_than_the_limit() {
+    let ran = Test::new().args(["validate", "/dev/zero"]).expect(2);
+    assert!(
+        ran.stderr.contains("holds more than 4 MiB"),
+        "{}",
+        ran.stderr
+    );
+    let book = "version: 1\nname: big\nparams:\n  p: { type: string, default: a }\nsecrets:\n  s: { file: /dev/zero }\nsteps:\n  - { id: a, type: exec, command: [true] }\n";
+    let ran = Test::new()
+        .file("rb.yaml", book)
+        .args(["plan", "rb.yaml", "--params-file", "/dev/zero"])
+        .expect(2);
+    assert!(
+        ran.stderr
+            .contains("params file `/dev/zero` holds more than 4 MiB"),
+        "{}",
+        ran.stderr
+    );
+    let ran = Test::new()
+        .file("rb.yaml", book)
+        .args(["run", "rb.yaml"])
+        .expect(2);
+    assert!(
+        ran.stderr
+            .contains("secret `s`: cannot read `/dev/zero`: more than 1 MiB"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn a_huge_backoff_is_refused_before_anything_runs() {
+    let ran = Test::new()
+        .file(
+            "rb.yaml",
+            "version: 1\nname: b\nsteps:\n  - id: a\n    type: exec\n    command: [false]\n    retries: { attempts: 3, delay: 1ms, backoff: 1e300, max_delay: 1ms }\n",
+        )
+        .args(["validate", "rb.yaml"])
+        .expect(2);
+    assert!(
+        ran.stderr
+            .contains("`backoff` must be between 1 and 100, found 1e300"),
+        "{}",
+        ran.stderr
+    );
+}
