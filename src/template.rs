@@ -16,6 +16,44 @@ pub const FUEL: u64 = 200_000;
 /// has no use for more than a few levels.
 pub const RECURSION: usize = 64;
 
+/// Most bytes one template may render to: a list doubled 30 times and printed would take
+/// hours and gigabytes, in a single fuel step. (An argument of a command may be at most
+/// 128 KiB on Linux anyway.)
+pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
+
+/// Render `text` with `ctx`, stopping with an error once the output passes [`MAX_OUTPUT`].
+pub fn render(env: &Environment<'_>, text: &str, ctx: Value) -> Result<String, Error> {
+    let tmpl = env.template_from_str(text)?;
+    let mut out = Capped(Vec::new());
+    match tmpl.render_captured_to(ctx, &mut out) {
+        Ok(_) => String::from_utf8(out.0)
+            .map_err(|_| Error::new(ErrorKind::InvalidOperation, "output is not UTF-8")),
+        Err(_) if out.0.len() >= MAX_OUTPUT => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("the output is larger than {} MiB", MAX_OUTPUT / 1_048_576),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// A buffer that refuses to grow past [`MAX_OUTPUT`] (filled to it when it refuses).
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT {
+            self.0.resize(MAX_OUTPUT, 0);
+            return Err(std::io::Error::other("template output too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The names a template may start with.
 pub const ROOTS: &[&str] = &["params", "vars", "secrets", "steps", "run", "now", "env"];
 
@@ -38,7 +76,64 @@ pub fn environment() -> Environment<'static> {
     });
     env.add_filter("shell_quote", |s: String| shell_quote(&s));
     env.add_filter("format", format);
+    env.set_formatter(|out, state, value| {
+        printable(value)?;
+        minijinja::escape_formatter(out, state, value)
+    });
+    env.add_filter("string", |state: &minijinja::State, value: &Value| {
+        printable(value)?;
+        minijinja::filters::string(state, value)
+    });
+    env.add_filter(
+        "tojson",
+        |value: &Value, indent: Option<Value>, args: minijinja::value::Kwargs| {
+            printable(value)?;
+            minijinja::filters::tojson(value, indent, args)
+        },
+    );
     env
+}
+
+/// Refuses a list or mapping too large to print (see [`MAX_PRINTED_ITEMS`]).
+fn printable(value: &Value) -> Result<(), Error> {
+    let mut budget = MAX_PRINTED_ITEMS;
+    if too_many_items(value, &mut budget) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("cannot print more than {MAX_PRINTED_ITEMS} list or mapping items"),
+        ));
+    }
+    Ok(())
+}
+
+/// Most items (nested ones included) a printed list or mapping may hold: printing is one
+/// instruction of fuel, and a list doubled 30 times holds a billion items.
+pub const MAX_PRINTED_ITEMS: usize = 100_000;
+
+/// Whether `value` holds more items than `budget` (counted down, nested values included).
+fn too_many_items(value: &Value, budget: &mut usize) -> bool {
+    let Some(n) = value.len().filter(|_| value.as_str().is_none()) else {
+        return false;
+    };
+    if n > *budget {
+        return true;
+    }
+    *budget -= n;
+    let Ok(items) = value.try_iter() else {
+        return false;
+    };
+    let is_map = value.kind() == minijinja::value::ValueKind::Map;
+    for item in items {
+        let nested = if is_map {
+            value.get_item(&item).unwrap_or_default()
+        } else {
+            item
+        };
+        if too_many_items(&nested, budget) {
+            return true;
+        }
+    }
+    false
 }
 
 /// minijinja's `format`, except that a `%(key)` holding non-ASCII text is an error: minijinja

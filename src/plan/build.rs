@@ -129,8 +129,7 @@ impl Context {
                 .and_then(|v| v.get(name))
                 .map_or(runbook.root.span, |n| n.span);
             let ctx = self.value(Value::UNDEFINED);
-            let out = env
-                .render_str(text, ctx)
+            let out = template::render(env, text, ctx)
                 .map_err(|e| render_error(&e, span, &format!("var `{name}`"), &self.masker()))?;
             self.vars.push((name.clone(), out));
         }
@@ -182,7 +181,7 @@ pub fn render_node(
 ) -> Result<Node, (minijinja::Error, miette::SourceSpan)> {
     let kind = match &node.kind {
         NodeKind::Str(s) if s.contains("{{") || s.contains("{%") => {
-            NodeKind::Rendered(env.render_str(s, ctx.clone()).map_err(|e| (e, node.span))?)
+            NodeKind::Rendered(template::render(env, s, ctx.clone()).map_err(|e| (e, node.span))?)
         }
         NodeKind::Seq(items) => NodeKind::Seq(
             items
@@ -483,8 +482,7 @@ fn render_locks(
     let value = ctx.value(Value::UNDEFINED);
     let mut out = Vec::new();
     for (text, node) in runbook.locks.iter().zip(nodes) {
-        let name = env
-            .render_str(text, value.clone())
+        let name = template::render(env, text, value.clone())
             .map_err(|e| render_error(&e, node.span, "a lock name", &ctx.masker()))?;
         let name = name.trim();
         if name.is_empty() {

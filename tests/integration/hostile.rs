@@ -45,6 +45,19 @@ fn template_loops_recursion_and_includes_are_stopped_with_a_clear_error() {
             "{{ 'ab' | list * 100000000 }}",
             "repeated sequence is too large",
         ),
+        // Issue 17, item 14: a list doubled 30 times is one fuel step; printing it took hours.
+        (
+            "{% set ns = namespace(l=[1]) %}{% for i in range(30) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l }}",
+            "cannot print more than 100000 list or mapping items",
+        ),
+        (
+            "{% set ns = namespace(l=[1]) %}{% for i in range(30) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | string | length }}",
+            "cannot print more than 100000 list or mapping items",
+        ),
+        (
+            "{% set ns = namespace(l=[1]) %}{% for i in range(30) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l | tojson | length }}",
+            "cannot print more than 100000 list or mapping items",
+        ),
         // Found by fuzzing: minijinja's `format` panicked inside a multi-byte character.
         (
             "{{ '%(é)s' | format(a=1) }}",
