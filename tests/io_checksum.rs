@@ -86,7 +86,10 @@ fn verify_reads_only_the_named_files_and_only_regular_files_under_the_list() {
     let zero = "0".repeat(64);
     let mut text = fs::read_to_string(p("sub/SHA256SUMS")).unwrap();
     for name in ["/etc/passwd", "../../etc/passwd", "/dev/zero", "missing"] {
-        text += &format!("{zero}  {name}\n");
+        text.push_str(&zero);
+        text.push_str("  ");
+        text.push_str(name);
+        text.push('\n');
     }
     fs::write(p("sub/SHA256SUMS"), &text).unwrap();
     let list = p("sub/SHA256SUMS");

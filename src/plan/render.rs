@@ -254,23 +254,13 @@ fn md_code(s: &str) -> String {
     md_cell(s).replace('`', "'")
 }
 
-/// Runbook text (a description) as literal Markdown: no HTML (`<!--` would hide the rest of
-/// a pull-request comment), no emphasis, links or tables made by accident.
+/// Runbook text (a description) in Markdown: no HTML (`<!--` would hide the rest of a
+/// pull-request comment, a `<details>` or `<img>` would change it), Markdown itself kept (a
+/// description may use `code` spans).
 pub(crate) fn md_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '#' => {
-                out.push('\\');
-                out.push(c);
-            }
-            _ => out.push(c),
-        }
-    }
-    out
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Markdown for a pull request or a wiki.

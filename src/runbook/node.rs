@@ -6,7 +6,7 @@
 //! the exact text. Aliases are expanded here under a node budget, which is what defuses an
 //! alias bomb ("billion laughs") before anything else sees the document.
 
-use granit_parser::{Event, Parser, ScalarStyle};
+use granit_parser::{Event, Parser, ScalarStyle, Tag};
 use miette::SourceSpan;
 use std::collections::HashMap;
 
@@ -187,18 +187,23 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
         let finished = match event {
             Event::StreamStart | Event::DocumentStart(..) | Event::DocumentEnd => None,
             Event::StreamEnd => break,
-            Event::Scalar(text, style, anchor, _tag) => {
-                let node = Node::new(resolve_scalar(&text, style), here);
-                Some(builder.finish(node, anchor)?)
+            Event::Scalar(text, style, anchor, tag) => {
+                let kind = match tag {
+                    None => resolve_scalar(&text, style),
+                    Some(tag) => tagged_scalar(&text, &tag, here)?,
+                };
+                Some(builder.finish(Node::new(kind, here), anchor)?)
             }
-            Event::SequenceStart(_, anchor, _) => {
+            Event::SequenceStart(_, anchor, tag) => {
+                collection_tag(tag.as_deref(), "seq", here)?;
                 if stack.len() >= MAX_DEPTH {
                     return Err(too_deep(here));
                 }
                 stack.push(Frame::new(here.offset(), anchor, true));
                 None
             }
-            Event::MappingStart(_, anchor, _) => {
+            Event::MappingStart(_, anchor, tag) => {
+                collection_tag(tag.as_deref(), "map", here)?;
                 if stack.len() >= MAX_DEPTH {
                     return Err(too_deep(here));
                 }
@@ -216,37 +221,7 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
                 };
                 Some(builder.finish(Node::new(kind, span), frame.anchor)?)
             }
-            Event::Alias(id) => {
-                let node = builder
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| ParseError {
-                        message: "alias to an unknown anchor".into(),
-                        span: here,
-                    })?;
-                let (nodes, bytes) = node.weight();
-                builder.nodes += nodes;
-                builder.bytes += bytes;
-                if builder.nodes > MAX_NODES {
-                    return Err(ParseError {
-                        message: format!(
-                            "document expands to more than {MAX_NODES} nodes (alias bomb?)"
-                        ),
-                        span: here,
-                    });
-                }
-                if builder.bytes > MAX_EXPANDED_BYTES {
-                    return Err(ParseError {
-                        message: format!(
-                            "document expands to more than {} MiB of text (alias bomb?)",
-                            MAX_EXPANDED_BYTES / 1_048_576
-                        ),
-                        span: here,
-                    });
-                }
-                Some(node)
-            }
+            Event::Alias(id) => Some(builder.alias(id, here)?),
             _ => None,
         };
         if let Some(node) = finished {
@@ -292,6 +267,64 @@ fn duplicate_key(source: &str, pairs: &[(Node, Node)]) -> Result<(), ParseError>
     Ok(())
 }
 
+/// The core schema's tags (`tag:yaml.org,2002:…`, written `!!str`, `!!int`…).
+const CORE: &str = "tag:yaml.org,2002:";
+
+/// A tag rb does not read is an error: ignoring it would give the value another type than
+/// its author wrote (`!!binary` is not decoded, a custom `!env` is not expanded).
+fn unsupported(tag: &Tag, span: SourceSpan) -> ParseError {
+    let shown = if tag.handle() == CORE {
+        format!("!!{}", tag.suffix())
+    } else {
+        format!("{}{}", tag.handle(), tag.suffix())
+    };
+    ParseError {
+        message: format!(
+            "YAML tag `{shown}` is not supported: rb reads `!!str`, `!!int`, `!!float`, \
+             `!!bool`, `!!null`, `!!seq` and `!!map` only"
+        ),
+        span,
+    }
+}
+
+/// A scalar with a tag: `!!str 0755` is the string `0755`, `!!int 10` must be an integer.
+fn tagged_scalar(text: &str, tag: &Tag, span: SourceSpan) -> Result<NodeKind, ParseError> {
+    if format!("{}{}", tag.handle(), tag.suffix()) == "!" {
+        // The non-specific tag `!`: a string.
+        return Ok(NodeKind::Str(text.to_owned()));
+    }
+    if tag.handle() != CORE {
+        return Err(unsupported(tag, span));
+    }
+    let plain = resolve_scalar(text, ScalarStyle::Plain);
+    let kind = match (tag.suffix(), plain) {
+        ("str", _) => NodeKind::Str(text.to_owned()),
+        ("int", k @ NodeKind::Int(_))
+        | ("float", k @ NodeKind::Float(_))
+        | ("bool", k @ NodeKind::Bool(_))
+        | ("null", k @ NodeKind::Null) => k,
+        ("float", NodeKind::Int(_)) if text.parse::<f64>().is_ok() => {
+            NodeKind::Float(text.parse().unwrap_or_default())
+        }
+        (t @ ("int" | "float" | "bool" | "null"), _) => {
+            return Err(ParseError {
+                message: format!("`{text}` is not a valid `!!{t}`"),
+                span,
+            });
+        }
+        _ => return Err(unsupported(tag, span)),
+    };
+    Ok(kind)
+}
+
+/// A collection may carry only its own core tag.
+fn collection_tag(tag: Option<&Tag>, own: &str, span: SourceSpan) -> Result<(), ParseError> {
+    match tag {
+        Some(t) if !(t.handle() == CORE && t.suffix() == own) => Err(unsupported(t, span)),
+        _ => Ok(()),
+    }
+}
+
 fn too_deep(span: SourceSpan) -> ParseError {
     ParseError {
         message: format!("YAML nested deeper than {MAX_DEPTH} levels"),
@@ -307,6 +340,33 @@ struct Builder {
 }
 
 impl Builder {
+    /// The node an alias stands for, counted against the node and byte budgets.
+    fn alias(&mut self, id: usize, here: SourceSpan) -> Result<Node, ParseError> {
+        let node = self.anchors.get(&id).cloned().ok_or_else(|| ParseError {
+            message: "alias to an unknown anchor".into(),
+            span: here,
+        })?;
+        let (nodes, bytes) = node.weight();
+        self.nodes += nodes;
+        self.bytes += bytes;
+        if self.nodes > MAX_NODES {
+            return Err(ParseError {
+                message: format!("document expands to more than {MAX_NODES} nodes (alias bomb?)"),
+                span: here,
+            });
+        }
+        if self.bytes > MAX_EXPANDED_BYTES {
+            return Err(ParseError {
+                message: format!(
+                    "document expands to more than {} MiB of text (alias bomb?)",
+                    MAX_EXPANDED_BYTES / 1_048_576
+                ),
+                span: here,
+            });
+        }
+        Ok(node)
+    }
+
     fn finish(&mut self, node: Node, anchor: usize) -> Result<Node, ParseError> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
@@ -481,6 +541,28 @@ mod tests {
             err.message
         );
         assert!(parse(&format!("a: &a {big}\nb: [*a, *a]\n")).is_ok());
+    }
+
+    #[test]
+    fn tags_are_honoured_or_refused() {
+        let root =
+            parse("a: !!str 0755\nb: !!int 10\nc: !!float 1\nd: ! 12\ne: !!seq [1]\n").unwrap();
+        assert_eq!(root.get("a").unwrap().kind, NodeKind::Str("0755".into()));
+        assert_eq!(root.get("b").unwrap().kind, NodeKind::Int(10));
+        assert_eq!(root.get("c").unwrap().kind, NodeKind::Float(1.0));
+        assert_eq!(root.get("d").unwrap().kind, NodeKind::Str("12".into()));
+        for (src, want) in [
+            (
+                "a: !!binary aGVsbG8=",
+                "YAML tag `!!binary` is not supported",
+            ),
+            ("a: !env HOME", "YAML tag `!env` is not supported"),
+            ("a: !!int x", "`x` is not a valid `!!int`"),
+            ("a: !!map [1]", "YAML tag `!!map` is not supported"),
+        ] {
+            let err = parse(src).unwrap_err();
+            assert!(err.message.starts_with(want), "{src}: {}", err.message);
+        }
     }
 
     #[test]

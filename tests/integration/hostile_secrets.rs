@@ -212,3 +212,27 @@ fn a_huge_backoff_is_refused_before_anything_runs() {
         ran.stderr
     );
 }
+
+#[test]
+fn yaml_tags_are_honoured_or_refused() {
+    let ran = Test::new()
+        .file(
+            "rb.yaml",
+            "version: 1\nname: tags\nsteps:\n  - id: a\n    type: exec\n    command: [echo, !!str 0755]\n",
+        )
+        .args(["plan", "rb.yaml"])
+        .expect(0);
+    assert!(ran.stdout.contains("echo 0755"), "{}", ran.stdout);
+    let ran = Test::new()
+        .file(
+            "rb.yaml",
+            "version: 1\nname: tags\nsteps:\n  - id: a\n    type: exec\n    command: [echo, !!binary aGVsbG8=]\n",
+        )
+        .args(["validate", "rb.yaml"])
+        .expect(2);
+    assert!(
+        ran.stderr.contains("YAML tag `!!binary` is not supported"),
+        "{}",
+        ran.stderr
+    );
+}
