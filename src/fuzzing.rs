@@ -190,3 +190,31 @@ fn fixed_context(mode: Mode) -> Context {
         secret_env: std::collections::BTreeSet::new(),
     }
 }
+
+/// Journal bytes → events, damage → a report of the run. None may panic, whatever the
+/// journal holds (garbage, unknown events, events out of order, torn lines). Returns how
+/// many events were read.
+pub fn read_journal(data: &[u8]) -> usize {
+    let contents = crate::exec::journal::parse(data);
+    let _ = crate::report::model::build(&contents.events);
+    contents.events.len()
+}
+
+/// A runbook declaring a param of every type, for [`read_params`].
+const PARAMS_RUNBOOK: &str = "version: 1\nname: fuzz\nparams:\n  s: { type: string, default: a }\n  i: { type: int, default: 1 }\n  b: { type: bool, default: true }\n  d: { type: duration, default: 1s }\n  p: { type: path, default: /x }\nsteps:\n  - { id: a, type: exec, command: [true] }\n";
+
+/// Bytes → a params file, `-p` pairs (one per line) and a secret file's value, resolved
+/// against params of every type. None may panic. Returns how many params resolved.
+pub fn read_params(data: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(data);
+    let mut given = Overrides::default();
+    let _ = given.add_text("fuzz-params.yaml", &text);
+    for line in text.lines().take(64) {
+        let _ = given.add_pair(line);
+    }
+    let _ = crate::exec::secrets::decode(data.to_vec());
+    let loaded = load::load_str(Path::new("fuzz.yaml"), PARAMS_RUNBOOK.to_owned());
+    let runbook = loaded.runbook.expect("the fixed runbook loads");
+    let mut diags = Vec::new();
+    crate::runbook::params::resolve(&runbook, &given, &mut diags).len()
+}

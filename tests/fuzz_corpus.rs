@@ -29,8 +29,17 @@ fn inputs(target: &str) -> Vec<PathBuf> {
 
 /// Feed every saved input of `target` to `run`; how many `run` calls a success.
 fn replay(target: &str, run: impl Fn(&[u8]) -> bool + std::panic::RefUnwindSafe) -> usize {
+    replay_at_least(target, 50, run)
+}
+
+/// [`replay`], for a target whose corpus holds at least `min` inputs.
+fn replay_at_least(
+    target: &str,
+    min: usize,
+    run: impl Fn(&[u8]) -> bool + std::panic::RefUnwindSafe,
+) -> usize {
     let files = inputs(target);
-    assert!(files.len() > 50, "corpus missing: {} files", files.len());
+    assert!(files.len() > min, "corpus missing: {} files", files.len());
     files
         .iter()
         .filter(|f| {
@@ -54,6 +63,19 @@ fn load_and_plan_corpus_replays_without_panic() {
 fn render_template_corpus_replays_without_panic() {
     let rendered = replay("render_template", |d| fuzzing::render_template(d).is_ok());
     assert!(rendered >= 20, "only {rendered} inputs rendered");
+}
+
+#[test]
+fn read_journal_corpus_replays_without_panic() {
+    // Real journals (a failure, a gate, a resume), every prefix of one, torn and garbled.
+    let read = replay_at_least("read_journal", 50, |d| fuzzing::read_journal(d) > 0);
+    assert!(read >= 40, "only {read} journals had events");
+}
+
+#[test]
+fn read_params_corpus_replays_without_panic() {
+    let resolved = replay_at_least("read_params", 10, |d| fuzzing::read_params(d) == 5);
+    assert!(resolved >= 3, "only {resolved} inputs resolved every param");
 }
 
 #[test]

@@ -61,7 +61,11 @@ pub struct Contents {
 /// `damage`, so one bad line never hides the rest of the run. A torn last line (the process
 /// died mid-write) is expected and not counted as damage.
 pub fn read(path: &Path) -> io::Result<Contents> {
-    let bytes = std::fs::read(path)?;
+    Ok(parse(&std::fs::read(path)?))
+}
+
+/// The events of a journal's bytes (see [`read`]).
+pub fn parse(bytes: &[u8]) -> Contents {
     let mut contents = Contents::default();
     let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     let torn_tail = bytes.last().is_some_and(|&b| b != b'\n');
@@ -79,7 +83,7 @@ pub fn read(path: &Path) -> io::Result<Contents> {
             Err(e) => contents.damage.push(format!("line {}: {e}", n + 1)),
         }
     }
-    Ok(contents)
+    contents
 }
 
 /// What a journal says about a run.

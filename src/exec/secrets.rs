@@ -16,7 +16,6 @@ pub fn read(runbook: &Runbook) -> Result<BTreeMap<String, String>, String> {
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| format!("secret `{name}`: environment variable `{var}` is not set")),
             (None, Some(file)) => read_file(&base.join(file))
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
                 .map_err(|e| format!("secret `{name}`: cannot read `{file}`: {e}")),
             (None, None) => Err(format!("secret `{name}` has no source")),
         };
@@ -41,12 +40,18 @@ pub const MAX_SECRET_BYTES: u64 = 1024 * 1024;
 /// end). The error never holds the file's content.
 fn read_file(path: &std::path::Path) -> Result<String, String> {
     match crate::io::bounded::read(path, MAX_SECRET_BYTES) {
-        Ok(crate::io::bounded::Bounded::Read(bytes)) => {
-            String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
-        }
+        Ok(crate::io::bounded::Bounded::Read(bytes)) => decode(bytes),
         Ok(crate::io::bounded::Bounded::TooLarge) => {
             Err(format!("more than {} MiB", MAX_SECRET_BYTES / 1_048_576))
         }
         Err(e) => Err(e.kind().to_string()),
     }
+}
+
+/// A secret file's bytes as its value: UTF-8 text, trailing line ends removed. The error
+/// never holds the bytes.
+pub fn decode(bytes: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(bytes)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+        .map_err(|_| "not UTF-8 text".to_owned())
 }

@@ -46,19 +46,22 @@ impl Overrides {
             }
         };
         let text = String::from_utf8(bytes).map_err(|e| cannot(&e))?;
-        let root = node::parse(&text)
-            .map_err(|e| format!("params file `{}`: {}", path.display(), e.message))?;
+        self.add_text(&path.display().to_string(), &text)
+    }
+
+    /// Read the text of a params file named `name` (YAML or JSON mapping).
+    pub fn add_text(&mut self, name: &str, text: &str) -> Result<(), String> {
+        let root = node::parse(text).map_err(|e| format!("params file `{name}`: {}", e.message))?;
         let Some(entries) = root.as_map() else {
             return Err(format!(
-                "params file `{}` must be a mapping of param names to values",
-                path.display()
+                "params file `{name}` must be a mapping of param names to values"
             ));
         };
         let map = entries
             .iter()
             .map(|(k, v)| (k.key_text(), v.to_json()))
             .collect();
-        self.files.push((path.display().to_string(), map));
+        self.files.push((name.to_owned(), map));
         Ok(())
     }
 
