@@ -25,6 +25,14 @@ pub struct DurError(pub String);
 
 impl fmt::Display for DurError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if is_too_large(&self.0) {
+            return write!(
+                f,
+                "duration `{}` is too large: at most {}d",
+                self.0,
+                u64::MAX / 86_400_000
+            );
+        }
         write!(
             f,
             "invalid duration `{}`: write a number and a unit, as in `90s`, `30m`, `4h`, `1h30m`, `7d`",
@@ -34,6 +42,25 @@ impl fmt::Display for DurError {
 }
 
 impl std::error::Error for DurError {}
+
+/// Whether `text` is well-formed (numbers and units) but does not fit in a duration.
+fn is_too_large(text: &str) -> bool {
+    let mut rest = text.trim();
+    let mut well_formed = !rest.is_empty();
+    while !rest.is_empty() && well_formed {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let unit = rest[digits..]
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .count();
+        well_formed = digits > 0
+            && UNITS
+                .iter()
+                .any(|(u, _)| *u == &rest[digits..digits + unit]);
+        rest = &rest[digits + unit..];
+    }
+    well_formed
+}
 
 impl FromStr for Dur {
     type Err = DurError;
@@ -109,6 +136,11 @@ pub fn human_secs(secs: f64) -> String {
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
+        // A template (`"{{ params.wait }}"`) has its value only once rendered; the step is
+        // decoded again from the rendered text then.
+        if text.contains("{{") || text.contains("{%") {
+            return Ok(Dur(Duration::ZERO));
+        }
         text.parse().map_err(serde::de::Error::custom)
     }
 }

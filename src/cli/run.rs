@@ -580,9 +580,13 @@ fn spawn_signal_handler(interrupt: CancellationToken, sinks: Arc<Mutex<Sinks>>) 
             } else {
                 crate::steps::exec::kill_running_groups();
                 if let Ok(mut s) = sinks.try_lock() {
+                    // This attempt's time so far: its `RunStarted` is the first event.
+                    let duration_seconds = s.events.first().map_or(0.0, |e| {
+                        (chrono::Utc::now() - e.at).num_milliseconds() as f64 / 1000.0
+                    });
                     s.event(RunEvent::now(EventKind::RunFinished {
                         outcome: RunOutcome::Interrupted,
-                        duration_seconds: 0.0,
+                        duration_seconds,
                         gate_wait_seconds: 0.0,
                     }));
                 }

@@ -5,7 +5,7 @@
 //! type's zero value: its real value exists only once the template is rendered, and the step is
 //! decoded again from the rendered tree then.
 
-use super::node::{Node, NodeKind, resolve_plain};
+use super::node::{Node, NodeKind, is_decimal_integer, resolve_plain};
 use miette::SourceSpan;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use std::fmt;
@@ -99,11 +99,20 @@ macro_rules! lenient_number {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
             match &self.0.kind {
                 NodeKind::Str(s) if is_template(s) => visitor.$visit($zero),
+                NodeKind::Str(s) if is_decimal_integer(s) => Err(too_large(s).at(self.0.span)),
                 NodeKind::Rendered(s) => visit_rendered(s, self.0.span, visitor),
                 _ => self.deserialize_any(visitor),
             }
         }
     )*};
+}
+
+/// An integer written with more digits than any number rb reads can hold.
+fn too_large(text: &str) -> DeError {
+    de::Error::custom(format_args!(
+        "`{text}` is too large: integers are at most {}",
+        i64::MAX
+    ))
 }
 
 /// Rendered text where a number or boolean is wanted: read as a plain YAML scalar would be.
@@ -113,6 +122,7 @@ fn visit_rendered<'de, V: Visitor<'de>>(
     visitor: V,
 ) -> Result<V::Value, DeError> {
     let result = match resolve_plain(text) {
+        NodeKind::Str(s) if is_decimal_integer(&s) => Err(too_large(&s)),
         NodeKind::Int(i) => visitor.visit_i64(i),
         NodeKind::Float(f) => visitor.visit_f64(f),
         NodeKind::Bool(b) => visitor.visit_bool(b),

@@ -529,6 +529,7 @@ fn decode_step(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> {
         );
         None
     } else {
+        fixed_keys(&common_node, diags);
         // A step whose shared keys do not decode still takes part in the other checks.
         decode_all::<StepCommon>(&common_node, &[], diags)
             .or_else(|| Some(fallback_common(node, type_name)))
@@ -539,6 +540,31 @@ fn decode_step(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> {
         node: node.clone(),
         config_node,
     })
+}
+
+/// The shared keys the executor reads before a step is rendered: a template there would be
+/// read as zero (a timeout of 0 s, no retries), so it is refused.
+fn fixed_keys(common: &Node, diags: &mut Vec<Diagnostic>) {
+    for key in ["timeout", "estimate", "retries"] {
+        let Some(value) = common.get(key) else {
+            continue;
+        };
+        let mut templated = None;
+        value.for_each_string(&mut |n, s| {
+            if s.contains("{{") || s.contains("{%") {
+                templated.get_or_insert(n.span);
+            }
+        });
+        if let Some(span) = templated {
+            diags.push(
+                Diagnostic::new(
+                    "rb::template-not-allowed",
+                    format!("`{key}` cannot be a template: it is read before the step is rendered"),
+                )
+                .label(span, "here"),
+            );
+        }
+    }
 }
 
 fn decode_config(type_name: &str, node: &Node, diags: &mut Vec<Diagnostic>) -> Option<StepKind> {

@@ -188,6 +188,14 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
             Event::StreamStart | Event::DocumentStart(..) | Event::DocumentEnd => None,
             Event::StreamEnd => break,
             Event::Scalar(text, style, anchor, tag) => {
+                if text.contains('\0') {
+                    return Err(ParseError {
+                        message: "a NUL character (`\\0`) cannot reach a command, a path or an \
+                                  environment variable"
+                            .into(),
+                        span: here,
+                    });
+                }
                 let kind = match tag {
                     None => resolve_scalar(&text, style),
                     Some(tag) => tagged_scalar(&text, &tag, here)?,
@@ -432,6 +440,10 @@ fn resolve_scalar(text: &str, style: ScalarStyle) -> NodeKind {
     if let Some(i) = parse_int(text) {
         return NodeKind::Int(i);
     }
+    if is_decimal_integer(text) {
+        // Too large for an integer: kept as written (never rounded to a float).
+        return NodeKind::Str(text.to_owned());
+    }
     let looks_numeric = text
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
@@ -440,6 +452,12 @@ fn resolve_scalar(text: &str, style: ScalarStyle) -> NodeKind {
         return NodeKind::Float(f);
     }
     NodeKind::Str(text.to_owned())
+}
+
+/// Whether `text` is written as a decimal integer (`-12`, `+7`, `0042`), whatever its size.
+pub fn is_decimal_integer(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn parse_int(text: &str) -> Option<i64> {

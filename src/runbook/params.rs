@@ -81,11 +81,15 @@ pub fn coerce(ty: ParamType, value: &Value) -> Result<Value, String> {
         (ParamType::String | ParamType::Path, Value::String(_)) => Ok(value.clone()),
         (ParamType::String | ParamType::Path, Value::Number(n)) => Ok(Value::String(n.to_string())),
         (ParamType::Int, Value::Number(n)) if n.is_i64() => Ok(value.clone()),
-        (ParamType::Int, Value::String(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map(Value::from)
-            .map_err(|_| format!("expected an integer, found \"{s}\"")),
+        (ParamType::Int, Value::String(s)) => {
+            s.trim().parse::<i64>().map(Value::from).map_err(|_| {
+                if crate::runbook::node::is_decimal_integer(s.trim()) {
+                    format!("`{s}` is too large: integers are at most {}", i64::MAX)
+                } else {
+                    format!("expected an integer, found \"{s}\"")
+                }
+            })
+        }
         (ParamType::Bool, Value::Bool(_)) => Ok(value.clone()),
         (ParamType::Bool, Value::String(s)) => match s.as_str() {
             "true" | "yes" | "1" => Ok(Value::Bool(true)),

@@ -114,21 +114,29 @@ fn node_at<'a>(node: &'a Node, path: &str) -> Option<&'a Node> {
         .try_fold(node, |n, key| n.get(key))
 }
 
+fn holds_template(node: &Node) -> bool {
+    let mut found = false;
+    node.for_each_string(&mut |_, s| found |= s.contains("{{") || s.contains("{%"));
+    found
+}
+
 fn check_configs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
     let hosts: Vec<&str> = runbook.hosts.keys().map(String::as_str).collect();
     for step in &runbook.steps {
         let Some(kind) = &step.kind else { continue };
         let config = kind.config();
         for p in config.problems() {
-            let span = if p.key.is_empty() {
-                step.node.get("type").map_or(step.node.span, |n| n.span)
-            } else {
-                step.node
-                    .get_entry(p.key.split('.').next().unwrap_or_default())
-                    .map(|(k, _)| k.span)
-                    .and_then(|k| node_at(&step.node, &p.key).map(|n| n.span).or(Some(k)))
-                    .unwrap_or(step.node.span)
-            };
+            // A value held by a template is known only once rendered (and decoded again).
+            if !p.key.is_empty() && node_at(&step.node, &p.key).is_some_and(holds_template) {
+                continue;
+            }
+            // The key's value, else the key, else (a key not written) the step's `type`.
+            let span = step
+                .node
+                .get_entry(p.key.split('.').next().unwrap_or_default())
+                .map(|(k, _)| k.span)
+                .and_then(|k| node_at(&step.node, &p.key).map(|n| n.span).or(Some(k)))
+                .unwrap_or_else(|| step.node.get("type").map_or(step.node.span, |n| n.span));
             diags.push(
                 Diagnostic::new(
                     "rb::step-config",

@@ -102,6 +102,14 @@ impl<'de> Deserialize<'de> for Retries {
             fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Retries, E> {
                 self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
             }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Retries, E> {
+                if crate::runbook::node::is_decimal_integer(s) {
+                    return Err(E::custom(format_args!(
+                        "`{s}` is too large for a number of retries"
+                    )));
+                }
+                Err(E::invalid_type(serde::de::Unexpected::Str(s), &self))
+            }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Retries, A::Error> {
                 let m = RetriesMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 if let Some(b) = m.backoff

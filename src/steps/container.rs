@@ -34,7 +34,11 @@ impl StepConfig for CopyConfig {
     fn problems(&self) -> Vec<ConfigProblem> {
         let from = split_container_path(&self.from).is_some();
         let to = split_container_path(&self.to).is_some();
-        if from == to {
+        // A templated end is known only once rendered: checked again then.
+        let templated = [&self.from, &self.to]
+            .iter()
+            .any(|s| s.contains("{{") || s.contains("{%"));
+        if from == to && !templated {
             vec![ConfigProblem::new(
                 "from",
                 "exactly one of `from` and `to` must be `CONTAINER:PATH`",

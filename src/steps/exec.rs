@@ -238,7 +238,14 @@ pub async fn run(cfg: &ExecConfig, cx: &StepCx) -> StepResult {
         .process_group(0)
         .kill_on_drop(true);
     if let Some(dir) = &cfg.cwd {
-        cmd.current_dir(cx.path(dir));
+        let dir = cx.path(dir);
+        if !dir.is_dir() {
+            return Err(StepError::failed(cx.masker.mask(&format!(
+                "the working directory `{}` (`cwd`) does not exist or is not a directory",
+                dir.display()
+            ))));
+        }
+        cmd.current_dir(dir);
     } else {
         cmd.current_dir(&cx.base_dir);
     }

@@ -41,10 +41,13 @@ fn mtime() -> String {
 impl StepConfig for PruneConfig {
     fn problems(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
-        if self.keep.is_none() && self.keep_within.is_none() {
+        let counts_empty = self.keep.as_ref().is_none_or(KeepCounts::is_empty);
+        let windows_empty = self.keep_within.as_ref().is_none_or(KeepWithin::is_empty);
+        if counts_empty && windows_empty {
             out.push(ConfigProblem::new(
-                "",
-                "a prune step needs `keep` and/or `keep_within` (an empty policy would remove everything)",
+                "keep",
+                "a prune step needs `keep` and/or `keep_within` with a count above zero or a \
+                 window (an empty policy would remove everything)",
             ));
         }
         if self.time != "mtime" && !self.time.starts_with("name:") {

@@ -323,6 +323,17 @@ steps:
     cleanup.0.push(pid);
     signal(&child, nix::sys::signal::Signal::SIGINT);
     assert_eq!(wait_code(&mut child), 130);
+    // The hard stop is journaled with the time the run took, not 0 s.
+    let finished: serde_json::Value = journals(&t)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|e| e["event"] == "run_finished")
+        .expect("a run_finished event");
+    assert_eq!(finished["outcome"], "interrupted");
+    assert!(
+        finished["duration_seconds"].as_f64().unwrap() > 0.0,
+        "{finished}"
+    );
     poll(
         "the cleanup step's process to be stopped",
         Duration::from_secs(10),

@@ -236,3 +236,68 @@ fn yaml_tags_are_honoured_or_refused() {
         ran.stderr
     );
 }
+
+#[test]
+fn late_and_misleading_messages_are_early_and_exact() {
+    // A duration param in a `duration:` field, a templated `container.copy`: valid.
+    let ran = Test::new()
+        .file(
+            "rb.yaml",
+            r#"version: 1
+name: early
+params:
+  d: { type: duration, default: 1ms }
+  from: { type: string, default: "ctr:/x" }
+steps:
+  - { id: a, type: sleep, duration: "{{ params.d }}" }
+  - { id: b, type: container.copy, from: "{{ params.from }}", to: "{{ params.from | basename }}" }
+"#,
+        )
+        .args(["validate", "rb.yaml"])
+        .run();
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    // A NUL from an escape, a prune that keeps nothing, a too-large number, a templated
+    // timeout: refused by validate, each with what is wrong.
+    for (step, want) in [
+        (
+            r#"{ id: a, type: exec, command: [echo, "a\0b"] }"#,
+            "a NUL character (`\\0`) cannot reach a command",
+        ),
+        (
+            "{ id: a, type: prune, path: /tmp/x, keep: { daily: 0 } }",
+            "a prune step needs `keep` and/or `keep_within` with a count above zero",
+        ),
+        (
+            "{ id: a, type: exec, command: [true], retries: 99999999999999999999 }",
+            "`99999999999999999999` is too large for a number of retries",
+        ),
+        (
+            "{ id: a, type: exec, command: [true], timeout: 99999999999999999999s }",
+            "duration `99999999999999999999s` is too large",
+        ),
+        (
+            r#"{ id: a, type: exec, command: [true], timeout: "{{ now }}" }"#,
+            "`timeout` cannot be a template",
+        ),
+    ] {
+        let ran = Test::new()
+            .file(
+                "rb.yaml",
+                format!("version: 1\nname: late\nsteps:\n  - {step}\n"),
+            )
+            .args(["validate", "rb.yaml"])
+            .expect(2);
+        assert!(ran.stderr.contains(want), "{step}: {}", ran.stderr);
+    }
+    // A missing `cwd` is named as such.
+    let t = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: cwd\nsteps:\n  - { id: a, type: exec, command: [true], cwd: nowhere }\n",
+    );
+    let ran = t.args(["run", "rb.yaml"]).expect(1);
+    assert!(
+        ran.stderr.contains("nowhere` (`cwd`) does not exist"),
+        "{}",
+        ran.stderr
+    );
+}
