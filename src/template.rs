@@ -293,6 +293,53 @@ fn syntax(e: &Error) -> Finding {
     }
 }
 
+/// Filters a secret may pass through: the masker knows what they write ([`ENCODINGS`]), or
+/// they write nothing of the secret (`length`, `default`).
+const MASKABLE_FILTERS: &[&str] = &[
+    "tojson",
+    "escape",
+    "e",
+    "shell_quote",
+    "string",
+    "safe",
+    "length",
+    "count",
+    "default",
+    "d",
+];
+
+/// The first use of a secret in `text` whose output the masker cannot recognise: a filter
+/// other than [`MASKABLE_FILTERS`] (`reverse`, `upper`, `join`…), a slice or index
+/// (`secrets.pw[1:]`), or a method call (`secrets.pw.upper()`). Read from the source, so a
+/// secret reached another way (through a var, a loop) is the author's duty (README).
+pub fn unmaskable_secret_use(text: &str) -> Option<String> {
+    static USE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"\bsecrets(?:\s*\.\s*\w+|\s*\[[^\]]*\])?((?:\s*\|\s*\w+(?:\s*\([^)]*\))?)*)(\s*(?:\[|\.\s*\w+\s*\())?",
+        )
+        .expect("a valid regex")
+    });
+    static FILTER: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\|\s*(\w+)").expect("a valid regex"));
+    if !text.contains("{{") && !text.contains("{%") {
+        return None;
+    }
+    for found in USE.captures_iter(text) {
+        let whole = found.get(0).map_or("", |m| m.as_str()).trim();
+        if found.get(2).is_some() {
+            return Some(whole.to_owned());
+        }
+        let filters = found.get(1).map_or("", |m| m.as_str());
+        if FILTER
+            .captures_iter(filters)
+            .any(|f| !MASKABLE_FILTERS.contains(&&f[1]))
+        {
+            return Some(whole.to_owned());
+        }
+    }
+    None
+}
+
 /// Replaces every secret value in text with `***`: the value itself and every encoding of it
 /// that rb's own templates produce (`tojson`, `escape`, `shell_quote`, a list or
 /// mapping rendered whole, `debug()`), so a password holding `'`, `"`, `\\`, `<` or `&` is
@@ -509,6 +556,30 @@ mod tests {
                 assert!(!masked.contains(piece), "{t}: {out} → {masked}");
             }
             assert!(masked.contains("***"), "{t}: {out} → {masked}");
+        }
+    }
+
+    #[test]
+    fn transformations_the_masker_cannot_follow_are_found() {
+        for t in [
+            "{{ secrets.pw | reverse }}",
+            "{{ secrets.pw | tojson | upper }}",
+            "{{ secrets['pw'] | join('-') }}",
+            "{{ secrets.pw[1:] }}",
+            "{{ secrets.pw.upper() }}",
+            "{{ secrets | list | first }}",
+        ] {
+            assert!(unmaskable_secret_use(t).is_some(), "{t}");
+        }
+        for t in [
+            "{{ secrets.pw }}",
+            "{{ secrets.pw | tojson }}",
+            "{{ secrets.pw | shell_quote }}x{{ params.a | upper }}",
+            "{{ secrets }}",
+            "{{ secrets.pw | length }}",
+            "secrets.pw | reverse",
+        ] {
+            assert_eq!(unmaskable_secret_use(t), None, "{t}");
         }
     }
 

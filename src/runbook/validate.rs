@@ -370,6 +370,25 @@ impl<'a> Templates<'a> {
                 );
             }
             Ok(refs) => {
+                let unmaskable = if expression {
+                    template::unmaskable_secret_use(&format!("{{{{ {text} }}}}"))
+                } else {
+                    template::unmaskable_secret_use(text)
+                };
+                if let Some(used) = unmaskable {
+                    let at = self.locate(span, &used).unwrap_or(span);
+                    diags.push(
+                        Diagnostic::new(
+                            "rb::secret-transformed",
+                            format!("`{used}`: rb cannot mask a secret written this way"),
+                        )
+                        .label(at, "here")
+                        .help(
+                            "pass the secret as it is, or through `tojson`, `escape` or \
+                             `shell_quote`, whose output rb masks",
+                        ),
+                    );
+                }
                 for name in refs {
                     if let Some(d) = self.check_name(&name, scope) {
                         let at = self.locate(span, &name).unwrap_or(span);

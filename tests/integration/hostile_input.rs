@@ -301,3 +301,33 @@ steps:
         ran.stderr
     );
 }
+
+#[test]
+fn a_secret_transformed_in_a_way_rb_cannot_mask_is_refused_by_validate() {
+    for (template, used) in [
+        ("{{ secrets.pw | reverse }}", "secrets.pw | reverse"),
+        ("{{ secrets.pw[1:] }}", "secrets.pw["),
+        (
+            "{{ secrets.pw | tojson | upper }}",
+            "secrets.pw | tojson | upper",
+        ),
+    ] {
+        let ran = Test::new()
+            .file(
+                "rb.yaml",
+                format!(
+                    "version: 1\nname: t\nsecrets:\n  pw: {{ env: PW }}\nsteps:\n  - id: a\n    type: exec\n    command: [echo, \"{template}\"]\n"
+                ),
+            )
+            .args(["validate", "rb.yaml"])
+            .expect(2);
+        assert!(
+            ran.stderr.contains(&format!("`{used}"))
+                && ran
+                    .stderr
+                    .contains("rb cannot mask a secret written this way"),
+            "{template}: {}",
+            ran.stderr
+        );
+    }
+}
