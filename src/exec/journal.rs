@@ -19,7 +19,16 @@ impl Journal {
     pub fn open(run_dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(run_dir)?;
         let path = run_dir.join("journal.jsonl");
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)?;
+        // A torn last line (a crash mid-write) is ended, so the next event is a line of its
+        // own and not glued to the torn one.
+        if ends_torn(&mut file)? {
+            file.write_all(b"\n")?;
+        }
         Ok(Self { file, path })
     }
 
@@ -46,6 +55,18 @@ impl Journal {
         }
         Ok(())
     }
+}
+
+/// Whether a file's last byte is something other than a line end.
+fn ends_torn(file: &mut File) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// A journal read back: the events that could be read, and what could not.

@@ -122,6 +122,14 @@ fn a_damaged_journal_is_read_as_far_as_it_can_be_and_the_run_stays_resumable() {
     expect(&resumed, 0);
     assert_eq!(lines(&t, "a.count"), 1, "a is not run again");
     assert_eq!(lines(&t, "b.count"), 2);
+    // The resumed attempt's events are lines of their own, not glued to the torn line.
+    let started = std::fs::read(&journal)
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "run_started")
+        .count();
+    assert_eq!(started, 2);
 }
 
 /// A tmpfs mounted on `dir` for the test, unmounted on drop.
