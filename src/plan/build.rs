@@ -193,6 +193,9 @@ pub struct PlanStep {
     pub on_critical_path: bool,
     /// Hash of the rendered definition; resume re-runs a step whose fingerprint changed.
     pub fingerprint: String,
+    /// For a `runbook` step: the steps of the sub-runbook (ids `parent/child`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<super::nested::SubPlan>,
 }
 
 /// An estimate taken from past runs.
@@ -228,6 +231,9 @@ pub struct Plan {
     pub locks: Vec<String>,
     /// Steps in run order.
     pub steps: Vec<PlanStep>,
+    /// Every gate the run can ask for, sub-runbooks' included (`parent/child`): the ids
+    /// `--approve` takes.
+    pub gates: Vec<String>,
     /// Step ids of each parallel group.
     pub groups: Vec<Vec<String>>,
     pub critical_path: Vec<String>,
@@ -364,7 +370,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
                 continue;
             }
         };
-        steps.push(PlanStep {
+        let mut planned = PlanStep {
             id: step.id().to_owned(),
             type_name: step.common.type_name.clone(),
             description: step.common.description.clone(),
@@ -383,7 +389,10 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             history: None,
             group: group_of[i],
             on_critical_path: critical.contains(&i),
-        });
+            sub: None,
+        };
+        planned.sub = super::nested::sub_plan(&planned, &runbook.base_dir());
+        steps.push(planned);
     }
     let locks = render_locks(runbook, &env, ctx).unwrap_or_else(|d| {
         errors.push(d);
@@ -412,6 +421,10 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .map(|(k, v)| (k.clone(), masker.mask(v)))
             .collect(),
         locks,
+        gates: super::nested::all_ids(&steps)
+            .into_iter()
+            .filter_map(|(id, gate)| gate.then_some(id))
+            .collect(),
         groups: groups.iter().map(|g| ids(g)).collect(),
         critical_path: ids(&critical),
         critical_path_seconds: critical_secs,

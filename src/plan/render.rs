@@ -1,6 +1,7 @@
 //! Plans and graphs for people (text, Markdown) and machines (JSON, DOT, Mermaid).
 
 use super::build::{Plan, PlanStep};
+use super::nested::SubPlan;
 use crate::duration::human_secs;
 use serde_json::Value as Json;
 use std::fmt::Write as _;
@@ -192,6 +193,12 @@ pub fn text(plan: &Plan) -> String {
         for (k, v) in fields(s) {
             let _ = writeln!(o, "       {k}: {v}");
         }
+        if let Some(sub) = &s.sub {
+            text_sub(&mut o, sub);
+        }
+    }
+    if !plan.gates.is_empty() {
+        let _ = writeln!(o, "\ngates (`--approve ID`): {}", plan.gates.join(", "));
     }
     let _ = writeln!(o, "\nparallel groups:");
     for (g, ids) in plan.groups.iter().enumerate() {
@@ -231,6 +238,24 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(o, "{l}");
     }
     o
+}
+
+/// A sub-runbook's steps under its step, indented by depth.
+fn text_sub(o: &mut String, sub: &SubPlan) {
+    let _ = writeln!(o, "       runs the steps of {}:", sub.file);
+    if let Some(p) = &sub.problem {
+        let _ = writeln!(o, "         (not shown: {p})");
+    }
+    for c in &sub.steps {
+        let pad = " ".repeat(7 + 2 * c.depth);
+        let always = if c.always { ", always" } else { "" };
+        let needs = if c.needs.is_empty() {
+            String::new()
+        } else {
+            format!("; needs {}", c.needs.join(", "))
+        };
+        let _ = writeln!(o, "{pad}{} ({}{always}){needs}", c.id, c.type_name);
+    }
 }
 
 /// Which value the report's achieved RPO will be the age of.
@@ -319,6 +344,33 @@ pub fn markdown(plan: &Plan) -> String {
                 |e| e.trim_start_matches("estimate ").to_owned()
             ),
             s.group + 1,
+        );
+        if let Some(sub) = &s.sub {
+            for (k, c) in sub.steps.iter().enumerate() {
+                let always = if c.always { " (always)" } else { "" };
+                let _ = writeln!(
+                    o,
+                    "| {}.{} | {}↳ `{}`{always} | {} | {} | — | — | step of `{}` |",
+                    n + 1,
+                    k + 1,
+                    "&nbsp;&nbsp;".repeat(c.depth),
+                    md_cell(&c.id),
+                    md_cell(&c.type_name),
+                    md_cell(&c.needs.join(", ")),
+                    md_cell(&sub.file)
+                );
+            }
+        }
+    }
+    if !plan.gates.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n**Gates** (`--approve ID`): {}",
+            plan.gates
+                .iter()
+                .map(|g| format!("`{g}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let _ = writeln!(
@@ -430,6 +482,9 @@ pub fn dot(plan: &Plan) -> String {
             id = dot_escape(&s.id),
             t = s.type_name
         );
+        if let Some(sub) = &s.sub {
+            dot_cluster(&mut o, s, sub);
+        }
     }
     for s in &plan.steps {
         for n in &s.needs {
@@ -450,8 +505,45 @@ pub fn dot(plan: &Plan) -> String {
     o
 }
 
+/// A sub-runbook's steps as a cluster beside its step, joined to it by a dashed edge.
+fn dot_cluster(o: &mut String, s: &PlanStep, sub: &SubPlan) {
+    let _ = writeln!(
+        o,
+        "  subgraph \"cluster_{id}\" {{\n    label=\"{id}: {file}\";\n    style=dashed;",
+        id = dot_escape(&s.id),
+        file = dot_escape(&sub.file)
+    );
+    for c in &sub.steps {
+        let shape = if c.type_name == "gate" {
+            ", shape=hexagon"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            o,
+            "    \"{id}\" [label=\"{id}\\n{t}\"{shape}];",
+            id = dot_escape(&c.id),
+            t = dot_escape(&c.type_name)
+        );
+    }
+    o.push_str("  }\n");
+    for c in &sub.steps {
+        if c.needs.is_empty() {
+            let _ = writeln!(
+                o,
+                "  \"{}\" -> \"{}\" [style=dashed];",
+                dot_escape(&s.id),
+                dot_escape(&c.id)
+            );
+        }
+        for n in &c.needs {
+            let _ = writeln!(o, "  \"{}\" -> \"{}\";", dot_escape(n), dot_escape(&c.id));
+        }
+    }
+}
+
 fn mermaid_id(id: &str) -> String {
-    id.replace('-', "_")
+    id.replace('-', "_").replace('/', "__")
 }
 
 /// Mermaid flowchart, the critical path highlighted.
@@ -471,6 +563,36 @@ pub fn mermaid(plan: &Plan) -> String {
         );
     }
     let mut edge = 0;
+    for s in &plan.steps {
+        let Some(sub) = &s.sub else { continue };
+        let _ = writeln!(
+            o,
+            "  subgraph {}_sub[\"{}: {}\"]",
+            mermaid_id(&s.id),
+            s.id,
+            sub.file
+        );
+        for c in &sub.steps {
+            let _ = writeln!(
+                o,
+                "    {}[\"{}<br/><small>{}</small>\"]",
+                mermaid_id(&c.id),
+                c.id,
+                c.type_name
+            );
+        }
+        o.push_str("  end\n");
+        for c in &sub.steps {
+            if c.needs.is_empty() {
+                let _ = writeln!(o, "  {} -.-> {}", mermaid_id(&s.id), mermaid_id(&c.id));
+                edge += 1;
+            }
+            for n in &c.needs {
+                let _ = writeln!(o, "  {} --> {}", mermaid_id(n), mermaid_id(&c.id));
+                edge += 1;
+            }
+        }
+    }
     let mut red = Vec::new();
     for s in &plan.steps {
         for n in &s.needs {

@@ -225,7 +225,7 @@ pub fn render(r: &Report, history: &[Report]) -> String {
         esc(&title)
     );
     let _ = writeln!(out, "<h1>{}</h1>", esc(&title));
-    let verdict_class = if r.rto_met == Some(false) {
+    let verdict_class = if r.rto_met != Some(true) && r.rto_seconds.is_some() {
         "bad"
     } else {
         "ok"
@@ -253,6 +253,14 @@ pub fn render(r: &Report, history: &[Report]) -> String {
         esc(&r.file_sha256),
         esc(&params_line(r))
     );
+    if r.attempts.len() > 1 {
+        let _ = writeln!(
+            out,
+            "<p id=\"attempts\">Attempts: {}. Total {}.</p>",
+            esc(&super::attempts_line(r)),
+            esc(&super::time_split(r))
+        );
+    }
     out.push_str(&objectives(r));
     out.push_str("<h2>Timeline</h2>\n<p>Bold outline: the critical path. Red line: the RTO; blue: milestones, triangles where they were reached.</p>\n");
     out.push_str(&gantt(r));

@@ -36,7 +36,8 @@ pub fn render(r: &Report) -> String {
         .iter()
         .filter(|s| matches!(s.status, Outcome::Skipped | Outcome::Cancelled))
         .count();
-    let over_rto = r.rto_met == Some(false);
+    // Not met: over it, or not recovered at all (a run that did not succeed has no verdict).
+    let over_rto = r.rto_seconds.is_some() && r.rto_met != Some(true);
     let missed = r
         .milestones
         .iter()
@@ -114,10 +115,18 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 ">\n      <failure message=\"{}\" type=\"rto\"/>\n    </testcase>",
-                xml_escape(&format!(
-                    "took {:.3}s, over the RTO of {rto:.3}s",
-                    r.duration_seconds
-                ))
+                xml_escape(&if r.rto_met == Some(false) {
+                    format!(
+                        "took {:.3}s, over the RTO of {rto:.3}s",
+                        r.duration_seconds
+                    )
+                } else {
+                    format!(
+                        "not recovered: the run {} after {:.3}s of the RTO of {rto:.3}s",
+                        super::run_outcome_word(r.outcome),
+                        r.duration_seconds
+                    )
+                })
             );
         } else {
             out.push_str("/>\n");

@@ -19,13 +19,13 @@ pub fn render(r: &Report) -> String {
     if let Some(end) = r.end {
         let _ = writeln!(out, "- **Finished:** {}", end.to_rfc3339());
     }
-    let _ = writeln!(
-        out,
-        "- **Duration:** {} (machine {}, gate wait {})",
-        human_secs(r.duration_seconds),
-        human_secs(r.machine_seconds),
-        human_secs(r.gate_wait_seconds)
-    );
+    let _ = writeln!(out, "- **Duration:** {}", super::time_split(r));
+    if r.attempts.len() > 1 {
+        let _ = writeln!(out, "- **Attempts:** {}", super::attempts_line(r));
+    }
+    if let Some(base) = &r.derived_from {
+        let _ = writeln!(out, "- **Derived from run:** `{base}`");
+    }
     let verdict = rto_verdict(r);
     let _ = writeln!(
         out,

@@ -15,7 +15,9 @@ pub fn backup_artifact(r: &Report) -> Option<&StepReport> {
     r.steps
         .iter()
         .filter(|s| {
+            // Made in this run: a step taken from the run it derives from is that run's.
             s.status == Outcome::Succeeded
+                && s.attempt > 0
                 && s.outputs.get("file").is_some()
                 && s.outputs
                     .get("bytes")
@@ -73,6 +75,12 @@ pub fn render(r: &Report, last_backup: Option<&Report>) -> String {
         "rb_run_duration_seconds",
         "Wall time of the last run, gates included.",
         &[(rb.clone(), r.duration_seconds)],
+    );
+    family(
+        &mut out,
+        "rb_run_attempts",
+        "Attempts of the last run: the first `rb run` and each `--resume`.",
+        &[(rb.clone(), r.attempts.len() as f64)],
     );
     family(
         &mut out,

@@ -212,6 +212,7 @@ mod tests {
                 rto_seconds: Some(600.0),
                 rpo_seconds: None,
                 resumed: false,
+                derived_from: None,
                 pid: 1,
                 steps,
                 milestones: Vec::new(),

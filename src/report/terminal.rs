@@ -19,6 +19,8 @@ pub struct Terminal {
     multi: Option<MultiProgress>,
     bars: HashMap<String, ProgressBar>,
     rto: Option<f64>,
+    /// A resumed run: when its first attempt started (the RTO runs from there).
+    first_start: Option<chrono::DateTime<chrono::Utc>>,
     /// Elapsed vs RTO and the projected finish, when the run has an RTO or estimates.
     projection: Option<Projection>,
     /// On a terminal: the line that shows the projection, above the steps.
@@ -26,6 +28,11 @@ pub struct Terminal {
 }
 
 impl Terminal {
+    /// For a resumed run: judge the RTO from the first attempt's start.
+    pub fn set_first_start(&mut self, at: chrono::DateTime<chrono::Utc>) {
+        self.first_start = Some(at);
+    }
+
     pub fn new(quiet: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         let color = tty && std::env::var_os("NO_COLOR").is_none();
@@ -37,6 +44,7 @@ impl Terminal {
             multi,
             bars: HashMap::new(),
             rto: None,
+            first_start: None,
             projection: None,
             status: None,
         }
@@ -255,9 +263,21 @@ impl Terminal {
                 duration_seconds,
                 gate_wait_seconds,
             } => {
+                // The RTO is judged on the wall time since the first attempt started.
+                let took = self
+                    .first_start
+                    .map_or(*duration_seconds, |t| {
+                        (e.at - t).num_milliseconds() as f64 / 1000.0
+                    });
                 let rto = self.rto.map_or_else(String::new, |r| {
-                    let margin = r - duration_seconds;
-                    if margin >= 0.0 {
+                    let margin = r - took;
+                    if *outcome != RunOutcome::Succeeded {
+                        format!(
+                            "; not recovered, {} of the RTO of {} used",
+                            human_secs(took),
+                            human_secs(r)
+                        )
+                    } else if margin >= 0.0 {
                         format!(
                             "; within the RTO of {} by {}",
                             human_secs(r),
@@ -283,10 +303,15 @@ impl Terminal {
                     RunOutcome::GateRejected => self.paint("31", "stopped: gate rejected"),
                     RunOutcome::Interrupted => self.paint("33", "interrupted"),
                 };
+                let since = if self.first_start.is_some() {
+                    format!(" ({} since the first attempt)", human_secs(took))
+                } else {
+                    String::new()
+                };
                 self.line(
                     e,
                     &format!(
-                        "run {what} in {}{gates}{rto}",
+                        "run {what} in {}{since}{gates}{rto}",
                         human_secs(*duration_seconds)
                     ),
                 );

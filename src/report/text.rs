@@ -71,13 +71,13 @@ pub fn render(r: &Report) -> String {
         count(crate::event::Outcome::Skipped),
         count(crate::event::Outcome::Cancelled)
     );
-    let _ = writeln!(
-        out,
-        "total {} = machine {} + gate wait {}",
-        human_secs(r.duration_seconds),
-        human_secs(r.machine_seconds),
-        human_secs(r.gate_wait_seconds)
-    );
+    let _ = writeln!(out, "total {}", super::time_split(r));
+    if r.attempts.len() > 1 {
+        let _ = writeln!(out, "attempts: {}", super::attempts_line(r));
+    }
+    if let Some(base) = &r.derived_from {
+        let _ = writeln!(out, "derived from run {base}: steps not run here were taken from it");
+    }
     for g in &r.gates {
         let _ = writeln!(
             out,

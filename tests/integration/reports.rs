@@ -277,7 +277,7 @@ fn reports_show_the_actual_critical_path_milestones_and_achieved_rpo() {
     }
     let doc: Value =
         serde_json::from_str(&rb(&t, &["report", NEW, "--format", "json"]).stdout).unwrap();
-    assert_eq!(doc["format_version"], 2);
+    assert_eq!(doc["format_version"], 3);
     assert_eq!(doc["critical_path"], json!(["dump", "approve", "upload"]));
     assert_eq!(doc["milestones"][2]["status"], "not_reached");
     assert_eq!(doc["rpo"], Value::Null, "not a recovery run");
@@ -347,7 +347,11 @@ fn a_journal_without_the_step_graph_still_renders() {
 fn text_report_has_the_verdict_and_the_split_of_time() {
     let t = fixture();
     let out = rb(&t, &["report", NEW]).stdout;
-    assert!(out.contains("RTO 10m 00s: MISSED by 2m 10s"), "{out}");
+    // A failed run recovered nothing: no "met" or "missed by", whatever the time.
+    assert!(
+        out.contains("RTO 10m 00s: not met, the run failed after 12m 10s"),
+        "{out}"
+    );
     assert!(
         out.contains("total 12m 10s = machine 7m 10s + gate wait 5m 00s"),
         "{out}"
@@ -407,7 +411,7 @@ case dump 70.0 [] []
 case approve 300.0 [] []
 case upload 360.0 ['Failure'] ['exit status 1: <connection refused> & \"gave up\"']
 case cleanup 0.0 ['Skipped'] ['a need failed']
-case rto 730.0 ['Failure'] ['took 730.000s, over the RTO of 600.000s']
+case rto 730.0 ['Failure'] ['not recovered: the run failed after 730.000s of the RTO of 600.000s']
 case milestone dumped 70.0 [] []
 case milestone approved 370.0 ['Failure'] ['milestone approved (RTO 2m 00s): MISSED by 4m 10s (reached after 6m 10s)']
 case milestone uploaded 0.0 ['Failure'] ['milestone uploaded (RTO 8m 00s): NOT REACHED (not all of its steps succeeded)']

@@ -458,10 +458,11 @@ fn resume_after_a_failure_reuses_succeeded_steps_and_keeps_now() {
     assert_eq!(step(&r, "one")["reused"], true);
     assert_eq!(step(&r, "three")["status"], "succeeded");
 
+    // A finished run is evidence: naming it to --resume is refused, nothing runs.
     let third = run(&t, &["--resume", &run_id]);
-    expect(&third, 0);
+    expect(&third, 2);
     assert!(
-        third.stderr.contains("already succeeded"),
+        third.stderr.contains("already succeeded and is kept as it is"),
         "{}",
         third.stderr
     );
