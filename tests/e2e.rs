@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 mod audit;
 #[path = "e2e/drill.rs"]
 mod drill;
+#[path = "e2e/resume.rs"]
+mod resume;
 
 fn seed(name: &str, pw: &str) {
     psql_ok(

@@ -202,8 +202,14 @@ fn check_selected_ids(args: &Args, p: &super::Prepared) -> Result<(), String> {
                     .join(", ")
             )
         };
-        let what = if known(id) { "is not a gate" } else { "is not a step" };
-        return Err(format!("`--approve {id}`: `{id}` {what} of `{name}`; {gates}"));
+        let what = if known(id) {
+            "is not a gate"
+        } else {
+            "is not a step"
+        };
+        return Err(format!(
+            "`--approve {id}`: `{id}` {what} of `{name}`; {gates}"
+        ));
     }
     Ok(())
 }

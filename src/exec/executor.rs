@@ -47,6 +47,7 @@ pub struct Resume {
 impl Resume {
     /// The part of it that belongs to sub-runbook step `parent`; `whole` when `parent` itself
     /// was selected (not one of its steps), so that every step of it runs again.
+    #[must_use]
     pub fn child(&self, parent: &str, whole: bool) -> Self {
         let prefix = format!("{parent}/");
         let strip = |ids: &[String]| -> Vec<String> {
@@ -286,8 +287,15 @@ impl Run {
                 }
                 let step = &self.req.runbook.steps[i];
                 if self.only.as_ref().is_some_and(|only| !only[i]) {
-                    self.skipped_by_choice[i] = true;
-                    self.end_without_running(i, Outcome::Skipped, "not selected by --only");
+                    // Not selected: what it did earlier stands (its outputs for the selected
+                    // steps); a step that never succeeded is skipped.
+                    if let Some(done) = self.req.resume.done.get(step.id()) {
+                        let fingerprint = done.fingerprint.clone();
+                        self.reuse(i, fingerprint);
+                    } else {
+                        self.skipped_by_choice[i] = true;
+                        self.end_without_running(i, Outcome::Skipped, "not selected by --only");
+                    }
                     changed = true;
                     continue;
                 }
@@ -406,9 +414,9 @@ impl Run {
                 "`{}` undid it in an earlier attempt: running it again",
                 self.undone[i].as_deref().unwrap_or_default()
             )),
-            Some(_) if step.common.always && self.follows_work(i) => Some(
-                "a step it follows ran in this attempt: running it again (always)".to_owned(),
-            ),
+            Some(_) if step.common.always && self.follows_work(i) => {
+                Some("a step it follows ran in this attempt: running it again (always)".to_owned())
+            }
             Some(done) if done.fingerprint == fingerprint => {
                 self.reuse(i, fingerprint);
                 return None;
@@ -634,7 +642,10 @@ impl Selection {
         let n = steps.len();
         let index = |id: &str| {
             let top = id.split('/').next().unwrap_or_default();
-            steps.iter().position(|s| s.id() == top).map(|i| (i, top == id))
+            steps
+                .iter()
+                .position(|s| s.id() == top)
+                .map(|i| (i, top == id))
         };
         let mut forced = vec![false; n];
         let mut whole = vec![false; n];

@@ -126,7 +126,7 @@ impl RunRecord {
             else {
                 continue;
             };
-            if *reused {
+            if *reused && out.done.contains_key(step) {
                 // Restored, not done again: the work (and its position) is the earlier one.
                 continue;
             }

@@ -370,7 +370,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
                 continue;
             }
         };
-        let mut planned = PlanStep {
+        steps.push(PlanStep {
             id: step.id().to_owned(),
             type_name: step.common.type_name.clone(),
             description: step.common.description.clone(),
@@ -390,9 +390,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             group: group_of[i],
             on_critical_path: critical.contains(&i),
             sub: None,
-        };
-        planned.sub = super::nested::sub_plan(&planned, &runbook.base_dir());
-        steps.push(planned);
+        });
     }
     let locks = render_locks(runbook, &env, ctx).unwrap_or_else(|d| {
         errors.push(d);
@@ -421,10 +419,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .map(|(k, v)| (k.clone(), masker.mask(v)))
             .collect(),
         locks,
-        gates: super::nested::all_ids(&steps)
-            .into_iter()
-            .filter_map(|(id, gate)| gate.then_some(id))
-            .collect(),
+        gates: super::nested::attach(&mut steps, &runbook.base_dir()),
         groups: groups.iter().map(|g| ids(g)).collect(),
         critical_path: ids(&critical),
         critical_path_seconds: critical_secs,

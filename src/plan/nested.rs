@@ -48,7 +48,13 @@ pub fn sub_plan(step: &PlanStep, base_dir: &Path) -> Option<SubPlan> {
     Some(expand(&file, base_dir, &step.id, 1, &mut seen))
 }
 
-fn expand(file: &str, base_dir: &Path, prefix: &str, depth: usize, seen: &mut Vec<PathBuf>) -> SubPlan {
+fn expand(
+    file: &str,
+    base_dir: &Path,
+    prefix: &str,
+    depth: usize,
+    seen: &mut Vec<PathBuf>,
+) -> SubPlan {
     let mut plan = SubPlan {
         file: file.to_owned(),
         steps: Vec::new(),
@@ -100,6 +106,17 @@ fn expand(file: &str, base_dir: &Path, prefix: &str, depth: usize, seen: &mut Ve
     }
     seen.pop();
     plan
+}
+
+/// Give each `runbook` step its sub-plan; returns every gate id the run can ask for.
+pub fn attach(steps: &mut [PlanStep], base_dir: &Path) -> Vec<String> {
+    for s in steps.iter_mut() {
+        s.sub = sub_plan(s, base_dir);
+    }
+    all_ids(steps)
+        .into_iter()
+        .filter_map(|(id, gate)| gate.then_some(id))
+        .collect()
 }
 
 /// Every step id a run of the plan can reach, top-level and nested, with whether it is a gate.

@@ -132,9 +132,8 @@ fn budget_line(plan: &Plan) -> String {
     }
 }
 
-/// Plain text for a terminal.
-pub fn text(plan: &Plan) -> String {
-    let mut o = String::new();
+/// The head of a text plan: name, description, time, params, secrets, vars, locks.
+fn text_head(o: &mut String, plan: &Plan) {
     let _ = writeln!(o, "plan of `{}` ({})", plan.runbook, plan.file);
     if let Some(d) = &plan.description {
         let _ = writeln!(o, "{}", d.trim());
@@ -152,6 +151,12 @@ pub fn text(plan: &Plan) -> String {
     for l in &plan.locks {
         let _ = writeln!(o, "  lock   {l}");
     }
+}
+
+/// Plain text for a terminal.
+pub fn text(plan: &Plan) -> String {
+    let mut o = String::new();
+    text_head(&mut o, plan);
     let _ = writeln!(o, "\nsteps, in run order:");
     for (n, s) in plan.steps.iter().enumerate() {
         let mut tags = vec![format!("group {}", s.group + 1)];
@@ -197,9 +202,7 @@ pub fn text(plan: &Plan) -> String {
             text_sub(&mut o, sub);
         }
     }
-    if !plan.gates.is_empty() {
-        let _ = writeln!(o, "\ngates (`--approve ID`): {}", plan.gates.join(", "));
-    }
+    gates_line(&mut o, plan);
     let _ = writeln!(o, "\nparallel groups:");
     for (g, ids) in plan.groups.iter().enumerate() {
         let _ = writeln!(o, "  {}: {}", g + 1, ids.join(", "));
@@ -238,6 +241,30 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(o, "{l}");
     }
     o
+}
+
+fn gates_line(o: &mut String, plan: &Plan) {
+    if !plan.gates.is_empty() {
+        let _ = writeln!(o, "\ngates (`--approve ID`): {}", plan.gates.join(", "));
+    }
+}
+
+/// A sub-runbook's steps as rows after its step's row (`3.1`, `3.2`, …).
+fn markdown_sub(o: &mut String, n: usize, sub: &SubPlan) {
+    for (k, c) in sub.steps.iter().enumerate() {
+        let always = if c.always { " (always)" } else { "" };
+        let _ = writeln!(
+            o,
+            "| {}.{} | {}↳ `{}`{always} | {} | {} | — | — | step of `{}` |",
+            n + 1,
+            k + 1,
+            "&nbsp;&nbsp;".repeat(c.depth),
+            md_cell(&c.id),
+            md_cell(&c.type_name),
+            md_cell(&c.needs.join(", ")),
+            md_cell(&sub.file)
+        );
+    }
 }
 
 /// A sub-runbook's steps under its step, indented by depth.
@@ -346,32 +373,12 @@ pub fn markdown(plan: &Plan) -> String {
             s.group + 1,
         );
         if let Some(sub) = &s.sub {
-            for (k, c) in sub.steps.iter().enumerate() {
-                let always = if c.always { " (always)" } else { "" };
-                let _ = writeln!(
-                    o,
-                    "| {}.{} | {}↳ `{}`{always} | {} | {} | — | — | step of `{}` |",
-                    n + 1,
-                    k + 1,
-                    "&nbsp;&nbsp;".repeat(c.depth),
-                    md_cell(&c.id),
-                    md_cell(&c.type_name),
-                    md_cell(&c.needs.join(", ")),
-                    md_cell(&sub.file)
-                );
-            }
+            markdown_sub(&mut o, n, sub);
         }
     }
     if !plan.gates.is_empty() {
-        let _ = writeln!(
-            o,
-            "\n**Gates** (`--approve ID`): {}",
-            plan.gates
-                .iter()
-                .map(|g| format!("`{g}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let gates: Vec<String> = plan.gates.iter().map(|g| format!("`{g}`")).collect();
+        let _ = writeln!(o, "\n**Gates** (`--approve ID`): {}", gates.join(", "));
     }
     let _ = writeln!(
         o,

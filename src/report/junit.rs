@@ -25,6 +25,19 @@ pub(crate) fn xml_escape(s: &str) -> String {
 }
 
 /// Render the report as a `JUnit` XML document (one suite: the run).
+/// Why the RTO case failed: over it, or not recovered at all.
+fn rto_failure(r: &Report, rto: f64) -> String {
+    if r.rto_met == Some(false) {
+        format!("took {:.3}s, over the RTO of {rto:.3}s", r.duration_seconds)
+    } else {
+        format!(
+            "not recovered: the run {} after {:.3}s of the RTO of {rto:.3}s",
+            super::run_outcome_word(r.outcome),
+            r.duration_seconds
+        )
+    }
+}
+
 pub fn render(r: &Report) -> String {
     let failures = r
         .steps
@@ -115,18 +128,7 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 ">\n      <failure message=\"{}\" type=\"rto\"/>\n    </testcase>",
-                xml_escape(&if r.rto_met == Some(false) {
-                    format!(
-                        "took {:.3}s, over the RTO of {rto:.3}s",
-                        r.duration_seconds
-                    )
-                } else {
-                    format!(
-                        "not recovered: the run {} after {:.3}s of the RTO of {rto:.3}s",
-                        super::run_outcome_word(r.outcome),
-                        r.duration_seconds
-                    )
-                })
+                xml_escape(&rto_failure(r, rto))
             );
         } else {
             out.push_str("/>\n");

@@ -15,6 +15,7 @@ use crate::duration::human_secs;
 use crate::event::{Outcome, RunOutcome};
 use chrono::{DateTime, Utc};
 use model::Report;
+use std::fmt::Write as _;
 use std::path::Path;
 
 /// A report format.
@@ -134,10 +135,11 @@ pub(crate) fn time_split(r: &Report) -> String {
         human_secs(r.gate_wait_seconds)
     );
     if r.attempts.len() > 1 {
-        out.push_str(&format!(
+        let _ = write!(
+            out,
             " + between attempts {}",
             human_secs(r.between_attempts_seconds)
-        ));
+        );
     }
     out
 }

@@ -264,11 +264,9 @@ impl Terminal {
                 gate_wait_seconds,
             } => {
                 // The RTO is judged on the wall time since the first attempt started.
-                let took = self
-                    .first_start
-                    .map_or(*duration_seconds, |t| {
-                        (e.at - t).num_milliseconds() as f64 / 1000.0
-                    });
+                let took = self.first_start.map_or(*duration_seconds, |t| {
+                    (e.at - t).num_milliseconds() as f64 / 1000.0
+                });
                 let rto = self.rto.map_or_else(String::new, |r| {
                     let margin = r - took;
                     if *outcome != RunOutcome::Succeeded {

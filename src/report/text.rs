@@ -76,7 +76,10 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(out, "attempts: {}", super::attempts_line(r));
     }
     if let Some(base) = &r.derived_from {
-        let _ = writeln!(out, "derived from run {base}: steps not run here were taken from it");
+        let _ = writeln!(
+            out,
+            "derived from run {base}: steps not run here were taken from it"
+        );
     }
     for g in &r.gates {
         let _ = writeln!(

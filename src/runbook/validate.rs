@@ -29,7 +29,11 @@ pub fn validate(runbook: &Runbook, diags: &mut Vec<Diagnostic>) -> Dag {
     } else {
         vec![vec![false; runbook.steps.len()]; runbook.steps.len()]
     };
-    check_undoes(&runbook.steps, cycles.is_empty().then_some(&ancestors), diags);
+    check_undoes(
+        &runbook.steps,
+        cycles.is_empty().then_some(&ancestors),
+        diags,
+    );
     Templates::new(runbook, &ancestors).check(diags);
     diags.sort_by_key(Diagnostic::offset);
     dag

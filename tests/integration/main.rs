@@ -10,6 +10,7 @@ mod invalid;
 mod plan;
 mod plan_extra;
 mod reports;
+mod resume;
 mod run;
 mod schema;
 mod terminal;

@@ -9,11 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Run `rb ARGS` in `dir` (stdin not a terminal).
-fn rb(dir: &Path, args: &[&str]) -> Ran {
+pub(super) fn rb(dir: &Path, args: &[&str]) -> Ran {
     rb_env(dir, args, &[])
 }
 
-fn rb_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
+pub(super) fn rb_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
     let out = Command::new(RB)
         .args(args)
         .env("NO_COLOR", "1")
@@ -31,7 +31,7 @@ fn rb_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
 }
 
 #[track_caller]
-fn expect(ran: &Ran, code: i32) {
+pub(super) fn expect(ran: &Ran, code: i32) {
     assert_eq!(
         ran.code, code,
         "exit code\n--- stdout\n{}\n--- stderr\n{}",
@@ -40,19 +40,19 @@ fn expect(ran: &Ran, code: i32) {
 }
 
 /// `rb run rb.yaml --state-dir state EXTRA…` in the test directory.
-fn run(t: &Test, extra: &[&str]) -> Ran {
+pub(super) fn run(t: &Test, extra: &[&str]) -> Ran {
     let mut args = vec!["run", "rb.yaml", "--state-dir", "state"];
     args.extend_from_slice(extra);
     rb(t.dir.path(), &args)
 }
 
 /// Start `rb run rb.yaml --state-dir state` as a child process.
-fn spawn(t: &Test) -> Child {
+pub(super) fn spawn(t: &Test) -> Child {
     spawn_args(t, &["rb.yaml"])
 }
 
 /// Start `rb run --state-dir state ARGS…` as a child process.
-fn spawn_args(t: &Test, args: &[&str]) -> Child {
+pub(super) fn spawn_args(t: &Test, args: &[&str]) -> Child {
     Command::new(RB)
         .args(["run", "--state-dir", "state"])
         .args(args)
@@ -67,14 +67,14 @@ fn spawn_args(t: &Test, args: &[&str]) -> Child {
 }
 
 /// Kills a spawned `rb` if a test fails before it ends.
-struct Reap(Option<Child>);
+pub(super) struct Reap(pub(super) Option<Child>);
 
 impl Reap {
-    fn child(&mut self) -> &mut Child {
+    pub(super) fn child(&mut self) -> &mut Child {
         self.0.as_mut().expect("child")
     }
 
-    fn wait(&mut self, within: Duration) -> Ran {
+    pub(super) fn wait(&mut self, within: Duration) -> Ran {
         let mut child = self.0.take().expect("child");
         let deadline = Instant::now() + within;
         while child.try_wait().expect("try_wait").is_none() {
@@ -114,7 +114,7 @@ impl Drop for GroupKill {
     }
 }
 
-fn poll<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(super) fn poll<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = f() {
@@ -126,7 +126,7 @@ fn poll<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T 
 }
 
 /// The run directories in a state directory.
-fn run_dirs(state: &Path) -> Vec<PathBuf> {
+pub(super) fn run_dirs(state: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(state.join("runs"))
         .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -135,13 +135,13 @@ fn run_dirs(state: &Path) -> Vec<PathBuf> {
 }
 
 /// The only run directory.
-fn the_run(t: &Test) -> PathBuf {
+pub(super) fn the_run(t: &Test) -> PathBuf {
     let dirs = run_dirs(&t.path("state"));
     assert_eq!(dirs.len(), 1, "one run expected: {dirs:?}");
     dirs[0].clone()
 }
 
-fn journal(run_dir: &Path) -> Vec<Value> {
+pub(super) fn journal(run_dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(run_dir.join("journal.jsonl"))
         .unwrap_or_default()
         .lines()
@@ -149,19 +149,19 @@ fn journal(run_dir: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn events<'a>(journal: &'a [Value], kind: &str, step: &str) -> Vec<&'a Value> {
+pub(super) fn events<'a>(journal: &'a [Value], kind: &str, step: &str) -> Vec<&'a Value> {
     journal
         .iter()
         .filter(|e| e["event"] == kind && (step.is_empty() || e["step"] == step))
         .collect()
 }
 
-fn report(run_dir: &Path) -> Value {
+pub(super) fn report(run_dir: &Path) -> Value {
     let text = std::fs::read_to_string(run_dir.join("report.json")).expect("report.json");
     serde_json::from_str(&text).expect("report is JSON")
 }
 
-fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
+pub(super) fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["steps"]
         .as_array()
         .expect("steps")
@@ -170,11 +170,11 @@ fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no step `{id}` in {report:#}"))
 }
 
-fn read(t: &Test, name: &str) -> String {
+pub(super) fn read(t: &Test, name: &str) -> String {
     std::fs::read_to_string(t.path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-fn lines(t: &Test, name: &str) -> usize {
+pub(super) fn lines(t: &Test, name: &str) -> usize {
     std::fs::read_to_string(t.path(name)).map_or(0, |s| s.lines().count())
 }
 
@@ -202,7 +202,7 @@ fn pid_in(t: &Test, name: &str) -> i32 {
 }
 
 /// Wait until the journal of the only run shows `step` started.
-fn wait_started(t: &Test, step_id: &str) -> PathBuf {
+pub(super) fn wait_started(t: &Test, step_id: &str) -> PathBuf {
     poll(
         &format!("`{step_id}` to start"),
         Duration::from_secs(20),
@@ -462,7 +462,9 @@ fn resume_after_a_failure_reuses_succeeded_steps_and_keeps_now() {
     let third = run(&t, &["--resume", &run_id]);
     expect(&third, 2);
     assert!(
-        third.stderr.contains("already succeeded and is kept as it is"),
+        third
+            .stderr
+            .contains("already succeeded and is kept as it is"),
         "{}",
         third.stderr
     );
