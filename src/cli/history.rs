@@ -82,8 +82,8 @@ pub fn render(reports: &[Report]) -> String {
         let _ = writeln!(out, "{name}");
         let _ = writeln!(
             out,
-            "  {:<width$}  {:<20}  {:>9}  {:<17}  {:<14}  {:>9}",
-            "RUN", "START", "DURATION", "RESULT", "RTO", "Δ PREV OK"
+            "  {:<width$}  {:<20}  {:>9}  {:>8}  {:<17}  {:<14}  {:>9}",
+            "RUN", "START", "DURATION", "ATTEMPTS", "RESULT", "RTO", "Δ PREV OK"
         );
         let mut previous_ok: Option<f64> = None;
         let mut ok_durations = Vec::new();
@@ -100,10 +100,11 @@ pub fn render(reports: &[Report]) -> String {
             };
             let _ = writeln!(
                 out,
-                "  {:<width$}  {:<20}  {:>9}  {:<17}  {:<14}  {:>9}",
+                "  {:<width$}  {:<20}  {:>9}  {:>8}  {:<17}  {:<14}  {:>9}",
                 r.run_id,
                 r.start.format("%Y-%m-%d %H:%M:%SZ"),
                 human_secs(r.duration_seconds),
+                r.attempts.len(),
                 run_outcome_word(r.outcome),
                 rto,
                 delta
