@@ -173,7 +173,12 @@ fn check_configs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
     for step in &runbook.steps {
         let Some(kind) = &step.kind else { continue };
         let config = kind.config();
-        for p in config.problems() {
+        let timeout = step.common.timeout.map(|t| t.0);
+        for p in config
+            .problems()
+            .into_iter()
+            .chain(config.timeout_problems(timeout))
+        {
             let span = if p.key.is_empty() {
                 step.node.get("type").map_or(step.node.span, |n| n.span)
             } else {
