@@ -25,6 +25,9 @@ pub struct Terminal {
     projection: Option<Projection>,
     /// On a terminal: the line that shows the projection, above the steps.
     status: Option<ProgressBar>,
+    /// Milestones not reached yet: name and the steps still to end (plain output prints the
+    /// projection when one is reached).
+    milestones: Vec<(String, Vec<String>)>,
 }
 
 impl Terminal {
@@ -47,6 +50,7 @@ impl Terminal {
             first_start: None,
             projection: None,
             status: None,
+            milestones: Vec::new(),
         }
     }
 
@@ -72,13 +76,23 @@ impl Terminal {
         }
     }
 
-    /// Follow the projection; on a terminal redraw its line, otherwise print it at the start
-    /// and when a step ends.
+    /// Follow the projection; on a terminal redraw its line, otherwise print it at the start,
+    /// when a milestone is reached, and once a minute while steps run (`tick`): a log is for
+    /// people reading it, not a line after every step.
     fn project(&mut self, e: &RunEvent) {
         if self.quiet {
             return;
         }
-        if let Some(p) = Projection::start(e) {
+        if let EventKind::RunStarted { milestones, .. } = &e.kind {
+            self.milestones = milestones
+                .iter()
+                .map(|m| (m.name.clone(), m.steps.clone()))
+                .collect();
+        }
+        if let Some(mut p) = Projection::start(e) {
+            if let Some(first) = self.first_start {
+                p.count_from(first);
+            }
             if let Some(m) = &self.multi {
                 let bar = m.add(ProgressBar::new_spinner());
                 bar.set_style(
@@ -105,10 +119,27 @@ impl Terminal {
             }
             (_, EventKind::StepProgressed { .. }) => {}
             (Some(bar), _) => bar.set_message(p.line(e.at)),
-            (None, EventKind::StepFinished { .. }) => {
-                p.shown(e.at);
-                let line = p.line(e.at);
-                self.line(e, &format!("⏱ {line}"));
+            (None, EventKind::StepFinished { step, .. }) => {
+                let mut reached = Vec::new();
+                for (name, left) in &mut self.milestones {
+                    if let Some(k) = left.iter().position(|s| s == step) {
+                        left.remove(k);
+                        if left.is_empty() {
+                            reached.push(name.clone());
+                        }
+                    }
+                }
+                self.milestones.retain(|(_, left)| !left.is_empty());
+                let lines: Vec<String> = reached
+                    .into_iter()
+                    .map(|name| {
+                        p.shown(e.at);
+                        format!("⏱ milestone {name}: {}", p.line(e.at))
+                    })
+                    .collect();
+                for l in lines {
+                    self.line(e, &l);
+                }
             }
             _ => {}
         }

@@ -129,7 +129,7 @@ fn secs(text: &str) -> f64 {
 
 /// Elapsed and projected finish of a `⏱ elapsed … of RTO …, projected finish +… (…)` line.
 fn projection(line: &str) -> (f64, f64) {
-    let rest = line.split("⏱ elapsed ").nth(1).expect("a projection line");
+    let rest = line.split("elapsed ").nth(1).expect("a projection line");
     let (elapsed, rest) = rest.split_once(" of RTO ").unwrap();
     let projected = rest.split("projected finish +").nth(1).unwrap();
     let projected = projected.split(" (").next().unwrap();
@@ -148,10 +148,22 @@ fn a_terminal_shows_elapsed_against_the_rto_and_the_projected_finish() {
     assert!(drawn.contains("✔ wait"), "{drawn:?}");
 }
 
+/// TIMED with a milestone reached when `wait` ends.
+const MILESTONED: &str = "version: 1\nname: timed\nobjectives: { rto: 10m, milestones: [{ name: waited, rto: 5m, steps: [wait] }] }\nsteps:\n  - { id: wait, type: sleep, duration: 1200ms, estimate: 2s }\n  - { id: fin, type: exec, command: [echo, hi], estimate: 30s }\n";
+
 #[test]
-fn without_a_terminal_each_step_end_shows_the_projected_finish() {
-    let t = Test::new()
+fn without_a_terminal_the_projection_shows_at_the_start_and_at_milestones_only() {
+    // No milestone: one projection line at the start, none after each step (a log is for
+    // people reading it), then the final line.
+    let plain = Test::new()
         .file("rb.yaml", TIMED)
+        .args(["run", "rb.yaml", "--state-dir", "state"])
+        .expect(0);
+    let projections = plain.stderr.lines().filter(|l| l.contains("⏱")).count();
+    assert_eq!(projections, 1, "{}", plain.stderr);
+
+    let t = Test::new()
+        .file("rb.yaml", MILESTONED)
         .args(["run", "rb.yaml", "--state-dir", "state"]);
     let ran = t.expect(0);
     let lines: Vec<&str> = ran.stderr.lines().collect();
@@ -167,7 +179,9 @@ fn without_a_terminal_each_step_end_shows_the_projected_finish() {
         .expect("wait finished");
     let line = lines[after_wait + 1];
     assert!(
-        line.contains("of RTO 10m 00s") && line.contains("to spare"),
+        line.contains("⏱ milestone waited: ")
+            && line.contains("of RTO 10m 00s")
+            && line.contains("to spare"),
         "{line}"
     );
     // `fin` has not started: its estimate is what is left.
