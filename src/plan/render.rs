@@ -196,7 +196,8 @@ pub fn text(plan: &Plan) -> String {
             let _ = writeln!(o, "       when: {w}");
         }
         for (k, v) in fields(s) {
-            let _ = writeln!(o, "       {k}: {v}");
+            // A multi-line script keeps its lines, indented under the field.
+            let _ = writeln!(o, "       {k}: {}", v.replace('\n', "\n         "));
         }
         if let Some(sub) = &s.sub {
             text_sub(&mut o, sub);
@@ -246,6 +247,38 @@ pub fn text(plan: &Plan) -> String {
 fn gates_line(o: &mut String, plan: &Plan) {
     if !plan.gates.is_empty() {
         let _ = writeln!(o, "\ngates (`--approve ID`): {}", plan.gates.join(", "));
+    }
+}
+
+/// The "what it runs" cell: each field on a line; a script that spans lines is shown below
+/// the table.
+fn markdown_what(s: &PlanStep) -> String {
+    fields(s)
+        .into_iter()
+        .map(|(k, v)| {
+            if v.contains('\n') {
+                format!("{k}: see [below](#{})", s.id)
+            } else {
+                format!("{k}: `{}`", md_cell(&v).replace('`', "'"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
+/// Fields whose value spans lines (scripts), as code blocks after the table: line breaks
+/// matter in a script, and a table cell cannot keep them.
+fn markdown_scripts(o: &mut String, plan: &Plan) {
+    for s in &plan.steps {
+        for (k, v) in fields(s).into_iter().filter(|(_, v)| v.contains('\n')) {
+            let fence = "~".repeat(3 + v.matches('~').count().min(20));
+            let _ = writeln!(
+                o,
+                "\n<a id=\"{id}\"></a>**`{id}`** `{k}`:\n\n{fence}sh\n{}\n{fence}",
+                v.trim_end(),
+                id = s.id
+            );
+        }
     }
 }
 
@@ -348,11 +381,7 @@ pub fn markdown(plan: &Plan) -> String {
         "| # | step | type | needs | estimate | group | what it runs |\n|---|---|---|---|---|---|---|"
     );
     for (n, s) in plan.steps.iter().enumerate() {
-        let what = fields(s)
-            .into_iter()
-            .map(|(k, v)| format!("{k}: `{}`", md_cell(&v).replace('`', "'")))
-            .collect::<Vec<_>>()
-            .join("<br>");
+        let what = markdown_what(s);
         let mut id = format!("`{}`", s.id);
         if s.on_critical_path {
             id = format!("**{id}**");
@@ -376,6 +405,7 @@ pub fn markdown(plan: &Plan) -> String {
             markdown_sub(&mut o, n, sub);
         }
     }
+    markdown_scripts(&mut o, plan);
     if !plan.gates.is_empty() {
         let gates: Vec<String> = plan.gates.iter().map(|g| format!("`{g}`")).collect();
         let _ = writeln!(o, "\n**Gates** (`--approve ID`): {}", gates.join(", "));

@@ -285,7 +285,22 @@ pub fn render(r: &Report, history: &[Report]) -> String {
             esc(s.error.as_deref().or(s.reason.as_deref()).unwrap_or(""))
         );
     }
-    out.push_str("</table>\n<h2>Earlier runs</h2>\n");
+    out.push_str("</table>\n");
+    if !r.artifacts.is_empty() {
+        out.push_str("<h2>Artifacts</h2>\n<table id=\"artifacts\">\n<tr><th>File</th><th>Step</th><th>Size</th><th>SHA-256</th></tr>\n");
+        for a in &r.artifacts {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td><code>{}</code></td></tr>",
+                esc(&a.path),
+                esc(&a.step),
+                esc(&super::bytes_text(a.bytes)),
+                esc(a.sha256.as_deref().unwrap_or(""))
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("<h2>Earlier runs</h2>\n");
     out.push_str(&trend(r, history));
     out.push_str("</body>\n</html>\n");
     out

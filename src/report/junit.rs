@@ -25,6 +25,25 @@ pub(crate) fn xml_escape(s: &str) -> String {
 }
 
 /// Render the report as a `JUnit` XML document (one suite: the run).
+/// The end of a succeeded step's test case: the file it wrote, if any, as its output.
+fn succeeded_case(out: &mut String, r: &Report, step: &str) {
+    match r.artifacts.iter().find(|a| a.step == step) {
+        Some(a) => {
+            let _ = writeln!(
+                out,
+                ">\n      <system-out>{}</system-out>\n    </testcase>",
+                xml_escape(&format!(
+                    "wrote {} ({} bytes, sha256 {})",
+                    a.path,
+                    a.bytes,
+                    a.sha256.as_deref().unwrap_or("-")
+                ))
+            );
+        }
+        None => out.push_str("/>\n"),
+    }
+}
+
 /// Why the RTO case failed: over it, or not recovered at all.
 fn rto_failure(r: &Report, rto: f64) -> String {
     if r.rto_met == Some(false) {
@@ -89,7 +108,7 @@ pub fn render(r: &Report) -> String {
             s.duration_seconds
         );
         match s.status {
-            Outcome::Succeeded => out.push_str("/>\n"),
+            Outcome::Succeeded => succeeded_case(&mut out, r, &s.id),
             Outcome::Failed => {
                 let msg = s.error.as_deref().unwrap_or("failed");
                 let _ = writeln!(

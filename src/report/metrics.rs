@@ -98,6 +98,19 @@ pub fn render(r: &Report, last_backup: Option<&Report>) -> String {
             )
         })
         .collect();
+    let artifacts: Vec<(String, f64)> = r
+        .artifacts
+        .iter()
+        .map(|a| (format!("{rb},step=\"{}\"", label(&a.step)), a.bytes as f64))
+        .collect();
+    if !artifacts.is_empty() {
+        family(
+            &mut out,
+            "rb_artifact_bytes",
+            "Size of each file the last run wrote, by the step that wrote it.",
+            &artifacts,
+        );
+    }
     family(
         &mut out,
         "rb_step_duration_seconds",

@@ -161,6 +161,21 @@ pub(crate) fn attempts_line(r: &Report) -> String {
         .join("; ")
 }
 
+/// `1.2 GB (1234567890 bytes)`.
+pub(crate) fn bytes_text(b: u64) -> String {
+    let f = b as f64;
+    let short = if f >= 1e9 {
+        format!("{:.2} GB", f / 1e9)
+    } else if f >= 1e6 {
+        format!("{:.1} MB", f / 1e6)
+    } else if f >= 1e3 {
+        format!("{:.1} kB", f / 1e3)
+    } else {
+        return format!("{b} bytes");
+    };
+    format!("{short} ({b} bytes)")
+}
+
 /// `db=app, level=3` (secrets never reach the journal, so never here either).
 pub(crate) fn params_line(r: &Report) -> String {
     if r.params.is_empty() {

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 /// Version of the report document; bumped when its shape changes (2: `critical_path`,
 /// `critical_path_seconds`, `milestones`, `rpo`, and `needs`/`on_critical_path` of steps;
-/// 3: `attempts`, `between_attempts_seconds`, `derived_from`, `attempt` of steps, and no RTO
-/// verdict for a run that did not succeed).
+/// 3: `attempts`, `between_attempts_seconds`, `derived_from`, `attempt` of steps, `artifacts`,
+/// and no RTO verdict for a run that did not succeed).
 pub const REPORT_VERSION: u32 = 3;
 
 /// One step in a report.
@@ -40,6 +40,36 @@ pub struct StepReport {
     pub needs: Vec<String>,
     /// On the chain of steps that decided when the run ended.
     pub on_critical_path: bool,
+}
+
+/// A file the run wrote and reported (a dump, an archive, a compressed file).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Artifact {
+    /// The step that wrote it.
+    pub step: String,
+    pub path: String,
+    pub bytes: u64,
+    /// SHA-256 of its bytes as written, when the step computed it.
+    pub sha256: Option<String>,
+}
+
+impl Artifact {
+    /// The artifact of a step that succeeded and reported `file` and `bytes`.
+    fn of(s: &StepReport) -> Option<Self> {
+        if s.status != Outcome::Succeeded {
+            return None;
+        }
+        Some(Self {
+            step: s.id.clone(),
+            path: s.outputs.get("file")?.as_str()?.to_owned(),
+            bytes: s.outputs.get("bytes")?.as_u64()?,
+            sha256: s
+                .outputs
+                .get("sha256")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
 }
 
 /// One attempt of a run: the first `rb run`, then each `--resume`.
@@ -123,6 +153,8 @@ pub struct Report {
     pub rpo: Option<RpoReport>,
     pub steps: Vec<StepReport>,
     pub gates: Vec<GateReport>,
+    /// Files the run wrote (steps that report `file`, `bytes` and `sha256`), in step order.
+    pub artifacts: Vec<Artifact>,
 }
 
 #[expect(
@@ -362,6 +394,7 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         critical_path_seconds,
         milestones,
         rpo,
+        artifacts: steps.iter().filter_map(Artifact::of).collect(),
         steps,
         gates,
     })

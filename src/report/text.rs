@@ -91,6 +91,7 @@ pub fn render(r: &Report) -> String {
             human_secs(g.waited_seconds)
         );
     }
+    artifacts_and_failures(&mut out, r);
     let _ = writeln!(out, "{}", rto_verdict(r));
     for m in &r.milestones {
         let _ = writeln!(out, "{}", milestone_verdict(m));
@@ -104,6 +105,30 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(out, "{rpo}");
     }
     out
+}
+
+/// The files the run wrote; each failed step's whole error when it has more than the line
+/// in the table (the stderr tail of a command).
+fn artifacts_and_failures(out: &mut String, r: &Report) {
+    for a in &r.artifacts {
+        let _ = writeln!(
+            out,
+            "artifact {} ({}): {}, sha256 {}",
+            a.path,
+            a.step,
+            super::bytes_text(a.bytes),
+            a.sha256.as_deref().unwrap_or("-")
+        );
+    }
+    for s in r.steps.iter().filter(|s| s.error.is_some()) {
+        let error = s.error.as_deref().unwrap_or_default();
+        if error.lines().count() > 1 {
+            let _ = writeln!(out, "step {} failed:", s.id);
+            for l in error.lines() {
+                let _ = writeln!(out, "  | {l}");
+            }
+        }
+    }
 }
 
 fn first_line(s: &str) -> &str {

@@ -162,9 +162,10 @@ fn without_a_terminal_the_projection_shows_at_the_start_and_at_milestones_only()
     let projections = plain.stderr.lines().filter(|l| l.contains("⏱")).count();
     assert_eq!(projections, 1, "{}", plain.stderr);
 
-    let t = Test::new()
-        .file("rb.yaml", MILESTONED)
-        .args(["run", "rb.yaml", "--state-dir", "state"]);
+    let t =
+        Test::new()
+            .file("rb.yaml", MILESTONED)
+            .args(["run", "rb.yaml", "--state-dir", "state"]);
     let ran = t.expect(0);
     let lines: Vec<&str> = ran.stderr.lines().collect();
     // At the start, the whole estimate (2s + 30s) is left.
