@@ -443,3 +443,45 @@ fn status_of_a_runbook_that_never_ran_or_a_missing_state_dir_is_not_ok() {
         typo.stderr
     );
 }
+
+#[test]
+fn report_latest_of_a_runbook_and_history_as_json_with_a_limit() {
+    let t = Test::new()
+        .file(
+            "rb.yaml",
+            "version: 1\nname: one\nsteps:\n  - { id: a, type: exec, command: [\"true\"] }\n",
+        )
+        .file(
+            "two.yaml",
+            "version: 1\nname: two\nsteps:\n  - { id: b, type: exec, command: [\"true\"] }\n",
+        );
+    for _ in 0..3 {
+        expect(&run(&t, &[]), 0);
+    }
+    expect(
+        &super::run::rb(t.dir.path(), &["run", "two.yaml", "--state-dir", "state"]),
+        0,
+    );
+    let state = t.path("state").display().to_string();
+    let cli = |args: &[&str]| {
+        crate::support::Test::new()
+            .args(args.iter().copied())
+            .args(["--state-dir", &state])
+            .expect(0)
+            .stdout
+    };
+    let latest_one: serde_json::Value =
+        serde_json::from_str(&cli(&["report", "latest", "one", "--format", "json"])).unwrap();
+    assert_eq!(latest_one["runbook"], "one");
+    let latest: serde_json::Value =
+        serde_json::from_str(&cli(&["report", "latest", "--format", "json"])).unwrap();
+    assert_eq!(latest["runbook"], "two");
+    let history: serde_json::Value = serde_json::from_str(&cli(&[
+        "history", "one", "--format", "json", "--limit", "2",
+    ]))
+    .unwrap();
+    let runs = history.as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| r["runbook"] == "one"));
+    assert_eq!(runs[1]["run_id"], latest_one["run_id"], "newest last");
+}
