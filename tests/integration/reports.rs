@@ -898,3 +898,29 @@ tests:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A run far shorter than its RTO: the timeline fits the run (bars wide enough to read), the
+/// RTO is marked at the edge as off scale, times are to the second, and a first run shows no
+/// chart of earlier runs.
+#[test]
+fn html_timeline_fits_a_run_much_shorter_than_its_rto() {
+    let t = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: quick\nobjectives: { rto: 4h }\nsteps:\n  - { id: a, type: sleep, duration: 300ms }\n  - { id: b, type: sleep, duration: 300ms }\n",
+    );
+    let (ran, _) = crate::support::run_book(&t, &["--report", "r.html"], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let html = std::fs::read_to_string(t.path("r.html")).unwrap();
+    let width_of = |step: &str| -> f64 {
+        let title = format!("<title>{step}: succeeded");
+        let at = html.find(&title).unwrap_or_else(|| panic!("{html}"));
+        let rect = &html[html[..at].rfind("<rect").unwrap()..at];
+        let w = rect.split("width=\"").nth(1).unwrap();
+        w[..w.find('"').unwrap()].parse().unwrap()
+    };
+    assert!(width_of("a") > 150.0 && width_of("b") > 150.0, "{html}");
+    assert!(html.contains("RTO 4h 00m 00s (off scale) ▸"), "{html}");
+    assert!(html.contains(" UTC ("), "{html}");
+    assert!(html.contains("no earlier runs to compare"), "{html}");
+    assert!(!html.contains("<svg id=\"trend\""), "{html}");
+}

@@ -36,6 +36,8 @@ impl Test {
             args: Vec::new(),
             env: vec![
                 ("NO_COLOR".into(), "1".into()),
+                // Reports show local times too: the same on every machine.
+                ("TZ".into(), "UTC".into()),
                 ("RB_STATE_DIR".into(), state),
             ],
             cwd: None,
