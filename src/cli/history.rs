@@ -40,7 +40,7 @@ pub fn run(args: &Args) -> u8 {
         }
     };
     if args.format == HistoryFormat::Json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&reports).unwrap_or_default()
         );
@@ -53,7 +53,7 @@ pub fn run(args: &Args) -> u8 {
         }
         return exit_code::OK;
     }
-    print!("{}", render(&reports));
+    out!("{}", render(&reports));
     exit_code::OK
 }
 

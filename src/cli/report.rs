@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> u8 {
     if args.schema {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&model::schema()).unwrap_or_default()
         );
@@ -82,6 +82,6 @@ pub fn run(args: &Args) -> u8 {
     } else {
         Vec::new()
     };
-    print!("{}", report::render(&rep, args.format, &history));
+    out!("{}", report::render(&rep, args.format, &history));
     exit_code::OK
 }

@@ -140,7 +140,7 @@ pub fn run(args: &Args) -> u8 {
             if s.ok { "ok" } else { "RPO VIOLATED" }
         );
     }
-    print!("{out}");
+    out!("{out}");
     if all.iter().all(|s| s.ok) {
         exit_code::OK
     } else {
