@@ -120,6 +120,11 @@ pub fn run(args: &Args) -> u8 {
     ) else {
         return exit_code::INVALID;
     };
+    for name in &p.plan.missing_params {
+        eprintln!(
+            "warning: required param `{name}` has no value: shown as `<params.{name}>`; `rb run` needs `-p {name}=…`"
+        );
+    }
     if !args.no_history {
         let state = state::state_dir(args.state_dir.as_deref());
         let history = history_estimates(&state, &p.runbook.name);

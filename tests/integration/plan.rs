@@ -167,7 +167,18 @@ fn params_missing_wrong_unknown_and_from_file() {
     let t = Test::new()
         .file("rb.yaml", PARALLEL)
         .file("p.yaml", "n: 3\ndir: /srv\n");
-    let ran = t.args(["plan", "rb.yaml"]).expect(2);
+    // `rb plan` shows a missing required param as a placeholder (for review); `rb run` refuses.
+    let ran = t.args(["plan", "rb.yaml"]).expect(0);
+    assert!(
+        ran.stderr.contains("required param `n` has no value"),
+        "{}",
+        ran.stderr
+    );
+    let t = Test::new().file("rb.yaml", PARALLEL);
+    let ran = t
+        .env("RB_TEST_PW", "x")
+        .args(["run", "rb.yaml", "--state-dir", "st"])
+        .expect(2);
     assert!(
         ran.stderr.contains("missing required param `n`"),
         "{}",

@@ -946,12 +946,25 @@ steps:
             "--dry-run",
             "-p",
             "who=you",
+            "--now",
+            "2026-11-26T02:00:00Z",
             "--state-dir",
             "state",
         ],
     );
     expect(&dry, 0);
-    let plan = rb(t.dir.path(), &["plan", "rb.yaml", "-p", "who=you"]);
+    // The same `now` for both: two calls may straddle a second.
+    let plan = rb(
+        t.dir.path(),
+        &[
+            "plan",
+            "rb.yaml",
+            "-p",
+            "who=you",
+            "--now",
+            "2026-11-26T02:00:00Z",
+        ],
+    );
     expect(&plan, 0);
     assert_eq!(dry.stdout, plan.stdout);
     assert!(dry.stdout.contains("hello-you"), "{}", dry.stdout);
