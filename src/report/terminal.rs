@@ -28,6 +28,9 @@ pub struct Terminal {
     /// Milestones not reached yet: name and the steps still to end (plain output prints the
     /// projection when one is reached).
     milestones: Vec<(String, Vec<String>)>,
+    /// Gates waiting for an answer: while any is, the progress display is suspended (nothing
+    /// is redrawn over the gate's question) and lines go straight to stderr.
+    gates_open: Vec<String>,
 }
 
 impl Terminal {
@@ -51,6 +54,7 @@ impl Terminal {
             projection: None,
             status: None,
             milestones: Vec::new(),
+            gates_open: Vec::new(),
         }
     }
 
@@ -69,10 +73,10 @@ impl Terminal {
     fn line_at(&self, at: chrono::DateTime<chrono::Utc>, text: &str) {
         let line = format!("{} {text}", at.format("%H:%M:%S"));
         match &self.multi {
-            Some(m) => {
+            Some(m) if self.gates_open.is_empty() => {
                 let _ = m.println(line);
             }
-            None => eprintln!("{line}"),
+            _ => eprintln!("{line}"),
         }
     }
 
@@ -152,10 +156,25 @@ impl Terminal {
         let Some(p) = &mut self.projection else {
             return;
         };
-        if let Some(bar) = &self.status {
+        if !self.gates_open.is_empty() {
+            // A person is reading a gate's question: nothing moves.
+        } else if let Some(bar) = &self.status {
             bar.set_message(p.line(now));
         } else if let Some(line) = p.due(now, PLAIN_EVERY_SECS) {
             self.line_at(now, &format!("⏱ {line}"));
+        }
+    }
+
+    /// A gate was answered (or its step ended without an answer): once none is open, the
+    /// progress display resumes.
+    fn gate_closed(&mut self, step: &str) {
+        let before = self.gates_open.len();
+        self.gates_open.retain(|g| g != step);
+        if before > 0
+            && self.gates_open.is_empty()
+            && let Some(m) = &self.multi
+        {
+            m.set_draw_target(ProgressDrawTarget::stderr());
         }
     }
 
@@ -243,6 +262,12 @@ impl Terminal {
                 );
             }
             EventKind::GateRequested { step, message } => {
+                // The gate may ask on this terminal: stop every redraw first, so that its
+                // question and message stay on the screen until answered.
+                if let Some(m) = &self.multi {
+                    m.set_draw_target(ProgressDrawTarget::hidden());
+                }
+                self.gates_open.push(step.clone());
                 if !self.quiet {
                     self.line(e, &format!("⏸ gate {step}: {}", first_line(message)));
                 }
@@ -252,6 +277,7 @@ impl Terminal {
             } => {
                 let verdict = if *approved { "approved" } else { "rejected" };
                 self.line(e, &format!("gate {step} {verdict} by {by}"));
+                self.gate_closed(step);
             }
             EventKind::StepFinished {
                 step,
@@ -262,6 +288,7 @@ impl Terminal {
                 reused,
                 ..
             } => {
+                self.gate_closed(step);
                 if let Some(bar) = self.bars.remove(step) {
                     bar.finish_and_clear();
                 }

@@ -200,3 +200,78 @@ fn without_a_terminal_the_projection_shows_at_the_start_and_at_milestones_only()
     let (elapsed, projected) = projection(lines[at + 1]);
     assert!(projected - elapsed < 1.0, "{}", lines[at + 1]);
 }
+
+/// Ends a tmux session when dropped (also when the test fails).
+struct Kill<'a>(&'a str);
+impl Drop for Kill<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", self.0])
+            .output();
+    }
+}
+
+/// A gate's question on a terminal, read from the screen as a person sees it (tmux): it stays
+/// there, with its message, while another step runs and the progress display is active, and
+/// the answer typed is taken.
+#[test]
+fn a_gate_question_stays_on_the_screen_while_other_steps_run() {
+    let t = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: gt\nobjectives: { rto: 10m }\nsteps:\n  - { id: slow, type: sleep, duration: 3s, needs: [] }\n  - { id: approve, type: gate, message: \"Drop database shop and restore it?\", needs: [] }\n  - { id: after, type: exec, command: [\"true\"], needs: [approve, slow] }\n",
+    );
+    let session = format!("rbt-gate-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
+    let cmd = format!(
+        "cd {} && NO_COLOR=1 {RB} run rb.yaml --state-dir state; echo EXIT=$?; sleep 60",
+        t.dir.path().display()
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let _kill = Kill(&session);
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !screen().contains("approve? [y/N]") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no question: {}",
+            screen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The spinners redraw every 120 ms: look again after several redraws, with `slow` running.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let seen = screen();
+    assert!(
+        seen.contains("approve? [y/N]"),
+        "the question was drawn over:\n{seen}"
+    );
+    assert!(
+        seen.contains("Drop database shop and restore it?"),
+        "the message was drawn over:\n{seen}"
+    );
+    tmux(&["send-keys", "-t", &session, "y", "Enter"]);
+    while !screen().contains("EXIT=") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rb did not end: {}",
+            screen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let end = screen();
+    assert!(end.contains("EXIT=0"), "{end}");
+    assert!(end.contains("gate approve approved by"), "{end}");
+}
