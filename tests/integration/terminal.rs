@@ -252,7 +252,7 @@ fn a_gate_question_stays_on_the_screen_while_other_steps_run() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // The spinners redraw every 120 ms: look again after several redraws, with `slow` running.
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let seen = screen();
     assert!(
         seen.contains("approve? [y/N]"),
