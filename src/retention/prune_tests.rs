@@ -12,7 +12,7 @@ fn name_source() -> TimeSource {
 
 fn daily(n: u32) -> KeepCounts {
     KeepCounts {
-        daily: Some(n),
+        daily: Some(crate::retention::KeepCount::Buckets(n)),
         ..KeepCounts::default()
     }
 }
