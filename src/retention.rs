@@ -4,7 +4,7 @@
 //! ```text
 //! KeepCounts + KeepWithin (the step's YAML)      policy
 //!   → decide(&[Snapshot]) → Vec<Decision>         decide   pure, restic's ApplyPolicy
-//!   → plan_prune(dir, glob, time source) → plan   prune    reads the directory only
+//!   → plan_prune(dir, glob, time, require) → plan prune    reads the directory only
 //!   → apply(&plan) → PruneOutcome                 prune    removes what the plan lists
 //! ```
 //!
@@ -18,6 +18,7 @@
 mod decide;
 mod policy;
 mod prune;
+mod require;
 mod span;
 
 pub use decide::{Decision, Rules, Snapshot, decide, decide_at, decide_with};
@@ -26,4 +27,5 @@ pub use prune::{
     PruneEntry, PruneError, PruneOutcome, PrunePlan, RemovalFailure, TimeSource, TimeSourceError,
     apply, plan_prune,
 };
+pub use require::{Completeness, Require, RequireError};
 pub use span::{CalendarSpan, CalendarSpanError};

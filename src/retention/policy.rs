@@ -74,6 +74,10 @@ impl<'de> Deserialize<'de> for KeepCount {
             fn visit_str<E: de::Error>(self, text: &str) -> Result<KeepCount, E> {
                 match text {
                     "all" => Ok(KeepCount::All),
+                    // Only validation sees a template unrendered (the run decodes the rendered
+                    // value): stand in a count that is not zero, so that a templated policy is
+                    // not taken for an empty one.
+                    t if t.contains("{{") || t.contains("{%") => Ok(KeepCount::All),
                     _ => Err(E::custom(format_args!(
                         "invalid count `{text}`; {COUNT_FORMS}"
                     ))),
@@ -259,6 +263,9 @@ mod tests {
             serde_json::to_string(&keep).unwrap(),
             r#"{"daily":7,"weekly":"all","monthly":"all","yearly":0}"#
         );
+        let templated: KeepCounts =
+            serde_json::from_str(r#"{"daily": "{{ params.days }}"}"#).unwrap();
+        assert!(!templated.is_empty(), "a template is not an empty policy");
         for (text, problem) in [
             (r#"{"daily": -2}"#, "invalid count -2"),
             (r#"{"daily": "some"}"#, "invalid count `some`"),
