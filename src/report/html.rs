@@ -325,6 +325,7 @@ pub fn render(r: &Report, history: &[Report]) -> String {
         }
         out.push_str("</table>\n");
     }
+    out.push_str(&super::decisions::html(r));
     out.push_str("<h2>Earlier runs</h2>\n");
     out.push_str(&trend(r, history));
     out.push_str("</body>\n</html>\n");

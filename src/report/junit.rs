@@ -1,6 +1,6 @@
 //! The report as `JUnit` XML: one `testcase` a step, so CI systems show drills like tests.
 
-use super::model::Report;
+use super::model::{Report, StepReport};
 use super::objectives::MilestoneStatus;
 use super::{milestone_verdict, params_line, rpo_verdict};
 use crate::event::Outcome;
@@ -26,21 +26,27 @@ pub(crate) fn xml_escape(s: &str) -> String {
 
 /// Render the report as a `JUnit` XML document (one suite: the run).
 /// The end of a succeeded step's test case: the file it wrote, if any, as its output.
-fn succeeded_case(out: &mut String, r: &Report, step: &str) {
-    match r.artifacts.iter().find(|a| a.step == step) {
-        Some(a) => {
-            let _ = writeln!(
-                out,
-                ">\n      <system-out>{}</system-out>\n    </testcase>",
-                xml_escape(&format!(
-                    "wrote {} ({} bytes, sha256 {})",
-                    a.path,
-                    a.bytes,
-                    a.sha256.as_deref().unwrap_or("-")
-                ))
-            );
-        }
-        None => out.push_str("/>\n"),
+fn succeeded_case(out: &mut String, r: &Report, s: &StepReport) {
+    let artifact = r.artifacts.iter().find(|a| a.step == s.id).map(|a| {
+        format!(
+            "wrote {} ({} bytes, sha256 {})",
+            a.path,
+            a.bytes,
+            a.sha256.as_deref().unwrap_or("-")
+        )
+    });
+    let lines: Vec<String> = artifact
+        .into_iter()
+        .chain(super::decisions::junit_text(&s.outputs))
+        .collect();
+    if lines.is_empty() {
+        out.push_str("/>\n");
+    } else {
+        let _ = writeln!(
+            out,
+            ">\n      <system-out>{}</system-out>\n    </testcase>",
+            xml_escape(&lines.join("\n"))
+        );
     }
 }
 
@@ -108,7 +114,7 @@ pub fn render(r: &Report) -> String {
             s.duration_seconds
         );
         match s.status {
-            Outcome::Succeeded => succeeded_case(&mut out, r, &s.id),
+            Outcome::Succeeded => succeeded_case(&mut out, r, s),
             Outcome::Failed => {
                 let msg = s.error.as_deref().unwrap_or("failed");
                 let _ = writeln!(

@@ -100,6 +100,7 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    out.push_str(&super::decisions::markdown(r));
     out
 }
 

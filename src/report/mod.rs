@@ -1,6 +1,7 @@
 //! Sinks of run events: the terminal, and the report that `report.json` (and `rb report`)
 //! is made of, rendered as text, Markdown, JSON, `JUnit` XML or HTML, and Prometheus metrics.
 
+pub mod decisions;
 pub mod html;
 pub mod junit;
 pub mod markdown;

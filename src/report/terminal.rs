@@ -286,6 +286,7 @@ impl Terminal {
                 error,
                 reason,
                 reused,
+                outputs,
                 ..
             } => {
                 self.gate_closed(step);
@@ -314,6 +315,11 @@ impl Terminal {
                 };
                 if !self.quiet || *outcome == Outcome::Failed {
                     self.line(e, &text);
+                }
+                if !self.quiet && *outcome == Outcome::Succeeded && !*reused {
+                    for line in super::decisions::terminal_lines(outputs) {
+                        self.line(e, &line);
+                    }
                 }
             }
             EventKind::RunFinished {

@@ -104,6 +104,7 @@ pub fn render(r: &Report) -> String {
     if let Some(rpo) = rpo_verdict(r) {
         let _ = writeln!(out, "{rpo}");
     }
+    out.push_str(&super::decisions::text(r));
     out
 }
 

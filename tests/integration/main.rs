@@ -9,6 +9,7 @@ mod hostile;
 mod invalid;
 mod plan;
 mod plan_extra;
+mod prune;
 mod reports;
 mod resume;
 mod run;
