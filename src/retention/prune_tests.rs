@@ -302,20 +302,24 @@ fn root_with_failed_runs() -> tempfile::TempDir {
     root
 }
 
+/// A plan keeping `days` daily buckets of the entries of `root` matching `glob`.
+fn plan_daily(
+    root: &Path,
+    glob: &str,
+    time: &TimeSource,
+    days: u32,
+    require: Option<&str>,
+) -> PrunePlan {
+    let require: Option<Require> = require.map(|r| r.parse().unwrap());
+    let within = KeepWithin::default();
+    plan_prune(root, glob, time, &daily(days), &within, require.as_ref()).unwrap()
+}
+
 #[test]
 fn incomplete_entries_are_neither_counted_nor_removed() {
     let root = root_with_failed_runs();
     let time: TimeSource = "name:%Y%m%d".parse().unwrap();
-    let require: Require = "SHA256SUMS".parse().unwrap();
-    let plan = plan_prune(
-        root.path(),
-        "2024*",
-        &time,
-        &daily(3),
-        &KeepWithin::default(),
-        Some(&require),
-    )
-    .unwrap();
+    let plan = plan_daily(root.path(), "2024*", &time, 3, Some("SHA256SUMS"));
     // Without `require` the failed runs would take all three days.
     assert_eq!(names(plan.kept()), ["20240105", "20240104", "20240103"]);
     assert_eq!(names(plan.removed()), ["20240102", "20240101"]);
@@ -335,15 +339,7 @@ fn incomplete_entries_are_neither_counted_nor_removed() {
     assert!(!root.path().join("20240102").exists());
 
     // The same root without `require`: the failed runs push the good backups out.
-    let plan = plan_prune(
-        root.path(),
-        "2024*",
-        &time,
-        &daily(3),
-        &KeepWithin::default(),
-        None,
-    )
-    .unwrap();
+    let plan = plan_daily(root.path(), "2024*", &time, 3, None);
     assert_eq!(names(plan.kept()), ["20240108", "20240107", "20240106"]);
 }
 
@@ -353,16 +349,13 @@ fn a_sibling_requirement_is_removed_with_its_entry() {
     for day in 1..=4 {
         fs::write(root.path().join(format!("db_2024010{day}.dump.sha256")), "").unwrap();
     }
-    let require: Require = "{name}.sha256".parse().unwrap();
-    let plan = plan_prune(
+    let plan = plan_daily(
         root.path(),
         "db_*.dump",
         &name_source(),
-        &daily(2),
-        &KeepWithin::default(),
-        Some(&require),
-    )
-    .unwrap();
+        2,
+        Some("{name}.sha256"),
+    );
     // The newest dump has no checksum yet: it is left alone and not counted.
     assert_eq!(names(plan.incomplete()), ["db_20240105.dump"]);
     assert_eq!(names(plan.kept()), ["db_20240104.dump", "db_20240103.dump"]);
