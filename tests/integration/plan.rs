@@ -79,6 +79,12 @@ fn every_shipped_runbook_validates_and_plans() {
         if rel.ends_with("pitr.yaml") {
             args.extend(["-p", "target_time=2026-11-26T09:40:00.123456+00"]);
         }
+        if rel.ends_with("restore/globals.yaml") {
+            args.extend([
+                "-p",
+                "globals=/backups/postgres/20260101/globals_20260101_020000.sql",
+            ]);
+        }
         let ran = Test::new().cwd(&repo()).args(args).expect(0);
         let name = rel
             .trim_start_matches("runbooks/")
