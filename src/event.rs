@@ -85,8 +85,12 @@ pub enum EventKind {
         /// The runbook's recovery point objective (for `rb status`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rpo_seconds: Option<f64>,
-        /// Set when this process continues an earlier run.
+        /// Set when this process continues an earlier run (a later attempt of it).
         resumed: bool,
+        /// A new run started by `--from`/`--only` after the run named here had finished:
+        /// steps it does not run are taken from that run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        derived_from: Option<String>,
         pid: u32,
         /// The step graph with each step's estimate, for the critical path in reports and
         /// the projected finish (empty in journals written before it was recorded).

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 mod audit;
 #[path = "e2e/drill.rs"]
 mod drill;
+#[path = "e2e/fidelity.rs"]
+mod fidelity;
+#[path = "e2e/resume.rs"]
+mod resume;
 
 fn seed(name: &str, pw: &str) {
     psql_ok(
@@ -958,6 +962,7 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target() {
         DB,
         "create table events(id int primary key, batch text not null)",
     );
+    fidelity::build(&pg, &pw);
 
     let started = Instant::now();
     let (root, end) = pitr_base_backup(&env, &pw, &pg);
@@ -969,6 +974,7 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target() {
         DB,
         "insert into events select g, 'A' from generate_series(1, 500) g",
     );
+    let at_target = fidelity::change_the_cluster(&pg, &pw);
     let target = psql_ok(&pg, &pw, DB, SERVER_NOW);
     assert!(target.as_str() > end.as_str(), "{target} after {end}");
     psql_ok(
@@ -993,42 +999,7 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target() {
         ]
     };
 
-    // Outside the window: before the base backup ended, after the newest archived commit,
-    // and without an offset. Nothing is started.
-    let far = "2099-01-01T00:00:00+00".to_owned();
-    for (bad, step, why) in [
-        ("2000-01-01T00:00:00+00", "choose", "ends before the target"),
-        (
-            far.as_str(),
-            "wal_window",
-            "is after the newest archived commit",
-        ),
-        (
-            target.trim_end_matches("+00"),
-            "target",
-            "(an explicit offset)",
-        ),
-    ] {
-        let out = rb(
-            &env,
-            &pw,
-            &pitr_args(&params(bad))
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
-        expect_code(&out, 1);
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(
-            text.contains(&format!("✘ {step} failed")) && text.contains(why),
-            "{bad} refused at {step}: {text}"
-        );
-        assert!(
-            !docker(&["inspect", &restored]).status.success(),
-            "no server started for {bad}"
-        );
-    }
+    pitr_refuses_outside_the_window(&env, &pw, &restored, &params, &target);
 
     let args = pitr_args(&params(&target));
     let out = rb(
@@ -1049,8 +1020,54 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target() {
         psql_ok(&restored, &pw, DB, "select pg_is_in_recovery()"),
         "f"
     );
+    fidelity::assert_the_cluster_came_back(&restored, &pw, &at_target);
     pitr_report_has_the_achieved_rpo(&env, &out, &target);
     eprintln!("pitr test took {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// Outside the window: before the base backup ended, after the newest archived commit, and
+/// without an offset. Nothing is started.
+fn pitr_refuses_outside_the_window(
+    env: &Env,
+    pw: &str,
+    restored: &str,
+    params: &dyn Fn(&str) -> Vec<String>,
+    target: &str,
+) {
+    let far = "2099-01-01T00:00:00+00".to_owned();
+    for (bad, step, why) in [
+        ("2000-01-01T00:00:00+00", "choose", "ends before the target"),
+        (
+            far.as_str(),
+            "wal_window",
+            "is after the newest archived commit",
+        ),
+        (
+            target.trim_end_matches("+00"),
+            "target",
+            "(an explicit offset)",
+        ),
+    ] {
+        let out = rb(
+            env,
+            pw,
+            &pitr_args(&params(bad))
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        expect_code(&out, 1);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains(&format!("✘ {step} failed")) && text.contains(why),
+            "{bad} refused at {step}: {text}"
+        );
+        assert!(
+            !docker(&["inspect", restored]).status.success(),
+            "no server started for {bad}"
+        );
+    }
 }
 
 /// The recovery target is the restore point: its age at the start is the achieved RPO.

@@ -149,7 +149,7 @@ fn parents_are_created_on_request_and_modes_applied() {
     );
     let options = AtomicOptions {
         create_dirs: true,
-        mode: 0o600,
+        mode: 0o640,
         ..AtomicOptions::default()
     };
     AtomicFile::with_options(&path, &options)
@@ -157,5 +157,24 @@ fn parents_are_created_on_request_and_modes_applied() {
         .commit()
         .unwrap();
     let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
+    assert_eq!(mode, 0o640);
+}
+
+/// Dumps hold role password hashes and archives hold `.env` files: what rb writes (a step's
+/// output file, a compressed or checksum file, a report) is created 0600, whatever the umask
+/// would have allowed.
+#[test]
+fn files_rb_writes_are_for_their_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    let plain = dir.path().join("report.json");
+    AtomicFile::create(&plain).unwrap().commit().unwrap();
+    assert_eq!(mode(&plain), 0o600);
+
+    let dump = dir.path().join("d/db.dump.zst");
+    let mut sink = FileSink::create(&dump, Some(Format::Zstd), None).unwrap();
+    sink.write_all(b"dump").unwrap();
+    sink.finish().unwrap();
+    assert_eq!(mode(&dump), 0o600);
 }

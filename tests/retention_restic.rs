@@ -2,6 +2,12 @@
 //! on many policies, and the shipped backup runbook's `retention` step run by `rb` over a
 //! generated backup root.
 //!
+//! rb decides as restic 0.16 and later do (checked against restic's golden files in
+//! `src/retention/golden_tests.rs`); those releases also keep the oldest snapshot when a count
+//! or window still has room for it. So here every decision under [`Rules::Restic014`] must
+//! equal 0.14's, and every decision under the default rules must equal 0.14's except that the
+//! oldest snapshot may be kept in addition, with `oldest …` reasons only.
+//!
 //! Each snapshot set becomes one restic group (its own `--host`, the same path), created with
 //! `restic backup --time`; then, for every policy, one `restic forget --dry-run --json` over
 //! the whole repository gives restic's keep/remove sets and reasons for every group at once.
@@ -17,7 +23,7 @@ use std::thread;
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
-use rb::retention::{CalendarSpan, KeepCounts, KeepWithin, Snapshot, decide_at};
+use rb::retention::{KeepCount, KeepCounts, KeepWithin, Rules, Snapshot, decide_with};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -52,9 +58,13 @@ impl Policy {
             ("within-monthly", w.monthly),
             ("within-yearly", w.yearly),
         ];
-        let counts = counts
-            .into_iter()
-            .filter_map(|(name, n)| Some((name, n?.to_string())));
+        let counts = counts.into_iter().filter_map(|(name, n)| {
+            let n = match n? {
+                KeepCount::Buckets(n) => n.to_string(),
+                KeepCount::All => "-1".to_owned(),
+            };
+            Some((name, n))
+        });
         let windows = windows
             .into_iter()
             .filter_map(|(name, span)| Some((name, span?.to_restic())));
@@ -286,7 +296,7 @@ impl Verdict {
         }
     }
 
-    fn ours(set: &[NaiveDateTime], policy: &Policy, now: NaiveDateTime) -> Verdict {
+    fn ours(set: &[NaiveDateTime], policy: &Policy, now: NaiveDateTime, rules: Rules) -> Verdict {
         let snapshots: Vec<_> = set
             .iter()
             .map(|t| Snapshot {
@@ -295,11 +305,10 @@ impl Verdict {
             })
             .collect();
         let mut verdict = Verdict::default();
-        for d in decide_at(&snapshots, &policy.keep, &policy.keep_within, now) {
+        for d in decide_with(&snapshots, &policy.keep, &policy.keep_within, now, rules) {
             if d.keep {
                 verdict.keep.push(d.time);
-                let reasons = d.reasons.iter().map(|r| in_restic_units(r)).collect();
-                verdict.reasons.insert(d.time, reasons);
+                verdict.reasons.insert(d.time, d.restic_reasons());
             } else {
                 verdict.remove.push(d.time);
             }
@@ -310,15 +319,32 @@ impl Verdict {
     }
 }
 
-/// Our reason with its span written as restic writes it (`weekly within 12w` → `… 84d`).
-fn in_restic_units(reason: &str) -> String {
-    match reason.rsplit_once(' ') {
-        Some((words, span)) => match span.parse::<CalendarSpan>() {
-            Ok(span) => format!("{words} {}", span.to_restic()),
-            Err(_) => reason.to_owned(),
-        },
-        None => reason.to_owned(),
+/// True when `current` (rb's default rules) is `old` (restic 0.14's verdict) but for `oldest …`
+/// reasons of the oldest snapshot of `set`, which may also keep it where 0.14 removes it: the
+/// one rule restic 0.16 added.
+fn differs_only_by_the_oldest_rule(
+    old: &Verdict,
+    current: &Verdict,
+    set: &[NaiveDateTime],
+) -> bool {
+    let Some(oldest) = set.iter().min() else {
+        return old == current;
+    };
+    let mut without = Verdict {
+        keep: current.keep.clone(),
+        remove: current.remove.clone(),
+        reasons: current.reasons.clone(),
+    };
+    if let Some(reasons) = without.reasons.get_mut(oldest) {
+        reasons.retain(|r| !r.starts_with("oldest "));
+        if reasons.is_empty() {
+            without.reasons.remove(oldest);
+            without.keep.retain(|t| t != oldest);
+            without.remove.push(*oldest);
+            without.remove.sort();
+        }
     }
+    &without == old
 }
 
 /// Run `f` on every item from a few threads: restic spends most of each call deriving the
@@ -391,13 +417,14 @@ fn decide_matches_restic_forget() {
     let now = Utc::now().naive_utc();
 
     let mut mismatches = Vec::new();
-    let mut compared = 0;
+    let (mut compared, mut oldest_rule_applied) = (0, 0);
     for ((i, _), theirs) in calls.iter().zip(&verdicts) {
         let (policy, text) = (&policies[*i], POLICIES[*i]);
         for (host, restic) in theirs {
             let set = &sets[host.as_str()];
             assert_eq!(restic.keep.len() + restic.remove.len(), set.len(), "{host}");
-            let ours = Verdict::ours(set, policy, now);
+            let ours = Verdict::ours(set, policy, now, Rules::Restic014);
+            let current = Verdict::ours(set, policy, now, Rules::Restic016);
             compared += set.len();
             if &ours != restic {
                 mismatches.push(format!(
@@ -406,22 +433,39 @@ fn decide_matches_restic_forget() {
                     restic.keep, ours.keep, restic.reasons, ours.reasons
                 ));
             }
+            if &current != restic {
+                oldest_rule_applied += 1;
+            }
+            if !differs_only_by_the_oldest_rule(restic, &current, set) {
+                mismatches.push(format!(
+                    "policy {text} on set `{host}`: the current rules differ from 0.14 beyond \
+                     the oldest snapshot:\n  restic keeps {:?}\n  we keep      {:?}\n  \
+                     our reasons  {:?}",
+                    restic.keep, current.keep, current.reasons
+                ));
+            }
         }
     }
     eprintln!(
         "compared {compared} decisions: {} sets and their union ({} snapshots), {} policies, \
-         {} forget calls; backups took {backed_up:.1?}, all {:.1?}",
+         {} forget calls; backups took {backed_up:.1?}, all {:.1?}; the 0.16 oldest rule \
+         changed {oldest_rule_applied} of the {} verdicts",
         sets.len() - 1,
         backups.len(),
         policies.len(),
         calls.len(),
-        started.elapsed()
+        started.elapsed(),
+        verdicts.iter().map(BTreeMap::len).sum::<usize>(),
     );
     assert_eq!(
         verdicts.iter().map(BTreeMap::len).sum::<usize>(),
         sets.len() * policies.len()
     );
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
+    assert!(
+        oldest_rule_applied > 0,
+        "the sets exercise the rule where 0.14 and current restic differ"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -581,17 +625,30 @@ fn shipped_prune_step_keeps_exactly_what_restic_forget_keeps() {
     assert_eq!(theirs.keep.len() + theirs.remove.len(), dirs.len());
     assert!(!theirs.remove.is_empty(), "the policy removes something");
 
+    // rb keeps what current restic keeps: 0.14's verdict, plus the oldest directory if a
+    // window still has room for it.
+    let current = Verdict::ours(&times, &policy, Utc::now().naive_utc(), Rules::Restic016);
+    assert!(
+        differs_only_by_the_oldest_rule(&theirs, &current, &times),
+        "restic 0.14 keeps {:?}\nrb keeps {:?}",
+        theirs.keep,
+        current.keep
+    );
+
     let remaining: Vec<String> = tree(&root)
         .into_iter()
         .filter(|e| e.len() == 9 && e.ends_with('/'))
         .map(|e| e.trim_end_matches('/').to_owned())
         .collect();
-    let expected: Vec<String> = theirs
+    let expected: Vec<String> = current
         .keep
         .iter()
         .map(|t| t.format("%Y%m%d").to_string())
         .collect();
-    assert_eq!(remaining, expected, "kept directories = restic's keep");
+    assert_eq!(
+        remaining, expected,
+        "kept directories = current restic's keep"
+    );
     for f in outside.iter().chain(["catalog.jsonl"].iter()) {
         assert!(root.join(f).is_file(), "{f} is untouched");
     }

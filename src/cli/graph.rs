@@ -35,7 +35,7 @@ pub fn run(args: &Args) -> u8 {
     ) else {
         return exit_code::INVALID;
     };
-    print!(
+    out!(
         "{}",
         match args.format {
             Format::Dot => render::dot(&p.plan),

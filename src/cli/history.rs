@@ -15,17 +15,37 @@ pub struct Args {
     /// State directory (runs, journals, locks).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Output format: a table, or the JSON reports of the runs (oldest first), one array.
+    #[arg(long, short = 'f', value_enum, default_value_t = HistoryFormat::Text)]
+    pub format: HistoryFormat,
+    /// Only the newest N runs (of each runbook in the table).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// How `rb history` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    Text,
+    Json,
 }
 
 pub fn run(args: &Args) -> u8 {
     let state = state::state_dir(args.state_dir.as_deref());
     let reports = match report::history(&state, args.name.as_deref()) {
-        Ok(r) => r,
+        Ok(r) => limit(r, args.limit),
         Err(e) => {
             eprintln!("error: cannot read the runs in `{}`: {e}", state.display());
             return exit_code::INVALID;
         }
     };
+    if args.format == HistoryFormat::Json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&reports).unwrap_or_default()
+        );
+        return exit_code::OK;
+    }
     if reports.is_empty() {
         match &args.name {
             Some(n) => eprintln!("no runs of `{n}` in `{}`", state.display()),
@@ -33,8 +53,27 @@ pub fn run(args: &Args) -> u8 {
         }
         return exit_code::OK;
     }
-    print!("{}", render(&reports));
+    out!("{}", render(&reports));
     exit_code::OK
+}
+
+/// The newest `n` runs of each runbook (all without a limit), oldest first.
+fn limit(reports: Vec<Report>, n: Option<usize>) -> Vec<Report> {
+    let Some(n) = n else {
+        return reports;
+    };
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut kept: Vec<Report> = reports
+        .into_iter()
+        .rev()
+        .filter(|r| {
+            let c = seen.entry(r.runbook.clone()).or_default();
+            *c += 1;
+            *c <= n
+        })
+        .collect();
+    kept.reverse();
+    kept
 }
 
 /// The median of some numbers (none: `None`).
@@ -82,8 +121,8 @@ pub fn render(reports: &[Report]) -> String {
         let _ = writeln!(out, "{name}");
         let _ = writeln!(
             out,
-            "  {:<width$}  {:<20}  {:>9}  {:<17}  {:<14}  {:>9}",
-            "RUN", "START", "DURATION", "RESULT", "RTO", "Δ PREV OK"
+            "  {:<width$}  {:<20}  {:>9}  {:>8}  {:<17}  {:<14}  {:>9}",
+            "RUN", "START", "DURATION", "ATTEMPTS", "RESULT", "RTO", "Δ PREV OK"
         );
         let mut previous_ok: Option<f64> = None;
         let mut ok_durations = Vec::new();
@@ -100,10 +139,11 @@ pub fn render(reports: &[Report]) -> String {
             };
             let _ = writeln!(
                 out,
-                "  {:<width$}  {:<20}  {:>9}  {:<17}  {:<14}  {:>9}",
+                "  {:<width$}  {:<20}  {:>9}  {:>8}  {:<17}  {:<14}  {:>9}",
                 r.run_id,
                 r.start.format("%Y-%m-%d %H:%M:%SZ"),
                 human_secs(r.duration_seconds),
+                r.attempts.len(),
                 run_outcome_word(r.outcome),
                 rto,
                 delta

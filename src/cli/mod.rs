@@ -1,5 +1,16 @@
 //! The command line: one file per subcommand; this module parses and dispatches.
 
+/// `print!` to stdout that stops quietly when the reader has gone (`rb plan … | head`): a
+/// closed pipe is not an error of rb's, and must not become a panic (exit 101).
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::write_out(format_args!($($t)*)) };
+}
+
+/// `println!` to stdout, as [`out!`].
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 pub mod diagnostics;
 mod graph;
 mod history;
@@ -15,6 +26,17 @@ pub use diagnostics::{Prepared, prepare, print_diagnostics};
 use crate::exit_code;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+
+/// Write to stdout; a reader that closed the pipe ends the output, another error is said.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: cannot write the output: {e}");
+    }
+}
 
 /// rb — declarative runbooks for backup, restore, PITR and disaster recovery.
 #[derive(Debug, Parser)]

@@ -100,9 +100,9 @@ fn run_diff(args: &Args, new: &Path) -> u8 {
     };
     let d = diff::diff(&old.plan, &new.plan);
     match args.format {
-        Format::Text => print!("{}", diff::text(&d)),
-        Format::Markdown => print!("{}", diff::markdown(&d)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default()),
+        Format::Text => out!("{}", diff::text(&d)),
+        Format::Markdown => out!("{}", diff::markdown(&d)),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&d).unwrap_or_default()),
     }
     exit_code::OK
 }
@@ -120,6 +120,11 @@ pub fn run(args: &Args) -> u8 {
     ) else {
         return exit_code::INVALID;
     };
+    for name in &p.plan.missing_params {
+        eprintln!(
+            "warning: required param `{name}` has no value: shown as `<params.{name}>`; `rb run` needs `-p {name}=…`"
+        );
+    }
     if !args.no_history {
         let state = state::state_dir(args.state_dir.as_deref());
         let history = history_estimates(&state, &p.runbook.name);
@@ -131,7 +136,7 @@ pub fn run(args: &Args) -> u8 {
         Format::Json => render::json(&p.plan),
     };
     if !args.check {
-        print!("{out}");
+        out!("{out}");
         return exit_code::OK;
     }
     let probes = match tokio::runtime::Builder::new_current_thread()
@@ -145,12 +150,12 @@ pub fn run(args: &Args) -> u8 {
         }
     };
     match args.format {
-        Format::Text => print!("{out}{}", check::text(&probes)),
-        Format::Markdown => print!("{out}{}", check::markdown(&probes)),
+        Format::Text => out!("{out}{}", check::text(&probes)),
+        Format::Markdown => out!("{out}{}", check::markdown(&probes)),
         Format::Json => {
             let mut doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
             doc["checks"] = serde_json::to_value(&probes).unwrap_or_default();
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
     }
     if probes.iter().all(|pr| pr.ok) {

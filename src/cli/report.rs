@@ -10,6 +10,9 @@ pub struct Args {
     /// The run (`latest` for the newest run in the state directory).
     #[arg(required_unless_present = "schema")]
     pub run_id: Option<String>,
+    /// With `latest`: the newest run of this runbook (its `name`).
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -23,7 +26,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> u8 {
     if args.schema {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&model::schema()).unwrap_or_default()
         );
@@ -31,7 +34,11 @@ pub fn run(args: &Args) -> u8 {
     }
     let state = state::state_dir(args.state_dir.as_deref());
     let wanted = args.run_id.as_deref().unwrap_or("latest");
-    let runs = match journal::runs(&state, None) {
+    if args.name.is_some() && wanted != "latest" {
+        eprintln!("error: a runbook name goes with `latest` (`rb report latest NAME`)");
+        return exit_code::INVALID;
+    }
+    let runs = match journal::runs(&state, args.name.as_deref()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot read the runs in `{}`: {e}", state.display());
@@ -44,7 +51,10 @@ pub fn run(args: &Args) -> u8 {
         runs.iter().find(|r| r.run_id == wanted)
     };
     let Some(record) = found else {
-        eprintln!("error: no run `{wanted}` in `{}`", state.display());
+        match &args.name {
+            Some(n) => eprintln!("error: no run of `{n}` in `{}`", state.display()),
+            None => eprintln!("error: no run `{wanted}` in `{}`", state.display()),
+        }
         let ids: Vec<&str> = runs
             .iter()
             .rev()
@@ -65,12 +75,13 @@ pub fn run(args: &Args) -> u8 {
     };
     let history: Vec<model::Report> = if matches!(args.format, Format::Html | Format::Prometheus) {
         runs.iter()
-            .filter(|r| r.runbook == rep.runbook && r.run_id < rep.run_id)
+            .take_while(|r| r.run_id != rep.run_id)
+            .filter(|r| r.runbook == rep.runbook)
             .filter_map(|r| model::build(&r.events))
             .collect()
     } else {
         Vec::new()
     };
-    print!("{}", report::render(&rep, args.format, &history));
+    out!("{}", report::render(&rep, args.format, &history));
     exit_code::OK
 }

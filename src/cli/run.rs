@@ -3,7 +3,7 @@
 use super::ParamArgs;
 use super::diagnostics::{load_valid, prepare};
 use crate::event::{EventKind, PlannedMilestone, PlannedStep, RunEvent, RunOutcome};
-use crate::exec::executor::{self, Done, Request};
+use crate::exec::executor::{self, Request};
 use crate::exec::journal::{self, Journal, RunRecord};
 use crate::exec::lock::{RunLock, TargetLock};
 use crate::exec::state;
@@ -12,7 +12,6 @@ use crate::plan::build::Mode;
 use crate::report::terminal::Terminal;
 use crate::report::{self, Format, model};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -30,16 +29,13 @@ pub struct Args {
     /// Continue the newest unfinished run of this runbook, or the run named.
     #[arg(long, value_name = "RUN_ID", num_args = 0..=1, default_missing_value = "")]
     pub resume: Option<String>,
-    /// With --resume: run STEP again and everything that depends on it.
-    #[arg(long, value_name = "STEP", requires = "resume")]
+    /// Run STEP again and everything that depends on it; the other steps are taken from the
+    /// unfinished run (with --resume) or, in a new run, from the newest successful run.
+    #[arg(long, value_name = "STEP")]
     pub from: Option<String>,
-    /// With --resume: run only STEP (its needs must have succeeded).
-    #[arg(
-        long,
-        value_name = "STEP",
-        requires = "resume",
-        conflicts_with = "from"
-    )]
+    /// Run only STEP; its needs are taken from the unfinished run (with --resume) or, in a
+    /// new run, from the newest successful run.
+    #[arg(long, value_name = "STEP", conflicts_with = "from")]
     pub only: Option<String>,
     /// Approve a gate (repeatable).
     #[arg(long, value_name = "GATE")]
@@ -115,49 +111,140 @@ fn sha256_file(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The run being resumed, if asked.
-fn find_resumed(args: &Args, state: &Path, name: &str) -> Result<Option<RunRecord>, (u8, String)> {
-    let Some(wanted) = &args.resume else {
-        return Ok(None);
-    };
-    let runs = journal::runs(state, Some(name))
-        .map_err(|e| (exit_code::INVALID, format!("cannot read runs: {e}")))?;
-    // `--from`/`--only` re-run parts of the newest run even when it succeeded; a plain
-    // `--resume` continues the newest run that did not.
-    let rerun_part = args.from.is_some() || args.only.is_some();
-    let record = if wanted.is_empty() {
-        runs.into_iter()
-            .rev()
-            .find(|r| rerun_part || !r.succeeded())
-            .ok_or_else(|| {
-                (
-                    exit_code::INVALID,
-                    format!(
-                        "no unfinished run of `{name}` to resume in `{}`",
-                        state.display()
-                    ),
-                )
-            })?
-    } else {
-        runs.into_iter()
-            .find(|r| &r.run_id == wanted)
-            .ok_or_else(|| {
-                (
-                    exit_code::INVALID,
-                    format!("no run `{wanted}` of `{name}` in `{}`", state.display()),
-                )
-            })?
-    };
-    if record.succeeded() && args.from.is_none() && args.only.is_none() {
-        return Err((
-            exit_code::OK,
+/// What a run starts from: nothing, an unfinished run it continues (`--resume`), or a
+/// finished run whose steps it takes (`--from`/`--only` after it finished: a new run).
+enum Basis {
+    Fresh,
+    Resume(RunRecord),
+    Derived(RunRecord),
+}
+
+impl Basis {
+    fn record(&self) -> Option<&RunRecord> {
+        match self {
+            Basis::Fresh => None,
+            Basis::Resume(r) | Basis::Derived(r) => Some(r),
+        }
+    }
+}
+
+/// Find what the run starts from. A finished run is never continued: its journal and
+/// reports are the evidence of what happened.
+fn find_basis(args: &Args, state: &Path, name: &str) -> Result<Basis, String> {
+    let selecting = args.from.is_some() || args.only.is_some();
+    if args.resume.is_none() && !selecting {
+        return Ok(Basis::Fresh);
+    }
+    let runs = journal::runs(state, Some(name)).map_err(|e| format!("cannot read runs: {e}"))?;
+    let newest_success = || runs.iter().rev().find(|r| r.succeeded()).cloned();
+    match args.resume.as_deref() {
+        Some("") => {
+            if let Some(r) = runs.iter().rev().find(|r| !r.succeeded()) {
+                return Ok(Basis::Resume(r.clone()));
+            }
+            match newest_success() {
+                Some(r) if selecting => {
+                    eprintln!(
+                        "run `{}` of `{name}` finished and stays as it is; a new run takes its steps",
+                        r.run_id
+                    );
+                    Ok(Basis::Derived(r))
+                }
+                _ => Err(format!(
+                    "no unfinished run of `{name}` to resume in `{}`",
+                    state.display()
+                )),
+            }
+        }
+        Some(wanted) => {
+            let r = runs
+                .iter()
+                .find(|r| r.run_id == wanted)
+                .ok_or_else(|| format!("no run `{wanted}` of `{name}` in `{}`", state.display()))?;
+            if r.succeeded() {
+                return Err(format!(
+                    "run `{wanted}` of `{name}` already succeeded and is kept as it is; to run \
+                     steps again in a new run that takes the others from it, give `--from STEP` \
+                     or `--only STEP` without `--resume`"
+                ));
+            }
+            Ok(Basis::Resume(r.clone()))
+        }
+        None => Ok(newest_success().map_or(Basis::Fresh, Basis::Derived)),
+    }
+}
+
+/// `--approve`, `--from` and `--only` name steps the run can reach (sub-runbooks' included);
+/// `--approve` names a gate. Checked before anything runs.
+fn check_selected_ids(args: &Args, p: &super::Prepared) -> Result<(), String> {
+    let all = crate::plan::nested::all_ids(&p.plan.steps);
+    let known = |id: &str| all.iter().any(|(k, _)| k == id);
+    let name = &p.runbook.name;
+    for id in args.from.iter().chain(args.only.iter()) {
+        if !known(id) {
+            let ids: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+            return Err(format!(
+                "no step `{id}` in `{name}`; {}",
+                crate::runbook::diagnostic::suggest(id, &ids, "step ids")
+            ));
+        }
+    }
+    for id in &args.approve {
+        if all.iter().any(|(k, gate)| k == id && *gate) {
+            continue;
+        }
+        let gates = if p.plan.gates.is_empty() {
+            "it has no gates".to_owned()
+        } else {
             format!(
-                "run `{}` of `{name}` already succeeded; nothing to do",
-                record.run_id
-            ),
+                "its gates: {}",
+                p.plan
+                    .gates
+                    .iter()
+                    .map(|g| format!("`{g}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let what = if known(id) {
+            "is not a gate"
+        } else {
+            "is not a step"
+        };
+        return Err(format!(
+            "`--approve {id}`: `{id}` {what} of `{name}`; {gates}"
         ));
     }
-    Ok(Some(record))
+    Ok(())
+}
+
+/// `--only` in a new run: the selected steps' needs must come from the run it derives from.
+fn check_only_needs(p: &super::Prepared, basis: &Basis, only: &str) -> Result<(), String> {
+    let Some(i) = p.runbook.steps.iter().position(|s| s.id() == only) else {
+        return Ok(()); // a sub-runbook's step: its parent runs, the sub-runbook checks the rest
+    };
+    let done = basis.record().map(RunRecord::earlier).unwrap_or_default();
+    let missing: Vec<String> = p.dag.needs[i]
+        .iter()
+        .map(|&j| p.runbook.steps[j].id().to_owned())
+        .filter(|id| !done.done.contains_key(id))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+    Err(match basis.record() {
+        Some(r) => format!(
+            "`--only {only}` needs {}, which did not succeed in run `{}`; run them too (`--from`) or the whole runbook",
+            list.join(", "),
+            r.run_id
+        ),
+        None => format!(
+            "`--only {only}` needs {}, and no earlier successful run of `{}` has them; run the whole runbook first",
+            list.join(", "),
+            p.runbook.name
+        ),
+    })
 }
 
 #[expect(
@@ -169,18 +256,22 @@ async fn run_async(args: &Args) -> u8 {
     let Some((runbook, _)) = load_valid(&args.file) else {
         return exit_code::INVALID;
     };
-    let resumed = match find_resumed(args, &state, &runbook.name) {
-        Ok(r) => r,
-        Err((code, msg)) => {
-            eprintln!("{msg}");
-            return code;
+    let basis = match find_basis(args, &state, &runbook.name) {
+        Ok(b) => b,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return exit_code::INVALID;
         }
+    };
+    let resumed = match &basis {
+        Basis::Resume(r) => Some(r),
+        _ => None,
     };
     // On resume, `now` and the params come from the journal so names stay the same.
     let mut params = args.params.clone();
     if let Some(EventKind::RunStarted {
         now, params: old, ..
-    }) = resumed.as_ref().and_then(|r| r.started()).map(|e| &e.kind)
+    }) = resumed.and_then(|r| r.started()).map(|e| &e.kind)
     {
         params.now = Some(now.to_rfc3339());
         let mut pairs: Vec<String> = old
@@ -202,7 +293,7 @@ async fn run_async(args: &Args) -> u8 {
             return exit_code::INVALID;
         }
     };
-    let run_id = resumed.as_ref().map_or_else(
+    let run_id = resumed.map_or_else(
         || state::new_run_id(chrono::Utc::now()),
         |r| r.run_id.clone(),
     );
@@ -218,23 +309,16 @@ async fn run_async(args: &Args) -> u8 {
         &estimates,
         prepared.ctx.now,
     );
-    let ids: Vec<&str> = prepared
-        .runbook
-        .steps
-        .iter()
-        .map(crate::runbook::model::Step::id)
-        .collect();
-    for step in args
-        .from
-        .iter()
-        .chain(args.only.iter())
-        .chain(args.approve.iter())
+    if let Err(msg) = check_selected_ids(args, &prepared) {
+        eprintln!("error: {msg}");
+        return exit_code::INVALID;
+    }
+    if let Some(only) = &args.only
+        && !matches!(basis, Basis::Resume(_))
+        && let Err(msg) = check_only_needs(&prepared, &basis, only)
     {
-        let top = step.split('/').next().unwrap_or_default();
-        if !ids.contains(&top) {
-            eprintln!("error: no step `{step}` in `{}`", prepared.runbook.name);
-            return exit_code::INVALID;
-        }
+        eprintln!("error: {msg}");
+        return exit_code::INVALID;
     }
     let _lock = match RunLock::acquire(&state, &prepared.runbook.name, &run_id) {
         Ok(l) => l,
@@ -268,23 +352,9 @@ async fn run_async(args: &Args) -> u8 {
             return exit_code::STEP_FAILED;
         }
     };
-    let mut done: HashMap<String, Done> = HashMap::new();
-    if let Some(r) = &resumed {
-        for (id, fingerprint, outputs) in r.succeeded_steps() {
-            done.insert(
-                id,
-                Done {
-                    fingerprint,
-                    outputs,
-                },
-            );
-        }
-    }
-    let rerun = args
-        .from
-        .as_ref()
-        .map(|f| dependents_of(&prepared, f))
-        .unwrap_or_default();
+    let mut resume = basis.record().map(RunRecord::earlier).unwrap_or_default();
+    resume.from = args.from.iter().cloned().collect();
+    resume.only = args.only.clone().map(|o| vec![o]);
     let masker = prepared.ctx.masker();
     let start = RunEvent::now(EventKind::RunStarted {
         version: crate::event::JOURNAL_VERSION,
@@ -304,6 +374,10 @@ async fn run_async(args: &Args) -> u8 {
         rto_seconds: prepared.plan.rto_seconds,
         rpo_seconds: prepared.plan.rpo_seconds,
         resumed: resumed.is_some(),
+        derived_from: match &basis {
+            Basis::Derived(r) => Some(r.run_id.clone()),
+            _ => None,
+        },
         pid: std::process::id(),
         steps: planned_steps(&prepared.plan),
         milestones: prepared
@@ -320,8 +394,11 @@ async fn run_async(args: &Args) -> u8 {
         restore_point: prepared.runbook.objectives.restore_point.clone(),
     });
     let resumed_run = resumed.is_some();
-    let mut events: Vec<RunEvent> = resumed.map(|r| r.events).unwrap_or_default();
-    let terminal = Terminal::new(args.quiet);
+    let mut events: Vec<RunEvent> = resumed.map(|r| r.events.clone()).unwrap_or_default();
+    let mut terminal = Terminal::new(args.quiet);
+    if let Some(first) = events.first() {
+        terminal.set_first_start(first.at);
+    }
     let interrupt = CancellationToken::new();
     let sinks = Arc::new(Mutex::new(Sinks {
         journal,
@@ -343,9 +420,7 @@ async fn run_async(args: &Args) -> u8 {
         dag: prepared.dag.clone(),
         ctx: prepared.ctx.clone(),
         jobs: args.jobs,
-        done,
-        rerun,
-        only: args.only.clone().map(|o| vec![o]),
+        resume,
         approvals: args.approve.clone(),
         approver: args.approver.clone().unwrap_or_else(default_approver),
         interactive,
@@ -441,26 +516,10 @@ fn pending_gates(events: &[RunEvent]) -> Vec<String> {
             out.push(step.clone());
         }
     }
+    // A sub-runbook's step waits because a gate inside it does: only the gate is approved.
+    let nested: Vec<String> = out.clone();
+    out.retain(|g| !nested.iter().any(|n| n.starts_with(&format!("{g}/"))));
     out
-}
-
-/// STEP and every step that (transitively) needs it.
-fn dependents_of(p: &super::Prepared, step: &str) -> Vec<String> {
-    let Some(start) = p.runbook.steps.iter().position(|s| s.id() == step) else {
-        return vec![step.to_owned()];
-    };
-    let dependents = p.dag.dependents();
-    let mut seen = vec![false; p.runbook.steps.len()];
-    let mut stack = vec![start];
-    while let Some(i) = stack.pop() {
-        if !std::mem::replace(&mut seen[i], true) {
-            stack.extend(&dependents[i]);
-        }
-    }
-    (0..seen.len())
-        .filter(|&i| seen[i])
-        .map(|i| p.runbook.steps[i].id().to_owned())
-        .collect()
 }
 
 /// `report.json` in the run directory, every `--report`, and `--metrics`.

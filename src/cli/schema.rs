@@ -21,8 +21,8 @@ pub struct Args {
 
 pub fn run(args: &Args) -> u8 {
     match args.which {
-        Which::Runbook => println!("{}", crate::schema::json()),
-        Which::Plan => print!("{}", crate::plan::render::json_schema()),
+        Which::Runbook => outln!("{}", crate::schema::json()),
+        Which::Plan => out!("{}", crate::plan::render::json_schema()),
     }
     exit_code::OK
 }

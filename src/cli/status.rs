@@ -53,9 +53,10 @@ pub fn standings(reports: &[Report], now: DateTime<Utc>) -> Vec<Standing> {
         let Some(rpo) = runs.iter().rev().find_map(|r| r.rpo_seconds) else {
             continue;
         };
+        // A run derived from an earlier one (`--from`/`--only`) did not take a whole backup.
         let last_success = runs
             .iter()
-            .filter(|r| r.outcome == Some(RunOutcome::Succeeded))
+            .filter(|r| r.outcome == Some(RunOutcome::Succeeded) && r.derived_from.is_none())
             .filter_map(|r| r.end)
             .max();
         let age = last_success.map(|t| (now - t).num_milliseconds() as f64 / 1000.0);
@@ -82,6 +83,13 @@ pub fn run(args: &Args) -> u8 {
             }
         },
     };
+    if !state.is_dir() {
+        eprintln!(
+            "error: the state directory `{}` does not exist: no run was ever recorded there (give `--state-dir` or set `RB_STATE_DIR`)",
+            state.display()
+        );
+        return exit_code::NO_RUNS;
+    }
     let reports = match report::history(&state, args.name.as_deref()) {
         Ok(r) => r,
         Err(e) => {
@@ -91,8 +99,20 @@ pub fn run(args: &Args) -> u8 {
     };
     let all = standings(&reports, now);
     if all.is_empty() {
-        eprintln!("no runs of a runbook with an RPO in `{}`", state.display());
-        return exit_code::OK;
+        match &args.name {
+            Some(name) if reports.is_empty() => eprintln!(
+                "error: no run of `{name}` in `{}`: it never ran here (check the name and the state directory)",
+                state.display()
+            ),
+            Some(name) => eprintln!(
+                "error: `{name}` declares no RPO (`objectives.rpo`), or restores backups rather than taking them: nothing to judge"
+            ),
+            None => eprintln!(
+                "error: no runs of a runbook with an RPO in `{}`",
+                state.display()
+            ),
+        }
+        return exit_code::NO_RUNS;
     }
     let width = all
         .iter()
@@ -120,7 +140,7 @@ pub fn run(args: &Args) -> u8 {
             if s.ok { "ok" } else { "RPO VIOLATED" }
         );
     }
-    print!("{out}");
+    out!("{out}");
     if all.iter().all(|s| s.ok) {
         exit_code::OK
     } else {

@@ -15,7 +15,7 @@ pub fn run(args: &Args) -> u8 {
     let mut bad = 0;
     for f in &args.files {
         if load_valid(f).is_some() {
-            println!("{}: ok", f.display());
+            outln!("{}: ok", f.display());
         } else {
             bad += 1;
         }

@@ -45,7 +45,15 @@ impl Engine {
         let mut last = String::from("the container never ran");
         loop {
             attempts += 1;
-            let state = self.inspect_state(&probe.container).await?;
+            // A container that does not exist yet is normal during a rebuild: keep polling.
+            let state = match self.inspect_state(&probe.container).await {
+                Ok(s) => s,
+                Err(DockerError::ContainerNotFound { .. }) => {
+                    last = format!("container `{}` does not exist (yet)", probe.container);
+                    super::lifecycle::ContainerStatus::default()
+                }
+                Err(e) => return Err(e),
+            };
             if state.status == "exited" || state.status == "dead" {
                 return Err(self
                     .exited(&probe.container, state.exit_code.unwrap_or(-1))

@@ -95,8 +95,8 @@ pub struct RunSpec {
     pub replace: bool,
 }
 
-/// A container's state, as `inspect` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A container's state, as `inspect` reports it (the default: no container, nothing runs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerStatus {
     /// Its full id.
     pub id: String,
@@ -216,7 +216,10 @@ impl Engine {
 
     /// Stops each running container (SIGTERM, then SIGKILL after `timeout`) and waits until
     /// it has stopped. Returns whether any was running.
-    pub async fn stop(&self, names: &[&str], timeout: Duration) -> Result<bool, DockerError> {
+    /// Stop each running container: its stop signal, then a kill after `grace` (whole seconds,
+    /// rounded up, as the engine takes it); waits until it no longer runs.
+    pub async fn stop(&self, names: &[&str], grace: Duration) -> Result<bool, DockerError> {
+        let timeout = Duration::from_secs(grace.as_secs() + u64::from(grace.subsec_nanos() > 0));
         let mut changed = false;
         for name in names {
             if !self.inspect_state(name).await?.running {

@@ -149,8 +149,9 @@ pub struct StepCx {
     /// The run's `now` and id (sub-runbooks share them).
     pub now: chrono::DateTime<chrono::Utc>,
     pub run_id: String,
-    /// Steps that succeeded in the resumed run, by (prefixed) id.
-    pub done: Arc<HashMap<String, super::executor::Done>>,
+    /// What earlier attempts left and `--from`/`--only` select, for this step's
+    /// sub-runbook (ids relative to it).
+    pub resume: Arc<super::executor::Resume>,
     pub jobs: usize,
     /// The run continues an earlier attempt (`--resume`), which may have been killed.
     pub resumed: bool,

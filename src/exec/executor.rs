@@ -17,11 +17,61 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// A step that succeeded in an earlier run, for `--resume`.
+/// A step that succeeded in an earlier attempt (or in the run a new one derives from).
 #[derive(Debug, Clone)]
 pub struct Done {
     pub fingerprint: String,
     pub outputs: Outputs,
+    /// Position of its finish in the journal, to order it against later steps.
+    pub seq: usize,
+}
+
+/// What earlier attempts left and what the operator selected: `--resume`, `--from`, `--only`.
+/// Ids of a sub-runbook's steps are `parent/child`; [`Resume::child`] hands a sub-runbook its
+/// part.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// Steps that succeeded earlier, by id.
+    pub done: HashMap<String, Done>,
+    /// Every step that ran earlier (whatever its outcome): the journal position of its last
+    /// finish. An `always` step that ran after a step it `undoes` succeeded undid it.
+    pub last_ran: HashMap<String, usize>,
+    /// `--from`: these steps and their dependents run again.
+    pub from: Vec<String>,
+    /// `--only`: only these steps run (the others must be in `done`).
+    pub only: Option<Vec<String>>,
+    /// Every step runs again (a sub-runbook whose step was selected as a whole).
+    pub all: bool,
+}
+
+impl Resume {
+    /// The part of it that belongs to sub-runbook step `parent`; `whole` when `parent` itself
+    /// was selected (not one of its steps), so that every step of it runs again.
+    #[must_use]
+    pub fn child(&self, parent: &str, whole: bool) -> Self {
+        let prefix = format!("{parent}/");
+        let strip = |ids: &[String]| -> Vec<String> {
+            ids.iter()
+                .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
+                .collect()
+        };
+        let only = self.only.as_deref().map(strip).filter(|o| !o.is_empty());
+        Self {
+            done: self
+                .done
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|c| (c.to_owned(), v.clone())))
+                .collect(),
+            last_ran: self
+                .last_ran
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|c| (c.to_owned(), *v)))
+                .collect(),
+            from: strip(&self.from),
+            only,
+            all: self.all || whole,
+        }
+    }
 }
 
 /// What to run.
@@ -30,13 +80,8 @@ pub struct Request {
     pub dag: Dag,
     pub ctx: Context,
     pub jobs: usize,
-    /// Steps that succeeded in the run being resumed.
-    pub done: HashMap<String, Done>,
-    /// Steps that must run even if they succeeded before (`--from`): the step and its
-    /// dependents.
-    pub rerun: Vec<String>,
-    /// Run only these steps (`--only`); the others must be in `done`.
-    pub only: Option<Vec<String>>,
+    /// What earlier attempts left, and `--from`/`--only`.
+    pub resume: Resume,
     pub approvals: Vec<String>,
     pub approver: String,
     pub interactive: bool,
@@ -89,8 +134,18 @@ struct Run {
     /// Ended steps as templates see them, and which steps are in it already.
     ended: Arc<std::sync::RwLock<BTreeMap<String, Value>>>,
     published: Vec<bool>,
-    /// `req.done`, shared with every step (sub-runbooks resume from it).
-    done_shared: Arc<HashMap<String, Done>>,
+    /// `req.resume`, shared with every step (sub-runbooks resume from it).
+    resume_shared: Arc<Resume>,
+    /// Selected by `--from` (or its dependents) or `--only`: run even if done before.
+    forced: Vec<bool>,
+    /// Selected as a whole (not through one of a sub-runbook's steps).
+    whole: Vec<bool>,
+    /// `--only`: the steps that run.
+    only: Option<Vec<bool>>,
+    /// Ran in this attempt (not reused, not skipped).
+    ran: Vec<bool>,
+    /// Done earlier, then undone by this `always` step: runs again.
+    undone: Vec<Option<String>>,
 }
 
 /// `steps.<id>` in templates: the steps that have ended, looked up on use.
@@ -118,7 +173,9 @@ impl Run {
         let base = req.runbook.base_dir();
         let engines = Arc::new(Engines::new(req.runbook.hosts.clone(), base));
         let step_cancel = req.interrupt.child_token();
-        let done_shared = Arc::new(req.done.clone());
+        let resume_shared = Arc::new(req.resume.clone());
+        let selection = Selection::new(&req);
+        let undone = undone(&req);
         Self {
             req,
             emit,
@@ -133,7 +190,12 @@ impl Run {
             skipped_by_choice: vec![false; n],
             ended: Arc::default(),
             published: vec![false; n],
-            done_shared,
+            resume_shared,
+            forced: selection.forced,
+            whole: selection.whole,
+            only: selection.only,
+            ran: vec![false; n],
+            undone,
         }
     }
 
@@ -224,12 +286,16 @@ impl Run {
                     continue;
                 }
                 let step = &self.req.runbook.steps[i];
-                let id = step.id().to_owned();
-                if let Some(only) = &self.req.only
-                    && !only.contains(&id)
-                {
-                    self.skipped_by_choice[i] = true;
-                    self.end_without_running(i, Outcome::Skipped, "not selected by --only");
+                if self.only.as_ref().is_some_and(|only| !only[i]) {
+                    // Not selected: what it did earlier stands (its outputs for the selected
+                    // steps); a step that never succeeded is skipped.
+                    if let Some(done) = self.req.resume.done.get(step.id()) {
+                        let fingerprint = done.fingerprint.clone();
+                        self.reuse(i, fingerprint);
+                    } else {
+                        self.skipped_by_choice[i] = true;
+                        self.end_without_running(i, Outcome::Skipped, "not selected by --only");
+                    }
                     changed = true;
                     continue;
                 }
@@ -340,10 +406,17 @@ impl Run {
         let masked_config =
             serde_json::to_value(&kind).map_or(Json::Null, |v| build::mask_json(v, &masker));
         let fingerprint = build::fingerprint(&step, &masked_config);
-        let forced =
-            self.req.rerun.contains(&id) || self.req.only.as_ref().is_some_and(|o| o.contains(&id));
-        let note = match self.req.done.get(&id) {
-            Some(_) if forced => Some("asked to run again (--from/--only)".to_owned()),
+        let note = match self.req.resume.done.get(&id) {
+            Some(_) if self.forced[i] || self.req.resume.all => {
+                Some("asked to run again (--from/--only)".to_owned())
+            }
+            Some(_) if self.undone[i].is_some() => Some(format!(
+                "`{}` undid it in an earlier attempt: running it again",
+                self.undone[i].as_deref().unwrap_or_default()
+            )),
+            Some(_) if step.common.always && self.follows_work(i) => {
+                Some("a step it follows ran in this attempt: running it again (always)".to_owned())
+            }
             Some(done) if done.fingerprint == fingerprint => {
                 self.reuse(i, fingerprint);
                 return None;
@@ -354,6 +427,7 @@ impl Run {
             None => None,
         };
         self.state[i] = State::Running;
+        self.ran[i] = true;
         let cancel = if step.common.always {
             CancellationToken::new()
         } else {
@@ -374,7 +448,7 @@ impl Run {
             emit: emit.clone(),
             now: self.req.ctx.now,
             run_id: self.req.ctx.run_id.clone(),
-            done: self.done_shared.clone(),
+            resume: Arc::new(self.resume_shared.child(&id, self.whole[i])),
             jobs: self.req.jobs,
             resumed: self.req.resumed,
         };
@@ -434,7 +508,7 @@ impl Run {
     /// Restore a step that succeeded in the resumed run with the same definition.
     fn reuse(&mut self, i: usize, fingerprint: String) {
         let id = self.id(i).to_owned();
-        let outputs = self.req.done[&id].outputs.clone();
+        let outputs = self.req.resume.done[&id].outputs.clone();
         self.state[i] = State::Ended(Outcome::Succeeded);
         self.outputs
             .insert(id.clone(), Json::Object(outputs.clone()));
@@ -449,6 +523,22 @@ impl Run {
             reason: Some("succeeded in the resumed run with the same definition".into()),
             reused: true,
         });
+    }
+
+    /// Whether a step that `i` follows (directly or not) ran in this attempt.
+    fn follows_work(&self, i: usize) -> bool {
+        let mut seen = vec![false; self.state.len()];
+        let mut stack = self.req.dag.needs[i].clone();
+        while let Some(j) = stack.pop() {
+            if std::mem::replace(&mut seen[j], true) {
+                continue;
+            }
+            if self.ran[j] {
+                return true;
+            }
+            stack.extend(&self.req.dag.needs[j]);
+        }
+        false
     }
 
     fn fail_now(&mut self, i: usize, message: &str) {
@@ -536,6 +626,80 @@ impl Run {
             self.note_failure(f.index);
         }
     }
+}
+
+/// Which steps `--from` and `--only` select, by index. An id of a sub-runbook's step
+/// (`recover/start_web`) selects its parent step here; the sub-runbook selects the rest.
+struct Selection {
+    forced: Vec<bool>,
+    whole: Vec<bool>,
+    only: Option<Vec<bool>>,
+}
+
+impl Selection {
+    fn new(req: &Request) -> Self {
+        let steps = &req.runbook.steps;
+        let n = steps.len();
+        let index = |id: &str| {
+            let top = id.split('/').next().unwrap_or_default();
+            steps
+                .iter()
+                .position(|s| s.id() == top)
+                .map(|i| (i, top == id))
+        };
+        let mut forced = vec![false; n];
+        let mut whole = vec![false; n];
+        let dependents = req.dag.dependents();
+        for id in &req.resume.from {
+            let Some((start, is_whole)) = index(id) else {
+                continue;
+            };
+            whole[start] |= is_whole;
+            let mut stack = vec![start];
+            while let Some(i) = stack.pop() {
+                if !std::mem::replace(&mut forced[i], true) {
+                    stack.extend(&dependents[i]);
+                    // Dependents of the selected step run again as a whole.
+                    whole[i] |= i != start;
+                }
+            }
+        }
+        let only = req.resume.only.as_ref().map(|ids| {
+            let mut sel = vec![false; n];
+            for (i, is_whole) in ids.iter().filter_map(|id| index(id)) {
+                sel[i] = true;
+                forced[i] = true;
+                whole[i] |= is_whole;
+            }
+            sel
+        });
+        Self {
+            forced,
+            whole,
+            only,
+        }
+    }
+}
+
+/// For each step done earlier and undone since by an `always` step that ran after it (its
+/// `undoes`), that step's id.
+fn undone(req: &Request) -> Vec<Option<String>> {
+    let steps = &req.runbook.steps;
+    let mut out = vec![None; steps.len()];
+    for undoer in steps.iter().filter(|s| s.common.always) {
+        let Some(&ran) = req.resume.last_ran.get(undoer.id()) else {
+            continue;
+        };
+        for target in &undoer.common.undoes {
+            let Some(j) = steps.iter().position(|s| s.id() == target) else {
+                continue;
+            };
+            if req.resume.done.get(target).is_some_and(|d| d.seq < ran) {
+                out[j] = Some(undoer.id().to_owned());
+            }
+        }
+    }
+    out
 }
 
 /// Outputs with every secret masked, in keys (file names) as well as values.

@@ -2,6 +2,7 @@
 //! written and fsynced before the executor goes on, and read back for `--resume`,
 //! `rb history` and `rb report`.
 
+use super::executor::{Done, Resume};
 use crate::event::{EventKind, Outcome, RunEvent};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -145,34 +146,52 @@ impl RunRecord {
         )
     }
 
-    /// The latest finish of each step that succeeded (id → fingerprint, outputs).
-    pub fn succeeded_steps(
-        &self,
-    ) -> Vec<(String, String, serde_json::Map<String, serde_json::Value>)> {
-        let mut latest: std::collections::BTreeMap<
-            String,
-            (Outcome, String, serde_json::Map<String, serde_json::Value>),
-        > = std::collections::BTreeMap::new();
-        for e in &self.events {
-            if let EventKind::StepFinished {
+    /// What the run's attempts left for the next one: each step whose latest finish is a
+    /// success (with its outputs and where the work was done), and where each step last ran.
+    pub fn earlier(&self) -> Resume {
+        let mut out = Resume::default();
+        for (seq, e) in self.events.iter().enumerate() {
+            let EventKind::StepFinished {
                 step,
                 outcome,
+                attempts,
                 fingerprint,
                 outputs,
+                reused,
                 ..
             } = &e.kind
-            {
-                latest.insert(
+            else {
+                continue;
+            };
+            if *reused && out.done.contains_key(step) {
+                // Restored, not done again: the work (and its position) is the earlier one.
+                continue;
+            }
+            if *attempts > 0 {
+                out.last_ran.insert(step.clone(), seq);
+            }
+            if *outcome == Outcome::Succeeded {
+                out.done.insert(
                     step.clone(),
-                    (*outcome, fingerprint.clone(), outputs.clone()),
+                    Done {
+                        fingerprint: fingerprint.clone(),
+                        outputs: outputs.clone(),
+                        seq,
+                    },
                 );
+            } else {
+                out.done.remove(step);
             }
         }
-        latest
-            .into_iter()
-            .filter(|(_, (o, _, _))| *o == Outcome::Succeeded)
-            .map(|(id, (_, fp, out))| (id, fp, out))
-            .collect()
+        out
+    }
+
+    /// The run this one derives from (`--from`/`--only` after it finished), if any.
+    pub fn derived_from(&self) -> Option<&str> {
+        match &self.started()?.kind {
+            EventKind::RunStarted { derived_from, .. } => derived_from.as_deref(),
+            _ => None,
+        }
     }
 }
 

@@ -22,7 +22,9 @@ pub struct AtomicOptions {
     /// Replace an existing final file. When false, creation fails early if the final file
     /// exists, and the commit is a no-clobber link, so a file created meanwhile is kept too.
     pub overwrite: bool,
-    /// Permission bits of the new file, before the umask (`0o666` like `open(2)` callers).
+    /// Permission bits of the new file, before the umask. The default is `0o600`: what rb
+    /// writes (dumps with role password hashes, archives of `.env` files, reports with step
+    /// outputs) is for its owner only, as `pg_basebackup` and restic create their files.
     pub mode: u32,
 }
 
@@ -31,7 +33,7 @@ impl Default for AtomicOptions {
         Self {
             create_dirs: false,
             overwrite: true,
-            mode: 0o666,
+            mode: 0o600,
         }
     }
 }

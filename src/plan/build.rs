@@ -225,6 +225,9 @@ pub struct PlanStep {
     pub on_critical_path: bool,
     /// Hash of the rendered definition; resume re-runs a step whose fingerprint changed.
     pub fingerprint: String,
+    /// For a `runbook` step: the steps of the sub-runbook (ids `parent/child`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<super::nested::SubPlan>,
 }
 
 /// An estimate taken from past runs.
@@ -255,11 +258,18 @@ pub struct Plan {
     pub params: BTreeMap<String, Json>,
     pub secrets: Vec<String>,
     pub vars: BTreeMap<String, String>,
+    /// Required params without a value, shown as placeholders (`<params.NAME>`); a run needs
+    /// them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_params: Vec<String>,
     /// Target locks the run takes before its first step (rendered `locks:`), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<String>,
     /// Steps in run order.
     pub steps: Vec<PlanStep>,
+    /// Every gate the run can ask for, sub-runbooks' included (`parent/child`): the ids
+    /// `--approve` takes.
+    pub gates: Vec<String>,
     /// Step ids of each parallel group.
     pub groups: Vec<Vec<String>>,
     pub critical_path: Vec<String>,
@@ -347,7 +357,20 @@ pub fn resolve_and_build(
     secrets: BTreeMap<String, String>,
 ) -> Result<(Context, Plan), Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let values = params::resolve(runbook, overrides, &mut diags);
+    let mut values = params::resolve(runbook, overrides, &mut diags);
+    // A plan for review (a pull request) need not have every required value: each missing
+    // one is a placeholder, as a step output is. `rb run` still refuses.
+    let mut missing = Vec::new();
+    if mode == Mode::Plan {
+        diags.retain(|d| {
+            let Some(name) = params::missing_param(d) else {
+                return true;
+            };
+            values.insert(name.clone(), Json::String(format!("<params.{name}>")));
+            missing.push(name);
+            false
+        });
+    }
     if !diags.is_empty() {
         return Err(diags);
     }
@@ -363,7 +386,8 @@ pub fn resolve_and_build(
     let mut ctx = Context::new(runbook, values, secrets, now, run_id.to_owned(), mode);
     ctx.render_vars(runbook, &template::environment())
         .map_err(|d| vec![d])?;
-    let plan = build(runbook, dag, &ctx)?;
+    let mut plan = build(runbook, dag, &ctx)?;
+    plan.missing_params = missing;
     Ok((ctx, plan))
 }
 
@@ -415,6 +439,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             history: None,
             group: group_of[i],
             on_critical_path: critical.contains(&i),
+            sub: None,
         });
     }
     let locks = render_locks(runbook, &env, ctx).unwrap_or_else(|d| {
@@ -444,6 +469,8 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .map(|(k, v)| (k.clone(), masker.mask(v)))
             .collect(),
         locks,
+        missing_params: Vec::new(),
+        gates: super::nested::attach(&mut steps, &runbook.base_dir()),
         groups: groups.iter().map(|g| ids(g)).collect(),
         critical_path: ids(&critical),
         critical_path_seconds: critical_secs,

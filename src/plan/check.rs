@@ -6,7 +6,8 @@
 //!   placeholders (`<…>`) and names an earlier `container.run` step creates;
 //! - the image of every `container.run` is present on its engine (rb never pulls);
 //! - the free space in the directory each output path (`stdout`/`stderr` file, `dest`, `to`,
-//!   `write`) goes into (the nearest existing ancestor).
+//!   `write`) goes into (the nearest existing ancestor);
+//! - every secret's source exists (the variable is set, the file is readable), never read out.
 //!
 //! Nothing is created, started or written.
 
@@ -25,7 +26,7 @@ pub const MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 /// One probe's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Probe {
-    /// `engine`, `container`, `image` or `disk`.
+    /// `engine`, `container`, `image`, `disk` or `secret`.
     pub kind: &'static str,
     /// What was probed (`default` or a host name; a container; an image; a directory).
     pub subject: String,
@@ -276,7 +277,41 @@ pub async fn run(runbook: &Runbook, plan: &Plan) -> Vec<Probe> {
     for dir in &needs.dirs {
         probes.push(disk_probe(dir));
     }
+    probes.extend(secret_probes(runbook));
     probes
+}
+
+/// Each secret's source exists: the variable is set and not empty, or the file is there and
+/// readable. The value is never read out (a file is only opened).
+fn secret_probes(runbook: &Runbook) -> Vec<Probe> {
+    let base = runbook.base_dir();
+    runbook
+        .secrets
+        .iter()
+        .map(|(name, spec)| {
+            let (ok, detail) = match (&spec.env, &spec.file) {
+                (Some(var), _) => match std::env::var_os(var) {
+                    Some(v) if !v.is_empty() => (true, format!("from `${var}` (set)")),
+                    Some(_) => (false, format!("`${var}` is empty")),
+                    None => (false, format!("`${var}` is not set")),
+                },
+                (None, Some(file)) => {
+                    let path = base.join(file);
+                    match std::fs::File::open(&path) {
+                        Ok(_) => (true, format!("from `{}` (readable)", path.display())),
+                        Err(e) => (false, format!("`{}`: {e}", path.display())),
+                    }
+                }
+                (None, None) => (false, "no source".to_owned()),
+            };
+            Probe {
+                kind: "secret",
+                subject: name.clone(),
+                ok,
+                detail,
+            }
+        })
+        .collect()
 }
 
 /// Free space at `dir`, or at its nearest existing ancestor (outputs create their directory).

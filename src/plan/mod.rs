@@ -5,4 +5,5 @@ pub mod build;
 pub mod check;
 pub mod diff;
 pub mod graph;
+pub mod nested;
 pub mod render;

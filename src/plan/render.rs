@@ -1,6 +1,7 @@
 //! Plans and graphs for people (text, Markdown) and machines (JSON, DOT, Mermaid).
 
 use super::build::{Plan, PlanStep};
+use super::nested::SubPlan;
 use crate::duration::human_secs;
 use serde_json::Value as Json;
 use std::fmt::Write as _;
@@ -131,9 +132,8 @@ fn budget_line(plan: &Plan) -> String {
     }
 }
 
-/// Plain text for a terminal.
-pub fn text(plan: &Plan) -> String {
-    let mut o = String::new();
+/// The head of a text plan: name, description, time, params, secrets, vars, locks.
+fn text_head(o: &mut String, plan: &Plan) {
     let _ = writeln!(o, "plan of `{}` ({})", plan.runbook, plan.file);
     if let Some(d) = &plan.description {
         let _ = writeln!(o, "{}", d.trim());
@@ -151,6 +151,12 @@ pub fn text(plan: &Plan) -> String {
     for l in &plan.locks {
         let _ = writeln!(o, "  lock   {l}");
     }
+}
+
+/// Plain text for a terminal.
+pub fn text(plan: &Plan) -> String {
+    let mut o = String::new();
+    text_head(&mut o, plan);
     let _ = writeln!(o, "\nsteps, in run order:");
     for (n, s) in plan.steps.iter().enumerate() {
         let mut tags = vec![format!("group {}", s.group + 1)];
@@ -190,9 +196,14 @@ pub fn text(plan: &Plan) -> String {
             let _ = writeln!(o, "       when: {w}");
         }
         for (k, v) in fields(s) {
-            let _ = writeln!(o, "       {k}: {v}");
+            // A multi-line script keeps its lines, indented under the field.
+            let _ = writeln!(o, "       {k}: {}", v.replace('\n', "\n         "));
+        }
+        if let Some(sub) = &s.sub {
+            text_sub(&mut o, sub);
         }
     }
+    gates_line(&mut o, plan);
     let _ = writeln!(o, "\nparallel groups:");
     for (g, ids) in plan.groups.iter().enumerate() {
         let _ = writeln!(o, "  {}: {}", g + 1, ids.join(", "));
@@ -233,6 +244,80 @@ pub fn text(plan: &Plan) -> String {
     o
 }
 
+fn gates_line(o: &mut String, plan: &Plan) {
+    if !plan.gates.is_empty() {
+        let _ = writeln!(o, "\ngates (`--approve ID`): {}", plan.gates.join(", "));
+    }
+}
+
+/// The "what it runs" cell: each field on a line; a script that spans lines is shown below
+/// the table.
+fn markdown_what(s: &PlanStep) -> String {
+    fields(s)
+        .into_iter()
+        .map(|(k, v)| {
+            if v.contains('\n') {
+                format!("{k}: see [below](#{})", s.id)
+            } else {
+                format!("{k}: `{}`", md_code(&v))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
+/// Fields whose value spans lines (scripts), as code blocks after the table: line breaks
+/// matter in a script, and a table cell cannot keep them.
+fn markdown_scripts(o: &mut String, plan: &Plan) {
+    for s in &plan.steps {
+        for (k, v) in fields(s).into_iter().filter(|(_, v)| v.contains('\n')) {
+            let fence = "~".repeat(3 + v.matches('~').count().min(20));
+            let _ = writeln!(
+                o,
+                "\n<a id=\"{id}\"></a>**`{id}`** `{k}`:\n\n{fence}sh\n{}\n{fence}",
+                v.trim_end(),
+                id = s.id
+            );
+        }
+    }
+}
+
+/// A sub-runbook's steps as rows after its step's row (`3.1`, `3.2`, …).
+fn markdown_sub(o: &mut String, n: usize, sub: &SubPlan) {
+    for (k, c) in sub.steps.iter().enumerate() {
+        let always = if c.always { " (always)" } else { "" };
+        let _ = writeln!(
+            o,
+            "| {}.{} | {}↳ `{}`{always} | {} | {} | — | — | step of `{}` |",
+            n + 1,
+            k + 1,
+            "&nbsp;&nbsp;".repeat(c.depth),
+            md_cell(&c.id),
+            md_cell(&c.type_name),
+            md_cell(&c.needs.join(", ")),
+            md_cell(&sub.file)
+        );
+    }
+}
+
+/// A sub-runbook's steps under its step, indented by depth.
+fn text_sub(o: &mut String, sub: &SubPlan) {
+    let _ = writeln!(o, "       runs the steps of {}:", sub.file);
+    if let Some(p) = &sub.problem {
+        let _ = writeln!(o, "         (not shown: {p})");
+    }
+    for c in &sub.steps {
+        let pad = " ".repeat(7 + 2 * c.depth);
+        let always = if c.always { ", always" } else { "" };
+        let needs = if c.needs.is_empty() {
+            String::new()
+        } else {
+            format!("; needs {}", c.needs.join(", "))
+        };
+        let _ = writeln!(o, "{pad}{} ({}{always}){needs}", c.id, c.type_name);
+    }
+}
+
 /// Which value the report's achieved RPO will be the age of.
 fn restore_point_line(plan: &Plan) -> Option<String> {
     let source = plan.restore_point.as_ref()?;
@@ -263,6 +348,31 @@ pub(crate) fn md_text(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The params (secrets `***`) and target locks of a Markdown plan.
+fn markdown_inputs(o: &mut String, plan: &Plan) {
+    if !plan.params.is_empty() || !plan.secrets.is_empty() {
+        let _ = writeln!(
+            o,
+            "**Params:** {}",
+            plan.params
+                .iter()
+                .map(|(k, v)| format!("`{k}={}`", md_code(&inline(v))))
+                .chain(plan.secrets.iter().map(|k| format!("`{k}=***`")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let _ = writeln!(o);
+    }
+    if !plan.locks.is_empty() {
+        let locks: Vec<String> = plan
+            .locks
+            .iter()
+            .map(|l| format!("`{}`", md_code(l)))
+            .collect();
+        let _ = writeln!(o, "**Locks:** {}\n", locks.join(", "));
+    }
+}
+
 /// Markdown for a pull request or a wiki.
 pub fn markdown(plan: &Plan) -> String {
     let mut o = String::new();
@@ -288,37 +398,13 @@ pub fn markdown(plan: &Plan) -> String {
         opt_secs(plan.rto_seconds),
         opt_secs(plan.rto_margin_seconds),
     );
-    if !plan.params.is_empty() || !plan.secrets.is_empty() {
-        let _ = writeln!(
-            o,
-            "**Params:** {}",
-            plan.params
-                .iter()
-                .map(|(k, v)| format!("`{k}={}`", md_code(&inline(v))))
-                .chain(plan.secrets.iter().map(|k| format!("`{k}=***`")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let _ = writeln!(o);
-    }
-    if !plan.locks.is_empty() {
-        let locks: Vec<String> = plan
-            .locks
-            .iter()
-            .map(|l| format!("`{}`", md_code(l)))
-            .collect();
-        let _ = writeln!(o, "**Locks:** {}\n", locks.join(", "));
-    }
+    markdown_inputs(&mut o, plan);
     let _ = writeln!(
         o,
         "| # | step | type | needs | estimate | group | what it runs |\n|---|---|---|---|---|---|---|"
     );
     for (n, s) in plan.steps.iter().enumerate() {
-        let what = fields(s)
-            .into_iter()
-            .map(|(k, v)| format!("{k}: `{}`", md_code(&v)))
-            .collect::<Vec<_>>()
-            .join("<br>");
+        let what = markdown_what(s);
         let mut id = format!("`{}`", s.id);
         if s.on_critical_path {
             id = format!("**{id}**");
@@ -338,6 +424,14 @@ pub fn markdown(plan: &Plan) -> String {
             ),
             s.group + 1,
         );
+        if let Some(sub) = &s.sub {
+            markdown_sub(&mut o, n, sub);
+        }
+    }
+    markdown_scripts(&mut o, plan);
+    if !plan.gates.is_empty() {
+        let gates: Vec<String> = plan.gates.iter().map(|g| format!("`{g}`")).collect();
+        let _ = writeln!(o, "\n**Gates** (`--approve ID`): {}", gates.join(", "));
     }
     let _ = writeln!(
         o,
@@ -448,6 +542,9 @@ pub fn dot(plan: &Plan) -> String {
             id = dot_escape(&s.id),
             t = s.type_name
         );
+        if let Some(sub) = &s.sub {
+            dot_cluster(&mut o, s, sub);
+        }
     }
     for s in &plan.steps {
         for n in &s.needs {
@@ -468,8 +565,45 @@ pub fn dot(plan: &Plan) -> String {
     o
 }
 
+/// A sub-runbook's steps as a cluster beside its step, joined to it by a dashed edge.
+fn dot_cluster(o: &mut String, s: &PlanStep, sub: &SubPlan) {
+    let _ = writeln!(
+        o,
+        "  subgraph \"cluster_{id}\" {{\n    label=\"{id}: {file}\";\n    style=dashed;",
+        id = dot_escape(&s.id),
+        file = dot_escape(&sub.file)
+    );
+    for c in &sub.steps {
+        let shape = if c.type_name == "gate" {
+            ", shape=hexagon"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            o,
+            "    \"{id}\" [label=\"{id}\\n{t}\"{shape}];",
+            id = dot_escape(&c.id),
+            t = dot_escape(&c.type_name)
+        );
+    }
+    o.push_str("  }\n");
+    for c in &sub.steps {
+        if c.needs.is_empty() {
+            let _ = writeln!(
+                o,
+                "  \"{}\" -> \"{}\" [style=dashed];",
+                dot_escape(&s.id),
+                dot_escape(&c.id)
+            );
+        }
+        for n in &c.needs {
+            let _ = writeln!(o, "  \"{}\" -> \"{}\";", dot_escape(n), dot_escape(&c.id));
+        }
+    }
+}
+
 fn mermaid_id(id: &str) -> String {
-    id.replace('-', "_")
+    id.replace('-', "_").replace('/', "__")
 }
 
 /// Mermaid flowchart, the critical path highlighted.
@@ -489,6 +623,36 @@ pub fn mermaid(plan: &Plan) -> String {
         );
     }
     let mut edge = 0;
+    for s in &plan.steps {
+        let Some(sub) = &s.sub else { continue };
+        let _ = writeln!(
+            o,
+            "  subgraph {}_sub[\"{}: {}\"]",
+            mermaid_id(&s.id),
+            s.id,
+            sub.file
+        );
+        for c in &sub.steps {
+            let _ = writeln!(
+                o,
+                "    {}[\"{}<br/><small>{}</small>\"]",
+                mermaid_id(&c.id),
+                c.id,
+                c.type_name
+            );
+        }
+        o.push_str("  end\n");
+        for c in &sub.steps {
+            if c.needs.is_empty() {
+                let _ = writeln!(o, "  {} -.-> {}", mermaid_id(&s.id), mermaid_id(&c.id));
+                edge += 1;
+            }
+            for n in &c.needs {
+                let _ = writeln!(o, "  {} --> {}", mermaid_id(n), mermaid_id(&c.id));
+                edge += 1;
+            }
+        }
+    }
     let mut red = Vec::new();
     for s in &plan.steps {
         for n in &s.needs {

@@ -29,16 +29,19 @@ fn colour(o: Outcome) -> &'static str {
 }
 
 /// The Gantt chart: one bar a step from its start to its end, and the RTO as a red line.
+/// The time axis fits the run, not the RTO: a run far shorter than its RTO stays readable,
+/// and an RTO or milestone beyond the axis is marked at its right edge.
 fn gantt(r: &Report) -> String {
     let span = r
         .steps
         .iter()
         .filter_map(|s| s.start.map(|t| offset_secs(r, t) + s.duration_seconds))
-        .chain(r.milestones.iter().map(|m| m.rto_seconds))
         .fold(r.duration_seconds, f64::max)
-        .max(r.rto_seconds.unwrap_or(0.0))
-        .max(1.0);
+        .max(1.0)
+        * 1.05;
     let scale = CHART / span;
+    // A time on the axis, or the right edge when it is off scale.
+    let x_of = |secs: f64| LABEL + secs.min(span) * scale;
     let height = ROW * (r.steps.len() as f64 + 1.5);
     let mut out = String::new();
     let _ = writeln!(
@@ -84,29 +87,38 @@ fn gantt(r: &Report) -> String {
         bottom + 14.0,
         human_secs(span)
     );
+    let off = |secs: f64| if secs > span { " (off scale) ▸" } else { "" };
     if let Some(rto) = r.rto_seconds {
-        let x = LABEL + rto * scale;
+        let x = x_of(rto);
         let _ = writeln!(
             out,
-            "<line id=\"rto\" x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{bottom:.1}\" stroke=\"#c00\" stroke-width=\"2\" stroke-dasharray=\"6 3\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" style=\"fill:#c00\">RTO {}</text>",
+            "<line id=\"rto\" x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{bottom:.1}\" stroke=\"#c00\" stroke-width=\"2\" stroke-dasharray=\"6 3\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" style=\"fill:#c00\">RTO {}{}</text>",
             x - 3.0,
             bottom - 4.0,
-            human_secs(rto)
+            human_secs(rto),
+            off(rto)
         );
     }
     for (k, m) in r.milestones.iter().enumerate() {
-        let x = LABEL + m.rto_seconds * scale;
-        // Labels one under the other from the top, clear of the RTO's at the bottom.
+        let x = x_of(m.rto_seconds);
+        // Labels one under the other from the top, clear of the RTO's at the bottom; at the
+        // right edge, anchored to the left of the line.
+        let anchor = if m.rto_seconds > span * 0.7 {
+            "text-anchor=\"end\" "
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "<g class=\"milestone\" data-milestone=\"{name}\"><line x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{bottom:.1}\"/><text x=\"{:.1}\" y=\"{:.1}\">{name} {}</text></g>",
-            x + 3.0,
+            "<g class=\"milestone\" data-milestone=\"{name}\"><line x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{bottom:.1}\"/><text {anchor}x=\"{:.1}\" y=\"{:.1}\">{name} {}{}</text></g>",
+            if anchor.is_empty() { x + 3.0 } else { x - 3.0 },
             12.0 + 14.0 * k as f64,
             human_secs(m.rto_seconds),
+            off(m.rto_seconds),
             name = esc(&m.name),
         );
         if let Some(a) = m.achieved_seconds {
-            let x = LABEL + a * scale;
+            let x = x_of(a);
             let _ = writeln!(
                 out,
                 "<path class=\"{}\" d=\"M{x:.1} {bottom:.1} l-5 8 h10 z\"><title>{} reached after {}</title></path>",
@@ -122,6 +134,16 @@ fn gantt(r: &Report) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// A time to the second, in UTC and in the local time of the machine that renders it.
+fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    let local = t.with_timezone(&chrono::Local);
+    format!(
+        "{} UTC ({} local)",
+        t.format("%Y-%m-%d %H:%M:%S"),
+        local.format("%Y-%m-%d %H:%M:%S %:z")
+    )
 }
 
 /// Critical path, milestones and RPO as a list.
@@ -165,6 +187,9 @@ fn trend(r: &Report, history: &[Report]) -> String {
         .filter(|h| h.run_id != r.run_id)
         .chain([r])
         .collect();
+    if runs.len() < 2 {
+        return "<p id=\"trend\">This is the first run of this runbook: no earlier runs to compare.</p>\n".to_owned();
+    }
     let max = runs
         .iter()
         .map(|h| h.duration_seconds)
@@ -225,7 +250,7 @@ pub fn render(r: &Report, history: &[Report]) -> String {
         esc(&title)
     );
     let _ = writeln!(out, "<h1>{}</h1>", esc(&title));
-    let verdict_class = if r.rto_met == Some(false) {
+    let verdict_class = if r.rto_met != Some(true) && r.rto_seconds.is_some() {
         "bad"
     } else {
         "ok"
@@ -239,8 +264,8 @@ pub fn render(r: &Report, history: &[Report]) -> String {
             "bad"
         },
         run_outcome_word(r.outcome),
-        r.start.to_rfc3339(),
-        r.end.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339()),
+        when(r.start),
+        r.end.map_or_else(|| "-".to_owned(), when),
         human_secs(r.duration_seconds),
         human_secs(r.machine_seconds),
         human_secs(r.gate_wait_seconds),
@@ -253,6 +278,14 @@ pub fn render(r: &Report, history: &[Report]) -> String {
         esc(&r.file_sha256),
         esc(&params_line(r))
     );
+    if r.attempts.len() > 1 {
+        let _ = writeln!(
+            out,
+            "<p id=\"attempts\">Attempts: {}. Total {}.</p>",
+            esc(&super::attempts_line(r)),
+            esc(&super::time_split(r))
+        );
+    }
     out.push_str(&objectives(r));
     out.push_str("<h2>Timeline</h2>\n<p>Bold outline: the critical path. Red line: the RTO; blue: milestones, triangles where they were reached.</p>\n");
     out.push_str(&gantt(r));
@@ -277,7 +310,23 @@ pub fn render(r: &Report, history: &[Report]) -> String {
             esc(s.error.as_deref().or(s.reason.as_deref()).unwrap_or(""))
         );
     }
-    out.push_str("</table>\n<h2>Earlier runs</h2>\n");
+    out.push_str("</table>\n");
+    if !r.artifacts.is_empty() {
+        out.push_str("<h2>Artifacts</h2>\n<table id=\"artifacts\">\n<tr><th>File</th><th>Step</th><th>Size</th><th>SHA-256</th></tr>\n");
+        for a in &r.artifacts {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td><code>{}</code></td></tr>",
+                esc(&a.path),
+                esc(&a.step),
+                esc(&super::bytes_text(a.bytes)),
+                esc(a.sha256.as_deref().unwrap_or(""))
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str(&super::decisions::html(r));
+    out.push_str("<h2>Earlier runs</h2>\n");
     out.push_str(&trend(r, history));
     out.push_str("</body>\n</html>\n");
     out

@@ -1,6 +1,6 @@
 //! The report as `JUnit` XML: one `testcase` a step, so CI systems show drills like tests.
 
-use super::model::Report;
+use super::model::{Report, StepReport};
 use super::objectives::MilestoneStatus;
 use super::{milestone_verdict, params_line, rpo_verdict};
 use crate::event::Outcome;
@@ -25,6 +25,44 @@ pub(crate) fn xml_escape(s: &str) -> String {
 }
 
 /// Render the report as a `JUnit` XML document (one suite: the run).
+/// The end of a succeeded step's test case: the file it wrote, if any, as its output.
+fn succeeded_case(out: &mut String, r: &Report, s: &StepReport) {
+    let artifact = r.artifacts.iter().find(|a| a.step == s.id).map(|a| {
+        format!(
+            "wrote {} ({} bytes, sha256 {})",
+            a.path,
+            a.bytes,
+            a.sha256.as_deref().unwrap_or("-")
+        )
+    });
+    let lines: Vec<String> = artifact
+        .into_iter()
+        .chain(super::decisions::junit_text(&s.outputs))
+        .collect();
+    if lines.is_empty() {
+        out.push_str("/>\n");
+    } else {
+        let _ = writeln!(
+            out,
+            ">\n      <system-out>{}</system-out>\n    </testcase>",
+            xml_escape(&lines.join("\n"))
+        );
+    }
+}
+
+/// Why the RTO case failed: over it, or not recovered at all.
+fn rto_failure(r: &Report, rto: f64) -> String {
+    if r.rto_met == Some(false) {
+        format!("took {:.3}s, over the RTO of {rto:.3}s", r.duration_seconds)
+    } else {
+        format!(
+            "not recovered: the run {} after {:.3}s of the RTO of {rto:.3}s",
+            super::run_outcome_word(r.outcome),
+            r.duration_seconds
+        )
+    }
+}
+
 pub fn render(r: &Report) -> String {
     let failures = r
         .steps
@@ -36,7 +74,8 @@ pub fn render(r: &Report) -> String {
         .iter()
         .filter(|s| matches!(s.status, Outcome::Skipped | Outcome::Cancelled))
         .count();
-    let over_rto = r.rto_met == Some(false);
+    // Not met: over it, or not recovered at all (a run that did not succeed has no verdict).
+    let over_rto = r.rto_seconds.is_some() && r.rto_met != Some(true);
     let missed = r
         .milestones
         .iter()
@@ -75,7 +114,7 @@ pub fn render(r: &Report) -> String {
             s.duration_seconds
         );
         match s.status {
-            Outcome::Succeeded => out.push_str("/>\n"),
+            Outcome::Succeeded => succeeded_case(&mut out, r, s),
             Outcome::Failed => {
                 let msg = s.error.as_deref().unwrap_or("failed");
                 let _ = writeln!(
@@ -114,10 +153,7 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 ">\n      <failure message=\"{}\" type=\"rto\"/>\n    </testcase>",
-                xml_escape(&format!(
-                    "took {:.3}s, over the RTO of {rto:.3}s",
-                    r.duration_seconds
-                ))
+                xml_escape(&rto_failure(r, rto))
             );
         } else {
             out.push_str("/>\n");

@@ -19,13 +19,13 @@ pub fn render(r: &Report) -> String {
     if let Some(end) = r.end {
         let _ = writeln!(out, "- **Finished:** {}", end.to_rfc3339());
     }
-    let _ = writeln!(
-        out,
-        "- **Duration:** {} (machine {}, gate wait {})",
-        human_secs(r.duration_seconds),
-        human_secs(r.machine_seconds),
-        human_secs(r.gate_wait_seconds)
-    );
+    let _ = writeln!(out, "- **Duration:** {}", super::time_split(r));
+    if r.attempts.len() > 1 {
+        let _ = writeln!(out, "- **Attempts:** {}", super::attempts_line(r));
+    }
+    if let Some(base) = &r.derived_from {
+        let _ = writeln!(out, "- **Derived from run:** `{base}`");
+    }
     let verdict = rto_verdict(r);
     let _ = writeln!(
         out,
@@ -86,6 +86,7 @@ pub fn render(r: &Report) -> String {
             note
         );
     }
+    artifacts_and_failures(&mut out, r);
     if !r.gates.is_empty() {
         let _ = writeln!(out, "\n| Gate | Answer | By | Waited |\n|---|---|---|--:|");
         for g in &r.gates {
@@ -99,7 +100,39 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    out.push_str(&super::decisions::markdown(r));
     out
+}
+
+/// The files the run wrote, and each failed step's whole error (a stderr tail) in a block.
+fn artifacts_and_failures(out: &mut String, r: &Report) {
+    if !r.artifacts.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n| Artifact | Step | Size | SHA-256 |\n|---|---|--:|---|"
+        );
+        for a in &r.artifacts {
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | {} | `{}` |",
+                cell(&a.path).replace('`', "'"),
+                a.step,
+                super::bytes_text(a.bytes),
+                a.sha256.as_deref().unwrap_or("–")
+            );
+        }
+    }
+    for s in r
+        .steps
+        .iter()
+        .filter(|s| s.status == crate::event::Outcome::Failed)
+    {
+        if let Some(e) = &s.error {
+            // A fence longer than any run of backticks in the text.
+            let fence = "~".repeat(3 + e.matches('~').count().min(20));
+            let _ = writeln!(out, "\n**`{}` failed:**\n\n{fence}text\n{e}\n{fence}", s.id);
+        }
+    }
 }
 
 fn short(sha: &str) -> &str {

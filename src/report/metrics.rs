@@ -15,7 +15,9 @@ pub fn backup_artifact(r: &Report) -> Option<&StepReport> {
     r.steps
         .iter()
         .filter(|s| {
+            // Made in this run: a step taken from the run it derives from is that run's.
             s.status == Outcome::Succeeded
+                && s.attempt > 0
                 && s.outputs.get("file").is_some()
                 && s.outputs
                     .get("bytes")
@@ -76,6 +78,12 @@ pub fn render(r: &Report, last_backup: Option<&Report>) -> String {
     );
     family(
         &mut out,
+        "rb_run_attempts",
+        "Attempts of the last run: the first `rb run` and each `--resume`.",
+        &[(rb.clone(), r.attempts.len() as f64)],
+    );
+    family(
+        &mut out,
         "rb_run_timestamp_seconds",
         "When the last run started (Unix time).",
         &[(rb.clone(), r.start.timestamp() as f64)],
@@ -90,6 +98,19 @@ pub fn render(r: &Report, last_backup: Option<&Report>) -> String {
             )
         })
         .collect();
+    let artifacts: Vec<(String, f64)> = r
+        .artifacts
+        .iter()
+        .map(|a| (format!("{rb},step=\"{}\"", label(&a.step)), a.bytes as f64))
+        .collect();
+    if !artifacts.is_empty() {
+        family(
+            &mut out,
+            "rb_artifact_bytes",
+            "Size of each file the last run wrote, by the step that wrote it.",
+            &artifacts,
+        );
+    }
     family(
         &mut out,
         "rb_step_duration_seconds",

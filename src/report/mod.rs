@@ -1,6 +1,7 @@
 //! Sinks of run events: the terminal, and the report that `report.json` (and `rb report`)
 //! is made of, rendered as text, Markdown, JSON, `JUnit` XML or HTML, and Prometheus metrics.
 
+pub mod decisions;
 pub mod html;
 pub mod junit;
 pub mod markdown;
@@ -15,6 +16,7 @@ use crate::duration::human_secs;
 use crate::event::{Outcome, RunOutcome};
 use chrono::{DateTime, Utc};
 use model::Report;
+use std::fmt::Write as _;
 use std::path::Path;
 
 /// A report format.
@@ -91,23 +93,88 @@ pub(crate) fn run_outcome_word(o: Option<RunOutcome>) -> &'static str {
     }
 }
 
-/// `RTO 15m 00s: met with 13m 48s to spare` / `…: MISSED by …` / `no RTO`.
+/// `RTO 15m 00s: met with 13m 48s to spare (took 1m 12s)` / `…: MISSED by …` / for a run
+/// that did not succeed, no verdict: `RTO 15m 00s: not met, the run failed after 1m 12s`.
+/// With several attempts, `over 2 attempts`.
 pub(crate) fn rto_verdict(r: &Report) -> String {
+    let took = if r.attempts.len() > 1 {
+        format!(
+            "{} over {} attempts",
+            human_secs(r.duration_seconds),
+            r.attempts.len()
+        )
+    } else {
+        human_secs(r.duration_seconds)
+    };
     match (r.rto_seconds, r.rto_margin_seconds) {
         (Some(rto), Some(m)) if m >= 0.0 => format!(
-            "RTO {}: met with {} to spare (took {})",
+            "RTO {}: met with {} to spare (took {took})",
             human_secs(rto),
             human_secs(m),
-            human_secs(r.duration_seconds)
         ),
         (Some(rto), Some(m)) => format!(
-            "RTO {}: MISSED by {} (took {})",
+            "RTO {}: MISSED by {} (took {took})",
             human_secs(rto),
             human_secs(-m),
-            human_secs(r.duration_seconds)
+        ),
+        (Some(rto), None) => format!(
+            "RTO {}: not met, the run {} after {took}",
+            human_secs(rto),
+            run_outcome_word(r.outcome)
         ),
         _ => "no RTO set".to_owned(),
     }
+}
+
+/// `1m 40s = machine 40s + gate wait 50s + between attempts 10s` (the last only when the
+/// run had several attempts).
+pub(crate) fn time_split(r: &Report) -> String {
+    let mut out = format!(
+        "{} = machine {} + gate wait {}",
+        human_secs(r.duration_seconds),
+        human_secs(r.machine_seconds),
+        human_secs(r.gate_wait_seconds)
+    );
+    if r.attempts.len() > 1 {
+        let _ = write!(
+            out,
+            " + between attempts {}",
+            human_secs(r.between_attempts_seconds)
+        );
+    }
+    out
+}
+
+/// `#1 failed after 5.0s; #2 succeeded after 3.1s` .
+pub(crate) fn attempts_line(r: &Report) -> String {
+    r.attempts
+        .iter()
+        .map(|a| {
+            format!(
+                "#{} {} after {} ({} steps run)",
+                a.number,
+                run_outcome_word(a.outcome),
+                human_secs(a.duration_seconds),
+                a.steps_run
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `1.2 GB (1234567890 bytes)`.
+pub(crate) fn bytes_text(b: u64) -> String {
+    let f = b as f64;
+    let short = if f >= 1e9 {
+        format!("{:.2} GB", f / 1e9)
+    } else if f >= 1e6 {
+        format!("{:.1} MB", f / 1e6)
+    } else if f >= 1e3 {
+        format!("{:.1} kB", f / 1e3)
+    } else {
+        return format!("{b} bytes");
+    };
+    format!("{short} ({b} bytes)")
 }
 
 /// `db=app, level=3` (secrets never reach the journal, so never here either).

@@ -8,8 +8,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// Version of the report document; bumped when its shape changes (2: `critical_path`,
-/// `critical_path_seconds`, `milestones`, `rpo`, and `needs`/`on_critical_path` of steps).
-pub const REPORT_VERSION: u32 = 2;
+/// `critical_path_seconds`, `milestones`, `rpo`, and `needs`/`on_critical_path` of steps;
+/// 3: `attempts`, `between_attempts_seconds`, `derived_from`, `attempt` of steps, `artifacts`,
+/// and no RTO verdict for a run that did not succeed).
+pub const REPORT_VERSION: u32 = 3;
 
 /// One step in a report.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -28,12 +30,64 @@ pub struct StepReport {
     pub outputs: Map<String, Value>,
     pub error: Option<String>,
     pub reason: Option<String>,
-    /// Restored from an earlier run by `--resume`.
+    /// Restored from an earlier attempt (or the run this one derives from) instead of run
+    /// again; its times are those of the attempt that did the work.
     pub reused: bool,
+    /// The attempt of the run (1, 2, …) that did the step's work; 0 when it did not run in
+    /// this run at all (skipped, or taken from the run it derives from).
+    pub attempt: u32,
     /// The steps it waited for.
     pub needs: Vec<String>,
     /// On the chain of steps that decided when the run ended.
     pub on_critical_path: bool,
+}
+
+/// A file the run wrote and reported (a dump, an archive, a compressed file).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Artifact {
+    /// The step that wrote it.
+    pub step: String,
+    pub path: String,
+    pub bytes: u64,
+    /// SHA-256 of its bytes as written, when the step computed it.
+    pub sha256: Option<String>,
+}
+
+impl Artifact {
+    /// The artifact of a step that succeeded and reported `file` and `bytes`.
+    fn of(s: &StepReport) -> Option<Self> {
+        if s.status != Outcome::Succeeded {
+            return None;
+        }
+        Some(Self {
+            step: s.id.clone(),
+            path: s.outputs.get("file")?.as_str()?.to_owned(),
+            bytes: s.outputs.get("bytes")?.as_u64()?,
+            sha256: s
+                .outputs
+                .get("sha256")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// One attempt of a run: the first `rb run`, then each `--resume`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct AttemptReport {
+    pub number: u32,
+    #[schemars(schema_with = "time_schema")]
+    pub start: DateTime<Utc>,
+    /// When it finished (for an attempt that was killed: its last journaled event).
+    #[schemars(schema_with = "time_schema")]
+    pub end: DateTime<Utc>,
+    #[schemars(schema_with = "run_outcome_schema")]
+    pub outcome: Option<RunOutcome>,
+    pub duration_seconds: f64,
+    /// Time its gates waited for people.
+    pub gate_wait_seconds: f64,
+    /// Steps that did their work in it.
+    pub steps_run: usize,
 }
 
 /// A gate and who answered it.
@@ -63,15 +117,26 @@ pub struct Report {
     /// How the run's last attempt ended; null while it is still running.
     #[schemars(schema_with = "run_outcome_schema")]
     pub outcome: Option<RunOutcome>,
-    /// Wall time from the first start to the last finish, gates included.
+    /// The run this one derives from (`--from`/`--only` after it had finished).
+    pub derived_from: Option<String>,
+    /// The first `rb run` and each `--resume`, in order.
+    pub attempts: Vec<AttemptReport>,
+    /// Wall time from the first attempt's start to the last attempt's end: gates and the
+    /// time between attempts included. The RTO and milestones are judged on it.
     pub duration_seconds: f64,
-    /// Time spent waiting for people at gates.
+    /// Time spent waiting for people: at gates during an attempt, and stopped at a gate
+    /// until a `--resume --approve`.
     pub gate_wait_seconds: f64,
-    /// `duration_seconds` minus `gate_wait_seconds`.
+    /// Time between attempts other than waiting at a gate (after a failure or Ctrl-C, until
+    /// `--resume`).
+    pub between_attempts_seconds: f64,
+    /// Time the attempts ran, less their gate wait.
     pub machine_seconds: f64,
     pub rto_seconds: Option<f64>,
-    /// RTO minus the duration; negative when over.
+    /// RTO minus the duration; negative when over. Null unless the run succeeded.
     pub rto_margin_seconds: Option<f64>,
+    /// Whether the run recovered within the RTO. Null unless the run succeeded: a run that
+    /// failed or has not finished has recovered nothing.
     pub rto_met: Option<bool>,
     /// The runbook's recovery point objective, if it has one.
     pub rpo_seconds: Option<f64>,
@@ -88,6 +153,8 @@ pub struct Report {
     pub rpo: Option<RpoReport>,
     pub steps: Vec<StepReport>,
     pub gates: Vec<GateReport>,
+    /// Files the run wrote (steps that report `file`, `bytes` and `sha256`), in step order.
+    pub artifacts: Vec<Artifact>,
 }
 
 #[expect(
@@ -141,6 +208,7 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         rto_seconds,
         rpo_seconds,
         now,
+        derived_from,
         ..
     } = &first.kind
     else {
@@ -166,10 +234,9 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         .unwrap_or_default();
     let mut steps: Vec<StepReport> = Vec::new();
     let mut gates = Vec::new();
-    let mut end = None;
     let mut outcome = None;
-    let mut duration = 0.0;
-    let mut gate_wait = 0.0;
+    let mut attempts: Vec<AttemptReport> = Vec::new();
+    let mut ran_in_attempt = 0usize;
     let index = |steps: &mut Vec<StepReport>, id: &str| -> usize {
         steps.iter().position(|s| s.id == id).unwrap_or_else(|| {
             steps.push(StepReport {
@@ -184,6 +251,7 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
                 error: None,
                 reason: None,
                 reused: false,
+                attempt: 0,
                 needs: Vec::new(),
                 on_critical_path: false,
             });
@@ -191,7 +259,24 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         })
     };
     for e in events {
+        if let Some(a) = attempts.last_mut()
+            && a.outcome.is_none()
+        {
+            a.end = e.at; // a killed attempt ends with its last event
+        }
         match &e.kind {
+            EventKind::RunStarted { .. } => {
+                attempts.push(AttemptReport {
+                    number: u32::try_from(attempts.len() + 1).unwrap_or(u32::MAX),
+                    start: e.at,
+                    end: e.at,
+                    outcome: None,
+                    duration_seconds: 0.0,
+                    gate_wait_seconds: 0.0,
+                    steps_run: 0,
+                });
+                outcome = None;
+            }
             EventKind::StepStarted {
                 step,
                 type_name,
@@ -208,7 +293,7 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
             EventKind::StepFinished {
                 step,
                 outcome: o,
-                attempts,
+                attempts: attempts_n,
                 duration_seconds,
                 outputs,
                 error,
@@ -218,15 +303,26 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
             } => {
                 let i = index(&mut steps, step);
                 let s = &mut steps[i];
+                if *reused && s.attempt > 0 && s.status == Outcome::Succeeded {
+                    // Reused in a later attempt: the report keeps the attempt that did it.
+                    s.reused = true;
+                    continue;
+                }
+                if *attempts_n > 0 {
+                    ran_in_attempt += 1;
+                    s.attempt = u32::try_from(attempts.len()).unwrap_or(u32::MAX);
+                } else {
+                    s.attempt = 0;
+                }
                 s.status = *o;
                 s.end = Some(e.at);
-                s.attempts = *attempts;
+                s.attempts = *attempts_n;
                 s.duration_seconds = *duration_seconds;
                 s.outputs.clone_from(outputs);
                 s.error.clone_from(error);
                 s.reason.clone_from(reason);
                 s.reused = *reused;
-                if s.start.is_none() || *reused || *attempts == 0 {
+                if s.start.is_none() || *reused || *attempts_n == 0 {
                     s.start =
                         Some(e.at - chrono::Duration::milliseconds(millis(*duration_seconds)));
                 }
@@ -245,18 +341,32 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
             }),
             EventKind::RunFinished {
                 outcome: o,
-                duration_seconds,
                 gate_wait_seconds,
+                ..
             } => {
-                end = Some(e.at);
                 outcome = Some(*o);
-                duration += duration_seconds;
-                gate_wait += gate_wait_seconds;
+                if let Some(a) = attempts.last_mut() {
+                    a.end = e.at;
+                    a.outcome = Some(*o);
+                    a.gate_wait_seconds = *gate_wait_seconds;
+                    a.steps_run = std::mem::take(&mut ran_in_attempt);
+                }
             }
             _ => {}
         }
     }
-    let margin = rto_seconds.map(|r| r - duration);
+    if let Some(a) = attempts.last_mut()
+        && a.outcome.is_none()
+    {
+        a.steps_run = ran_in_attempt;
+    }
+    let times = Times::of(&mut attempts);
+    let end = attempts.last().map(|a| a.end).filter(|_| outcome.is_some());
+    let duration = attempts
+        .last()
+        .map_or(0.0, |a| secs_between(first.at, a.end));
+    let succeeded = outcome == Some(RunOutcome::Succeeded);
+    let margin = rto_seconds.filter(|_| succeeded).map(|r| r - duration);
     let (critical_path, critical_path_seconds) = critical(&mut steps, planned);
     let milestones = objectives::milestones(planned_milestones, &steps, first.at);
     let rpo = restore_point.map(|p| objectives::rpo(p, &steps, params, *now, *rpo_seconds));
@@ -270,9 +380,12 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         start: first.at,
         end,
         outcome,
+        derived_from: derived_from.clone(),
+        attempts,
         duration_seconds: duration,
-        gate_wait_seconds: gate_wait,
-        machine_seconds: (duration - gate_wait).max(0.0),
+        gate_wait_seconds: times.gate_wait,
+        between_attempts_seconds: times.between,
+        machine_seconds: times.machine,
         rto_seconds: *rto_seconds,
         rto_margin_seconds: margin,
         rto_met: margin.map(|m| m >= 0.0),
@@ -281,9 +394,48 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         critical_path_seconds,
         milestones,
         rpo,
+        artifacts: steps.iter().filter_map(Artifact::of).collect(),
         steps,
         gates,
     })
+}
+
+fn secs_between(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
+    (b - a).num_milliseconds() as f64 / 1000.0
+}
+
+/// Where a run's wall time went.
+struct Times {
+    gate_wait: f64,
+    between: f64,
+    machine: f64,
+}
+
+impl Times {
+    /// Sets each attempt's duration from its start and end. A gap after an attempt that
+    /// stopped at a gate is gate wait (the run waited for someone's `--approve`); any other
+    /// gap is time between attempts.
+    fn of(attempts: &mut [AttemptReport]) -> Self {
+        let mut t = Self {
+            gate_wait: 0.0,
+            between: 0.0,
+            machine: 0.0,
+        };
+        for a in attempts.iter_mut() {
+            a.duration_seconds = secs_between(a.start, a.end).max(0.0);
+            t.gate_wait += a.gate_wait_seconds;
+            t.machine += (a.duration_seconds - a.gate_wait_seconds).max(0.0);
+        }
+        for w in attempts.windows(2) {
+            let gap = secs_between(w[0].end, w[1].start).max(0.0);
+            if w[0].outcome == Some(RunOutcome::GatePending) {
+                t.gate_wait += gap;
+            } else {
+                t.between += gap;
+            }
+        }
+        t
+    }
 }
 
 /// Fill in each step's needs from the graph, mark the critical path; its ids and length.

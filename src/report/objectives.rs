@@ -220,6 +220,7 @@ mod tests {
             error: None,
             reason: None,
             reused: false,
+            attempt: 1,
             needs: needs.iter().map(|s| (*s).to_owned()).collect(),
             on_critical_path: false,
         }

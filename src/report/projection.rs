@@ -89,6 +89,11 @@ impl Projection {
         }
     }
 
+    /// Count elapsed time from `start` (a resumed run: its first attempt's start).
+    pub fn count_from(&mut self, start: DateTime<Utc>) {
+        self.start = start;
+    }
+
     /// The projection was printed at `at`.
     pub fn shown(&mut self, at: DateTime<Utc>) {
         self.last_shown = at;
@@ -212,6 +217,7 @@ mod tests {
                 rto_seconds: Some(600.0),
                 rpo_seconds: None,
                 resumed: false,
+                derived_from: None,
                 pid: 1,
                 steps,
                 milestones: Vec::new(),

@@ -19,13 +19,26 @@ pub struct Terminal {
     multi: Option<MultiProgress>,
     bars: HashMap<String, ProgressBar>,
     rto: Option<f64>,
+    /// A resumed run: when its first attempt started (the RTO runs from there).
+    first_start: Option<chrono::DateTime<chrono::Utc>>,
     /// Elapsed vs RTO and the projected finish, when the run has an RTO or estimates.
     projection: Option<Projection>,
     /// On a terminal: the line that shows the projection, above the steps.
     status: Option<ProgressBar>,
+    /// Milestones not reached yet: name and the steps still to end (plain output prints the
+    /// projection when one is reached).
+    milestones: Vec<(String, Vec<String>)>,
+    /// Gates waiting for an answer: while any is, the progress display is suspended (nothing
+    /// is redrawn over the gate's question) and lines go straight to stderr.
+    gates_open: Vec<String>,
 }
 
 impl Terminal {
+    /// For a resumed run: judge the RTO from the first attempt's start.
+    pub fn set_first_start(&mut self, at: chrono::DateTime<chrono::Utc>) {
+        self.first_start = Some(at);
+    }
+
     pub fn new(quiet: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         let color = tty && std::env::var_os("NO_COLOR").is_none();
@@ -37,8 +50,11 @@ impl Terminal {
             multi,
             bars: HashMap::new(),
             rto: None,
+            first_start: None,
             projection: None,
             status: None,
+            milestones: Vec::new(),
+            gates_open: Vec::new(),
         }
     }
 
@@ -57,20 +73,30 @@ impl Terminal {
     fn line_at(&self, at: chrono::DateTime<chrono::Utc>, text: &str) {
         let line = format!("{} {text}", at.format("%H:%M:%S"));
         match &self.multi {
-            Some(m) => {
+            Some(m) if self.gates_open.is_empty() => {
                 let _ = m.println(line);
             }
-            None => eprintln!("{line}"),
+            _ => eprintln!("{line}"),
         }
     }
 
-    /// Follow the projection; on a terminal redraw its line, otherwise print it at the start
-    /// and when a step ends.
+    /// Follow the projection; on a terminal redraw its line, otherwise print it at the start,
+    /// when a milestone is reached, and once a minute while steps run (`tick`): a log is for
+    /// people reading it, not a line after every step.
     fn project(&mut self, e: &RunEvent) {
         if self.quiet {
             return;
         }
-        if let Some(p) = Projection::start(e) {
+        if let EventKind::RunStarted { milestones, .. } = &e.kind {
+            self.milestones = milestones
+                .iter()
+                .map(|m| (m.name.clone(), m.steps.clone()))
+                .collect();
+        }
+        if let Some(mut p) = Projection::start(e) {
+            if let Some(first) = self.first_start {
+                p.count_from(first);
+            }
             if let Some(m) = &self.multi {
                 let bar = m.add(ProgressBar::new_spinner());
                 bar.set_style(
@@ -97,10 +123,27 @@ impl Terminal {
             }
             (_, EventKind::StepProgressed { .. }) => {}
             (Some(bar), _) => bar.set_message(p.line(e.at)),
-            (None, EventKind::StepFinished { .. }) => {
-                p.shown(e.at);
-                let line = p.line(e.at);
-                self.line(e, &format!("⏱ {line}"));
+            (None, EventKind::StepFinished { step, .. }) => {
+                let mut reached = Vec::new();
+                for (name, left) in &mut self.milestones {
+                    if let Some(k) = left.iter().position(|s| s == step) {
+                        left.remove(k);
+                        if left.is_empty() {
+                            reached.push(name.clone());
+                        }
+                    }
+                }
+                self.milestones.retain(|(_, left)| !left.is_empty());
+                let lines: Vec<String> = reached
+                    .into_iter()
+                    .map(|name| {
+                        p.shown(e.at);
+                        format!("⏱ milestone {name}: {}", p.line(e.at))
+                    })
+                    .collect();
+                for l in lines {
+                    self.line(e, &l);
+                }
             }
             _ => {}
         }
@@ -113,10 +156,25 @@ impl Terminal {
         let Some(p) = &mut self.projection else {
             return;
         };
-        if let Some(bar) = &self.status {
+        if !self.gates_open.is_empty() {
+            // A person is reading a gate's question: nothing moves.
+        } else if let Some(bar) = &self.status {
             bar.set_message(p.line(now));
         } else if let Some(line) = p.due(now, PLAIN_EVERY_SECS) {
             self.line_at(now, &format!("⏱ {line}"));
+        }
+    }
+
+    /// A gate was answered (or its step ended without an answer): once none is open, the
+    /// progress display resumes.
+    fn gate_closed(&mut self, step: &str) {
+        let before = self.gates_open.len();
+        self.gates_open.retain(|g| g != step);
+        if before > 0
+            && self.gates_open.is_empty()
+            && let Some(m) = &self.multi
+        {
+            m.set_draw_target(ProgressDrawTarget::stderr());
         }
     }
 
@@ -204,6 +262,12 @@ impl Terminal {
                 );
             }
             EventKind::GateRequested { step, message } => {
+                // The gate may ask on this terminal: stop every redraw first, so that its
+                // question and message stay on the screen until answered.
+                if let Some(m) = &self.multi {
+                    m.set_draw_target(ProgressDrawTarget::hidden());
+                }
+                self.gates_open.push(step.clone());
                 if !self.quiet {
                     self.line(e, &format!("⏸ gate {step}: {}", first_line(message)));
                 }
@@ -213,6 +277,7 @@ impl Terminal {
             } => {
                 let verdict = if *approved { "approved" } else { "rejected" };
                 self.line(e, &format!("gate {step} {verdict} by {by}"));
+                self.gate_closed(step);
             }
             EventKind::StepFinished {
                 step,
@@ -221,8 +286,10 @@ impl Terminal {
                 error,
                 reason,
                 reused,
+                outputs,
                 ..
             } => {
+                self.gate_closed(step);
                 if let Some(bar) = self.bars.remove(step) {
                     bar.finish_and_clear();
                 }
@@ -249,15 +316,30 @@ impl Terminal {
                 if !self.quiet || *outcome == Outcome::Failed {
                     self.line(e, &text);
                 }
+                if !self.quiet && *outcome == Outcome::Succeeded && !*reused {
+                    for line in super::decisions::terminal_lines(outputs) {
+                        self.line(e, &line);
+                    }
+                }
             }
             EventKind::RunFinished {
                 outcome,
                 duration_seconds,
                 gate_wait_seconds,
             } => {
+                // The RTO is judged on the wall time since the first attempt started.
+                let took = self.first_start.map_or(*duration_seconds, |t| {
+                    (e.at - t).num_milliseconds() as f64 / 1000.0
+                });
                 let rto = self.rto.map_or_else(String::new, |r| {
-                    let margin = r - duration_seconds;
-                    if margin >= 0.0 {
+                    let margin = r - took;
+                    if *outcome != RunOutcome::Succeeded {
+                        format!(
+                            "; not recovered, {} of the RTO of {} used",
+                            human_secs(took),
+                            human_secs(r)
+                        )
+                    } else if margin >= 0.0 {
                         format!(
                             "; within the RTO of {} by {}",
                             human_secs(r),
@@ -283,10 +365,15 @@ impl Terminal {
                     RunOutcome::GateRejected => self.paint("31", "stopped: gate rejected"),
                     RunOutcome::Interrupted => self.paint("33", "interrupted"),
                 };
+                let since = if self.first_start.is_some() {
+                    format!(" ({} since the first attempt)", human_secs(took))
+                } else {
+                    String::new()
+                };
                 self.line(
                     e,
                     &format!(
-                        "run {what} in {}{gates}{rto}",
+                        "run {what} in {}{since}{gates}{rto}",
                         human_secs(*duration_seconds)
                     ),
                 );

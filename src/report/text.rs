@@ -71,13 +71,16 @@ pub fn render(r: &Report) -> String {
         count(crate::event::Outcome::Skipped),
         count(crate::event::Outcome::Cancelled)
     );
-    let _ = writeln!(
-        out,
-        "total {} = machine {} + gate wait {}",
-        human_secs(r.duration_seconds),
-        human_secs(r.machine_seconds),
-        human_secs(r.gate_wait_seconds)
-    );
+    let _ = writeln!(out, "total {}", super::time_split(r));
+    if r.attempts.len() > 1 {
+        let _ = writeln!(out, "attempts: {}", super::attempts_line(r));
+    }
+    if let Some(base) = &r.derived_from {
+        let _ = writeln!(
+            out,
+            "derived from run {base}: steps not run here were taken from it"
+        );
+    }
     for g in &r.gates {
         let _ = writeln!(
             out,
@@ -88,6 +91,7 @@ pub fn render(r: &Report) -> String {
             human_secs(g.waited_seconds)
         );
     }
+    artifacts_and_failures(&mut out, r);
     let _ = writeln!(out, "{}", rto_verdict(r));
     for m in &r.milestones {
         let _ = writeln!(out, "{}", milestone_verdict(m));
@@ -100,7 +104,32 @@ pub fn render(r: &Report) -> String {
     if let Some(rpo) = rpo_verdict(r) {
         let _ = writeln!(out, "{rpo}");
     }
+    out.push_str(&super::decisions::text(r));
     out
+}
+
+/// The files the run wrote; each failed step's whole error when it has more than the line
+/// in the table (the stderr tail of a command).
+fn artifacts_and_failures(out: &mut String, r: &Report) {
+    for a in &r.artifacts {
+        let _ = writeln!(
+            out,
+            "artifact {} ({}): {}, sha256 {}",
+            a.path,
+            a.step,
+            super::bytes_text(a.bytes),
+            a.sha256.as_deref().unwrap_or("-")
+        );
+    }
+    for s in r.steps.iter().filter(|s| s.error.is_some()) {
+        let error = s.error.as_deref().unwrap_or_default();
+        if error.lines().count() > 1 {
+            let _ = writeln!(out, "step {} failed:", s.id);
+            for l in error.lines() {
+                let _ = writeln!(out, "  | {l}");
+            }
+        }
+    }
 }
 
 fn first_line(s: &str) -> &str {

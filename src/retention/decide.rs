@@ -1,11 +1,27 @@
-//! The keep/remove decision, a line-by-line port of restic 0.14's `ApplyPolicy`
-//! (`internal/restic/snapshot_policy.go`), tag policies aside.
+//! The keep/remove decision, a line-by-line port of restic's `ApplyPolicy`
+//! (`internal/data/snapshot_policy.go`), tag policies aside, with the rules of restic 0.16
+//! and later by default and those of 0.14 on request ([`Rules`]).
 
 use std::cmp::Reverse;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::{CalendarSpan, KeepCounts, KeepWithin, policy_is_empty};
+
+/// Which restic release's decisions to make. They differ in one rule only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rules {
+    /// restic 0.16 and later (checked against the golden files of restic's own test suite,
+    /// `tests/fixtures/restic-golden/`): a count or window that still has room when the
+    /// oldest snapshot comes also keeps that snapshot, though an already kept newer one shares
+    /// its bucket, with the reason prefixed `oldest` (`oldest daily snapshot`). This keeps the
+    /// longest history the counts allow.
+    #[default]
+    Restic016,
+    /// restic 0.14 (Debian 12's), checked against that binary in `tests/retention_restic.rs`:
+    /// the oldest snapshot is kept only if it is the newest of its bucket.
+    Restic014,
+}
 
 /// One backup to decide about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +45,21 @@ pub struct Decision {
     /// `within 30d`, `daily within 30d`, `last snapshot`, `policy is empty`); empty when
     /// removed.
     pub reasons: Vec<String>,
+}
+
+impl Decision {
+    /// The reasons as restic words them, spans in restic's syntax (`weekly within 12w` →
+    /// `weekly within 84d`, `1y6mo` → `1y6m`), for comparing with `restic forget`.
+    pub fn restic_reasons(&self) -> Vec<String> {
+        let in_restic_units = |reason: &String| match reason.rsplit_once(' ') {
+            Some((words, span)) => match span.parse::<CalendarSpan>() {
+                Ok(span) => format!("{words} {}", span.to_restic()),
+                Err(_) => reason.clone(),
+            },
+            None => reason.clone(),
+        };
+        self.reasons.iter().map(in_restic_units).collect()
+    }
 }
 
 /// The calendar bucket a snapshot falls in; restic compares these integer keys.
@@ -69,7 +100,8 @@ impl Bucket {
 /// A count policy's running state: how many buckets it may still keep, and the bucket of the
 /// last snapshot it kept.
 struct Counter {
-    remaining: u32,
+    /// `None` for `all`.
+    remaining: Option<u32>,
     bucket: Bucket,
     /// restic starts this at -1; keeping the sentinel rather than an `Option` keeps its
     /// exact (if theoretical) behaviour for keys that equal -1.
@@ -85,7 +117,7 @@ struct Window {
     reason: &'static str,
 }
 
-/// Decide, exactly as `restic forget --keep-…` does, which snapshots to keep.
+/// Decide, exactly as `restic forget --keep-…` (0.16 and later) does, which snapshots to keep.
 ///
 /// Returns one [`Decision`] per snapshot, newest first (equal times keep their input order,
 /// as restic's stable sort does). Windows are measured back from the newest snapshot; use
@@ -105,6 +137,17 @@ pub fn decide_at(
     within: &KeepWithin,
     now: NaiveDateTime,
 ) -> Vec<Decision> {
+    decide_with(snapshots, keep, within, now, Rules::default())
+}
+
+/// [`decide_at`] with the rules of a given restic release.
+pub fn decide_with(
+    snapshots: &[Snapshot],
+    keep: &KeepCounts,
+    within: &KeepWithin,
+    now: NaiveDateTime,
+    rules: Rules,
+) -> Vec<Decision> {
     let mut list: Vec<&Snapshot> = snapshots.iter().collect();
     // Newest first; `sort_by_key` is stable like restic's `sort.Stable`.
     list.sort_by_key(|s| Reverse(s.time));
@@ -122,30 +165,40 @@ pub fn decide_at(
     let mut counters = counters(keep);
     let mut windows = windows(within);
     let newest = newest_before(&list, now);
+    let oldest = list.len().saturating_sub(1);
     list.iter()
         .enumerate()
         .map(|(nr, snapshot)| {
             let t = snapshot.time;
+            // restic 0.16: a policy with room left also keeps the oldest snapshot.
+            let keeps_oldest = rules == Rules::Restic016 && nr == oldest;
+            let why = |reason: &str, key: i64, last: i64| {
+                if key == last {
+                    format!("oldest {reason}")
+                } else {
+                    reason.to_owned()
+                }
+            };
             let mut reasons = Vec::new();
             if let Some(span) = within.within
                 && t > span.before(newest)
             {
                 reasons.push(format!("within {span}"));
             }
-            for c in counters.iter_mut().filter(|c| c.remaining > 0) {
+            for c in counters.iter_mut().filter(|c| c.remaining != Some(0)) {
                 let key = c.bucket.key(t, nr);
-                if key != c.last {
+                if key != c.last || keeps_oldest {
+                    reasons.push(why(c.reason, key, c.last));
                     c.last = key;
-                    c.remaining -= 1;
-                    reasons.push(c.reason.to_owned());
+                    c.remaining = c.remaining.map(|n| n - 1);
                 }
             }
             for w in &mut windows {
                 if t > w.span.before(newest) {
                     let key = w.bucket.key(t, nr);
-                    if key != w.last {
+                    if key != w.last || keeps_oldest {
+                        reasons.push(format!("{} {}", why(w.reason, key, w.last), w.span));
                         w.last = key;
-                        reasons.push(format!("{} {}", w.reason, w.span));
                     }
                 }
             }
@@ -176,11 +229,15 @@ fn counters(keep: &KeepCounts) -> Vec<Counter> {
         (keep.yearly, Bucket::Year, "yearly snapshot"),
     ]
     .into_iter()
-    .map(|(count, bucket, reason)| Counter {
-        remaining: count.unwrap_or(0),
-        bucket,
-        last: -1,
-        reason,
+    .filter_map(|(count, bucket, reason)| {
+        // Unset and `0` counts are not policies at all, as in restic.
+        let count = count.filter(|c| !c.is_zero())?;
+        Some(Counter {
+            remaining: count.limit(),
+            bucket,
+            last: -1,
+            reason,
+        })
     })
     .collect()
 }
@@ -209,3 +266,7 @@ fn windows(within: &KeepWithin) -> Vec<Window> {
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "golden_tests.rs"]
+mod golden_tests;

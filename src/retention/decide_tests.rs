@@ -2,6 +2,7 @@
 //! `restic` binary lives in `tests/retention_restic.rs`.
 
 use super::*;
+use crate::retention::KeepCount;
 
 fn at(s: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
@@ -54,7 +55,7 @@ fn iso_weeks_straddle_the_year_boundary() {
     ]);
     let d = decide(
         &list,
-        &counts(|k| k.weekly = Some(3)),
+        &counts(|k| k.weekly = Some(KeepCount::Buckets(3))),
         &KeepWithin::default(),
     );
     assert_eq!(
@@ -68,7 +69,7 @@ fn iso_weeks_straddle_the_year_boundary() {
     // Yearly buckets are calendar years, not ISO years.
     let d = decide(
         &list,
-        &counts(|k| k.yearly = Some(2)),
+        &counts(|k| k.yearly = Some(KeepCount::Buckets(2))),
         &KeepWithin::default(),
     );
     assert_eq!(kept(&d), ["2021-01-04 00:00:00", "2020-12-31 12:00:00"]);
@@ -84,7 +85,7 @@ fn december_days_can_belong_to_next_iso_year() {
     ]);
     let d = decide(
         &list,
-        &counts(|k| k.weekly = Some(5)),
+        &counts(|k| k.weekly = Some(KeepCount::Buckets(5))),
         &KeepWithin::default(),
     );
     assert_eq!(kept(&d), ["2025-01-05 23:00:00", "2024-12-29 23:59:59"]);
@@ -101,7 +102,7 @@ fn month_ends_and_leap_days_are_their_own_buckets() {
     ]);
     let d = decide(
         &list,
-        &counts(|k| k.monthly = Some(3)),
+        &counts(|k| k.monthly = Some(KeepCount::Buckets(3))),
         &KeepWithin::default(),
     );
     assert_eq!(
@@ -114,7 +115,7 @@ fn month_ends_and_leap_days_are_their_own_buckets() {
     );
     let d = decide(
         &list,
-        &counts(|k| k.daily = Some(3)),
+        &counts(|k| k.daily = Some(KeepCount::Buckets(3))),
         &KeepWithin::default(),
     );
     assert_eq!(
@@ -140,10 +141,12 @@ fn only_the_newest_of_a_bucket_is_kept_and_ties_keep_input_order() {
     });
     let d = decide(
         &list,
-        &counts(|k| k.daily = Some(9)),
+        &counts(|k| k.daily = Some(KeepCount::Buckets(9))),
         &KeepWithin::default(),
     );
-    assert_eq!(kept(&d), ["tie-a"]);
+    // The newest of the day (the first of the tie), and the oldest since 9 days are left.
+    assert_eq!(kept(&d), ["tie-a", "2024-05-01 08:00:00"]);
+    assert_eq!(d[3].reasons, ["oldest daily snapshot"]);
     // Newest first, ties in input order.
     let order: Vec<_> = d.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(
@@ -167,7 +170,7 @@ fn empty_buckets_do_not_count() {
     ]);
     let d = decide(
         &list,
-        &counts(|k| k.daily = Some(3)),
+        &counts(|k| k.daily = Some(KeepCount::Buckets(3))),
         &KeepWithin::default(),
     );
     assert_eq!(
@@ -178,14 +181,67 @@ fn empty_buckets_do_not_count() {
             "2024-01-10 10:00:00"
         ]
     );
-    // restic 0.14 does not keep the oldest snapshot just because counts are left over.
+}
+
+#[test]
+fn the_oldest_is_kept_while_a_count_or_window_has_room_since_restic_016() {
     let list = snaps(&["2024-01-01 10:00:00", "2024-01-01 12:00:00"]);
+    let five_days = counts(|k| k.daily = Some(KeepCount::Buckets(5)));
+    let now = NaiveDateTime::MAX;
+    let none = KeepWithin::default();
+    let d = decide(&list, &five_days, &none);
+    assert_eq!(kept(&d), ["2024-01-01 12:00:00", "2024-01-01 10:00:00"]);
+    assert_eq!(d[1].reasons, ["oldest daily snapshot"]);
+    // restic 0.14 keeps only the newest of the day.
+    let d = decide_with(&list, &five_days, &none, now, Rules::Restic014);
+    assert_eq!(kept(&d), ["2024-01-01 12:00:00"]);
+    // No room left: the one count was used by the newest.
+    let one_day = counts(|k| k.daily = Some(KeepCount::Buckets(1)));
+    assert_eq!(
+        kept(&decide(&list, &one_day, &none)),
+        ["2024-01-01 12:00:00"]
+    );
+    // A window keeps the oldest only if the oldest is inside it.
+    let inside = windows(|w| w.daily = span("1d"));
+    let d = decide(&list, &KeepCounts::default(), &inside);
+    assert_eq!(d[1].reasons, ["oldest daily within 1d"]);
+    let outside = windows(|w| w.daily = span("1h"));
+    let d = decide(&list, &KeepCounts::default(), &outside);
+    assert_eq!(kept(&d), ["2024-01-01 12:00:00"]);
+}
+
+#[test]
+fn all_counts_keep_every_bucket_and_never_run_out() {
+    let list = snaps(&[
+        "2023-01-01 10:00:00",
+        "2024-01-01 10:00:00",
+        "2024-01-01 10:30:00",
+        "2024-01-01 11:00:00",
+    ]);
     let d = decide(
         &list,
-        &counts(|k| k.daily = Some(5)),
+        &counts(|k| {
+            k.hourly = Some(KeepCount::All);
+            k.yearly = Some(KeepCount::Buckets(1));
+        }),
         &KeepWithin::default(),
     );
-    assert_eq!(kept(&d), ["2024-01-01 12:00:00"]);
+    assert_eq!(
+        kept(&d),
+        [
+            "2024-01-01 11:00:00",
+            "2024-01-01 10:30:00",
+            "2023-01-01 10:00:00"
+        ]
+    );
+    assert_eq!(d[0].reasons, ["hourly snapshot", "yearly snapshot"]);
+    assert_eq!(d[3].reasons, ["hourly snapshot"]);
+    let all_last = counts(|k| k.last = Some(KeepCount::All));
+    assert!(
+        decide(&list, &all_last, &KeepWithin::default())
+            .iter()
+            .all(|d| d.keep)
+    );
 }
 
 #[test]
@@ -195,7 +251,11 @@ fn keep_last_counts_snapshots_not_buckets() {
         "2024-01-01 11:00:00",
         "2024-01-01 12:00:00",
     ]);
-    let d = decide(&list, &counts(|k| k.last = Some(2)), &KeepWithin::default());
+    let d = decide(
+        &list,
+        &counts(|k| k.last = Some(KeepCount::Buckets(2))),
+        &KeepWithin::default(),
+    );
     assert_eq!(kept(&d), ["2024-01-01 12:00:00", "2024-01-01 11:00:00"]);
     assert_eq!(d[0].reasons, ["last snapshot"]);
 }
@@ -239,8 +299,8 @@ fn bucket_windows_keep_the_newest_per_bucket_inside_the_window() {
 fn reasons_are_listed_in_restics_order() {
     let list = snaps(&["2024-01-01 10:00:00", "2024-01-02 10:00:00"]);
     let keep = counts(|k| {
-        k.last = Some(1);
-        k.daily = Some(1);
+        k.last = Some(KeepCount::Buckets(1));
+        k.daily = Some(KeepCount::Buckets(1));
     });
     let within = windows(|w| {
         w.within = span("2d");
@@ -256,17 +316,24 @@ fn reasons_are_listed_in_restics_order() {
             "weekly within 12w"
         ]
     );
-    assert_eq!(d[1].reasons, ["within 2d"]);
+    assert_eq!(d[1].reasons, ["within 2d", "oldest weekly within 12w"]);
 }
 
 #[test]
 fn an_empty_policy_keeps_everything_like_restic() {
     let list = snaps(&["2024-01-01 10:00:00", "2024-01-02 10:00:00"]);
-    let keep = counts(|k| k.daily = Some(0));
+    let keep = counts(|k| k.daily = Some(KeepCount::Buckets(0)));
     let d = decide(&list, &keep, &KeepWithin::default());
     assert!(d.iter().all(|d| d.keep && d.reasons == ["policy is empty"]));
     assert!(decide(&[], &keep, &KeepWithin::default()).is_empty());
-    assert!(decide(&[], &counts(|k| k.daily = Some(1)), &KeepWithin::default()).is_empty());
+    assert!(
+        decide(
+            &[],
+            &counts(|k| k.daily = Some(KeepCount::Buckets(1))),
+            &KeepWithin::default()
+        )
+        .is_empty()
+    );
 }
 
 #[test]

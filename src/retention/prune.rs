@@ -4,7 +4,8 @@
 //! the manual's `find /backups -mtime +30 -exec rm -rf {} \;`, which matched and deleted the
 //! backup root itself: only direct entries of the directory that match the glob are
 //! candidates, symlinks are removed and never followed, entries with no readable time are
-//! kept, and a plan that would leave no dated backup is refused.
+//! kept, entries without the file `require` names (a failed run's half-filled directory) are
+//! neither counted nor removed, and a plan that would leave no dated backup is refused.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -19,7 +20,8 @@ use globset::{Glob, GlobMatcher};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer};
 
-use super::{KeepCounts, KeepWithin, Snapshot, decide_at, policy_is_empty};
+use super::require::Completeness;
+use super::{KeepCounts, KeepWithin, Require, Snapshot, decide_at, policy_is_empty};
 
 /// Where an entry's backup time comes from; written `mtime` or `name:<strftime pattern>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,11 +155,16 @@ pub struct PruneEntry {
     pub name: String,
     /// The backup time, or why it could not be read (such entries are always kept).
     pub time: Result<NaiveDateTime, String>,
-    /// Whether the entry is kept.
+    /// Whether the entry stays (kept, undated or incomplete).
     pub keep: bool,
-    /// Why it is kept, in restic's words (`daily snapshot`, `within 30d`…), or
-    /// `time unreadable: …` for an entry without a time; empty when removed.
+    /// Whether the entry lacks the file `require` names: then it is neither counted nor
+    /// removed, and `reasons` says what is missing.
+    pub incomplete: bool,
+    /// Why it stays, in restic's words (`daily snapshot`, `within 30d`…), or
+    /// `time unreadable: …` / `incomplete, left alone: …`; empty when removed.
     pub reasons: Vec<String>,
+    /// The required file when it lies next to the entry (`{name}.sha256`); removed with it.
+    pub companion: Option<PathBuf>,
 }
 
 /// What [`apply`] would do; made only by [`plan_prune`], so it always obeys its rules.
@@ -174,14 +181,21 @@ impl PrunePlan {
         &self.dir
     }
 
-    /// Every matching entry: dated ones newest first, then undated ones by name.
+    /// Every matching entry: dated ones newest first, then undated ones by name, then
+    /// incomplete ones by name.
     pub fn entries(&self) -> &[PruneEntry] {
         &self.entries
     }
 
-    /// The entries the plan keeps, including those without a readable time.
+    /// The entries the plan keeps, including those without a readable time, not the
+    /// incomplete ones.
     pub fn kept(&self) -> impl Iterator<Item = &PruneEntry> {
-        self.entries.iter().filter(|e| e.keep)
+        self.entries.iter().filter(|e| e.keep && !e.incomplete)
+    }
+
+    /// The entries left alone because they lack the required file.
+    pub fn incomplete(&self) -> impl Iterator<Item = &PruneEntry> {
+        self.entries.iter().filter(|e| e.incomplete)
     }
 
     /// The entries the plan removes.
@@ -219,13 +233,15 @@ pub struct PruneOutcome {
 /// `time_source`, with exactly restic's keep/remove decisions (see [`super::decide()`]).
 ///
 /// Fails on an empty policy, a bad glob, an unreadable directory, or a plan that would remove
-/// every dated entry. Entries whose time cannot be read are kept and listed with the reason.
+/// every dated entry. Entries whose time cannot be read are kept and listed with the reason;
+/// with `require`, entries without the required file are left alone and not counted.
 pub fn plan_prune(
     dir: &Path,
     matcher: &str,
     time_source: &TimeSource,
     keep: &KeepCounts,
     within: &KeepWithin,
+    require: Option<&Require>,
 ) -> Result<PrunePlan, PruneError> {
     if policy_is_empty(keep, within) {
         return Err(PruneError::EmptyPolicy);
@@ -236,14 +252,18 @@ pub fn plan_prune(
             source,
         })?
         .compile_matcher();
-    let (dated, mut undated) = read_entries(dir, &glob, time_source)?;
+    let Entries {
+        dated,
+        mut undated,
+        mut incomplete,
+    } = read_entries(dir, &glob, time_source, require)?;
 
     let snapshots: Vec<Snapshot> = dated
         .iter()
         .enumerate()
-        .map(|(i, (_, _, time))| Snapshot {
+        .map(|(i, entry)| Snapshot {
             id: i.to_string(),
-            time: *time,
+            time: entry.time.clone().unwrap_or_default(),
         })
         .collect();
     // Windows ignore future-dated entries when finding the newest, as restic does.
@@ -251,19 +271,18 @@ pub fn plan_prune(
     let mut entries = Vec::with_capacity(dated.len() + undated.len());
     for decision in decisions {
         let index: usize = decision.id.parse().unwrap_or_default();
-        let (path, name, time) = &dated[index];
         entries.push(PruneEntry {
-            path: path.clone(),
-            name: name.clone(),
-            time: Ok(*time),
             keep: decision.keep,
             reasons: decision.reasons,
+            ..dated[index].clone()
         });
     }
 
     refuse_removing_all(dir, matcher, &entries)?;
     undated.sort_by(|a, b| a.name.cmp(&b.name));
+    incomplete.sort_by(|a, b| a.name.cmp(&b.name));
     entries.extend(undated);
+    entries.extend(incomplete);
     Ok(PrunePlan {
         dir: dir.to_owned(),
         entries,
@@ -283,20 +302,29 @@ fn refuse_removing_all(dir: &Path, glob: &str, entries: &[PruneEntry]) -> Result
     Ok(())
 }
 
-/// A dated entry: path, name, time.
-type Dated = (PathBuf, String, NaiveDateTime);
+/// The matching direct entries of a directory, by what the plan can do with them.
+#[derive(Default)]
+struct Entries {
+    /// Complete entries with a time: the candidates (`keep` and `reasons` not yet decided).
+    dated: Vec<PruneEntry>,
+    /// Complete entries without a readable time, kept.
+    undated: Vec<PruneEntry>,
+    /// Entries without the required file, left alone.
+    incomplete: Vec<PruneEntry>,
+}
 
-/// The matching direct entries of `dir`, split into dated ones and kept undated ones.
+/// The matching direct entries of `dir`, sorted into [`Entries`].
 fn read_entries(
     dir: &Path,
     glob: &GlobMatcher,
     time_source: &TimeSource,
-) -> Result<(Vec<Dated>, Vec<PruneEntry>), PruneError> {
+    require: Option<&Require>,
+) -> Result<Entries, PruneError> {
     let read_error = |source| PruneError::ReadDir {
         dir: dir.to_owned(),
         source,
     };
-    let (mut dated, mut undated) = (Vec::new(), Vec::new());
+    let mut entries = Entries::default();
     // `read_dir` yields only entries inside `dir`, never `dir`, `.` or `..`.
     for entry in fs::read_dir(dir).map_err(read_error)? {
         let file_name = entry.map_err(read_error)?.file_name();
@@ -305,18 +333,37 @@ fn read_entries(
         }
         let path = dir.join(&file_name);
         let name = file_name.to_string_lossy().into_owned();
-        match entry_time(&path, &name, time_source) {
-            Ok(time) => dated.push((path, name, time)),
-            Err(why) => undated.push(PruneEntry {
-                path,
-                name,
-                reasons: vec![format!("time unreadable: {why}")],
-                time: Err(why),
-                keep: true,
-            }),
+        let completeness = require.map_or(Completeness::Complete { companion: None }, |r| {
+            r.check(dir, &name)
+        });
+        let time = entry_time(&path, &name, time_source);
+        let mut entry = PruneEntry {
+            path,
+            name,
+            time,
+            keep: true,
+            incomplete: false,
+            reasons: Vec::new(),
+            companion: None,
+        };
+        match (completeness, &entry.time) {
+            (Completeness::Incomplete(why), _) => {
+                entry.incomplete = true;
+                entry.reasons = vec![format!("incomplete, left alone: {why}")];
+                entries.incomplete.push(entry);
+            }
+            (Completeness::Complete { companion }, Ok(_)) => {
+                entry.companion = companion;
+                entries.dated.push(entry);
+            }
+            (Completeness::Complete { companion }, Err(why)) => {
+                entry.reasons = vec![format!("time unreadable: {why}")];
+                entry.companion = companion;
+                entries.undated.push(entry);
+            }
         }
     }
-    Ok((dated, undated))
+    Ok(entries)
 }
 
 /// The backup time of one entry, or why there is none.
@@ -361,7 +408,11 @@ pub fn apply(plan: &PrunePlan) -> Result<PruneOutcome, PruneError> {
             outcome.kept.push(entry.path.clone());
             continue;
         }
-        match remove_entry(&entry.path) {
+        let removed = remove_entry(&entry.path).and_then(|()| match &entry.companion {
+            Some(companion) => remove_companion(companion),
+            None => Ok(()),
+        });
+        match removed {
             Ok(()) => outcome.removed.push(entry.path.clone()),
             Err(error) => outcome.failed.push(RemovalFailure {
                 path: entry.path.clone(),
@@ -370,6 +421,15 @@ pub fn apply(plan: &PrunePlan) -> Result<PruneOutcome, PruneError> {
         }
     }
     Ok(outcome)
+}
+
+/// Remove the required file that lay next to a removed entry; already gone is fine (it may
+/// have matched the glob and been removed as an entry of its own).
+fn remove_companion(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// Remove one entry without following a symlink (checked again now, not at planning time).

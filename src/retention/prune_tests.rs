@@ -12,7 +12,7 @@ fn name_source() -> TimeSource {
 
 fn daily(n: u32) -> KeepCounts {
     KeepCounts {
-        daily: Some(n),
+        daily: Some(crate::retention::KeepCount::Buckets(n)),
         ..KeepCounts::default()
     }
 }
@@ -78,6 +78,7 @@ fn an_empty_policy_and_a_bad_glob_are_errors() {
         &name_source(),
         &daily(0),
         &KeepWithin::default(),
+        None,
     );
     assert!(matches!(err, Err(PruneError::EmptyPolicy)));
     let err = plan_prune(
@@ -86,6 +87,7 @@ fn an_empty_policy_and_a_bad_glob_are_errors() {
         &name_source(),
         &daily(1),
         &KeepWithin::default(),
+        None,
     );
     let message = err.unwrap_err().to_string();
     assert!(message.starts_with("invalid glob `db_[`"), "{message}");
@@ -100,6 +102,7 @@ fn dry_run_plans_only_matching_entries_and_touches_nothing() {
         &name_source(),
         &daily(2),
         &KeepWithin::default(),
+        None,
     )
     .unwrap();
     assert_eq!(plan.dir(), root.path());
@@ -139,6 +142,7 @@ fn the_root_is_never_a_candidate_even_for_a_match_everything_glob() {
         &TimeSource::Mtime,
         &daily(1),
         &KeepWithin::default(),
+        None,
     )
     .unwrap();
     assert_eq!(plan.entries().len(), 6);
@@ -157,6 +161,7 @@ fn unparseable_names_are_kept_and_reported() {
         &name_source(),
         &daily(1),
         &KeepWithin::default(),
+        None,
     )
     .unwrap();
     assert_eq!(names(plan.undated()), ["db_latest.dump"]);
@@ -177,7 +182,9 @@ fn removing_every_dated_entry_is_refused() {
         name: name.to_owned(),
         time: Ok(NaiveDateTime::default()),
         keep: false,
+        incomplete: false,
         reasons: Vec::new(),
+        companion: None,
     };
     let all_gone = [entry("db_20240101.dump"), entry("db_20240102.dump")];
     let message = refuse_removing_all(root.path(), "db_*", &all_gone)
@@ -212,6 +219,7 @@ fn removing_every_dated_entry_is_refused() {
         &TimeSource::Mtime,
         &KeepCounts::default(),
         &within,
+        None,
     )
     .unwrap();
     assert_eq!(names(plan.kept()), ["a.dump"]);
@@ -241,6 +249,7 @@ fn symlinks_are_removed_not_followed() {
         &name_source(),
         &daily(1),
         &KeepWithin::default(),
+        None,
     )
     .unwrap();
     assert_eq!(plan.removed().count(), 3);
@@ -267,6 +276,7 @@ fn removal_failures_are_reported_and_the_rest_still_removed() {
         &name_source(),
         &daily(1),
         &KeepWithin::default(),
+        None,
     )
     .unwrap();
     // Something else removed one entry between planning and applying.
@@ -275,4 +285,84 @@ fn removal_failures_are_reported_and_the_rest_still_removed() {
     assert_eq!(outcome.failed.len(), 1);
     assert_eq!(outcome.failed[0].path, root.path().join("db_20240102.dump"));
     assert_eq!(outcome.removed.len(), 3);
+}
+
+/// Five daily backup directories, each with its `SHA256SUMS`, and the three newer
+/// half-filled directories that three failed runs left behind.
+fn root_with_failed_runs() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for day in 1..=8 {
+        let dir = root.path().join(format!("2024010{day}"));
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("db.dump"), "x").unwrap();
+        if day <= 5 {
+            fs::write(dir.join("SHA256SUMS"), "").unwrap();
+        }
+    }
+    root
+}
+
+/// A plan keeping `days` daily buckets of the entries of `root` matching `glob`.
+fn plan_daily(
+    root: &Path,
+    glob: &str,
+    time: &TimeSource,
+    days: u32,
+    require: Option<&str>,
+) -> PrunePlan {
+    let require: Option<Require> = require.map(|r| r.parse().unwrap());
+    let within = KeepWithin::default();
+    plan_prune(root, glob, time, &daily(days), &within, require.as_ref()).unwrap()
+}
+
+#[test]
+fn incomplete_entries_are_neither_counted_nor_removed() {
+    let root = root_with_failed_runs();
+    let time: TimeSource = "name:%Y%m%d".parse().unwrap();
+    let plan = plan_daily(root.path(), "2024*", &time, 3, Some("SHA256SUMS"));
+    // Without `require` the failed runs would take all three days.
+    assert_eq!(names(plan.kept()), ["20240105", "20240104", "20240103"]);
+    assert_eq!(names(plan.removed()), ["20240102", "20240101"]);
+    assert_eq!(
+        names(plan.incomplete()),
+        ["20240106", "20240107", "20240108"]
+    );
+    let half = plan.incomplete().next().unwrap();
+    assert_eq!(
+        half.reasons,
+        ["incomplete, left alone: `20240106/SHA256SUMS` is missing"]
+    );
+    apply(&plan).unwrap();
+    for day in 3..=8 {
+        assert!(root.path().join(format!("2024010{day}/db.dump")).exists());
+    }
+    assert!(!root.path().join("20240102").exists());
+
+    // The same root without `require`: the failed runs push the good backups out.
+    let plan = plan_daily(root.path(), "2024*", &time, 3, None);
+    assert_eq!(names(plan.kept()), ["20240108", "20240107", "20240106"]);
+}
+
+#[test]
+fn a_sibling_requirement_is_removed_with_its_entry() {
+    let root = backup_root();
+    for day in 1..=4 {
+        fs::write(root.path().join(format!("db_2024010{day}.dump.sha256")), "").unwrap();
+    }
+    let plan = plan_daily(
+        root.path(),
+        "db_*.dump",
+        &name_source(),
+        2,
+        Some("{name}.sha256"),
+    );
+    // The newest dump has no checksum yet: it is left alone and not counted.
+    assert_eq!(names(plan.incomplete()), ["db_20240105.dump"]);
+    assert_eq!(names(plan.kept()), ["db_20240104.dump", "db_20240103.dump"]);
+    let outcome = apply(&plan).unwrap();
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    assert_eq!(outcome.removed.len(), 2);
+    assert!(!root.path().join("db_20240101.dump.sha256").exists());
+    assert!(root.path().join("db_20240103.dump.sha256").exists());
+    assert!(root.path().join("db_20240105.dump").exists());
 }

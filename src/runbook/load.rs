@@ -590,6 +590,7 @@ fn fallback_common(node: &Node, type_name: Option<String>) -> StepCommon {
         retries: None,
         continue_on_error: false,
         always: false,
+        undoes: Vec::new(),
         estimate: None,
         tags: Vec::new(),
     }

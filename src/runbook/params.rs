@@ -178,6 +178,14 @@ pub fn check_specs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
     }
 }
 
+/// The param a "missing required param" diagnostic is about.
+pub fn missing_param(d: &Diagnostic) -> Option<String> {
+    d.message
+        .strip_prefix("missing required param `")?
+        .strip_suffix('`')
+        .map(str::to_owned)
+}
+
 /// The value of every param: defaults, then files, then pairs. Problems are diagnostics
 /// (unknown names with did-you-mean, type errors, missing required params).
 pub fn resolve(

@@ -29,6 +29,11 @@ pub fn validate(runbook: &Runbook, diags: &mut Vec<Diagnostic>) -> Dag {
     } else {
         vec![vec![false; runbook.steps.len()]; runbook.steps.len()]
     };
+    check_undoes(
+        &runbook.steps,
+        cycles.is_empty().then_some(&ancestors),
+        diags,
+    );
     Templates::new(runbook, &ancestors).check(diags);
     diags.sort_by_key(Diagnostic::offset);
     dag
@@ -57,6 +62,55 @@ fn check_ids(steps: &[Step], diags: &mut Vec<Diagnostic>) {
             );
         } else {
             seen.insert(step.id(), step);
+        }
+    }
+}
+
+/// `undoes` is for `always` steps and names steps this one follows (it can only undo what
+/// ran before it).
+fn check_undoes(steps: &[Step], ancestors: Option<&Vec<Vec<bool>>>, diags: &mut Vec<Diagnostic>) {
+    let ids: Vec<&str> = steps.iter().map(Step::id).collect();
+    for (i, step) in steps.iter().enumerate() {
+        let Some(list) = step.node.get("undoes") else {
+            continue;
+        };
+        if !step.common.always {
+            diags.push(
+                Diagnostic::new(
+                    "rb::undoes",
+                    format!("step `{}` has `undoes` but is not `always`", step.id()),
+                )
+                .label(list.span, "only an `always` step undoes another")
+                .help("add `always: true`: a step that undoes others must also run after a failure or Ctrl-C"),
+            );
+        }
+        let items = list.as_seq().unwrap_or(&[]);
+        for (name, item) in step.common.undoes.iter().zip(items) {
+            match ids.iter().position(|id| id == name) {
+                None => diags.push(
+                    Diagnostic::new(
+                        "rb::unknown-step",
+                        format!("step `{}` undoes unknown step `{name}`", step.id()),
+                    )
+                    .label(item.span, "no step has this id")
+                    .help(suggest(name, &ids, "step ids")),
+                ),
+                Some(j) if ancestors.is_some_and(|a| !a[i][j]) => diags.push(
+                    Diagnostic::new(
+                        "rb::undoes",
+                        format!(
+                            "step `{}` undoes `{name}`, which does not run before it",
+                            step.id()
+                        ),
+                    )
+                    .label(item.span, "not among the steps it follows")
+                    .help(format!(
+                        "add `{name}` to the `needs` of `{}` (directly or through another step)",
+                        step.id()
+                    )),
+                ),
+                Some(_) => {}
+            }
         }
     }
 }
@@ -125,7 +179,12 @@ fn check_configs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
     for step in &runbook.steps {
         let Some(kind) = &step.kind else { continue };
         let config = kind.config();
-        for p in config.problems() {
+        let timeout = step.common.timeout.map(|t| t.0);
+        for p in config
+            .problems()
+            .into_iter()
+            .chain(config.timeout_problems(timeout))
+        {
             // A value held by a template is known only once rendered (and decoded again).
             if !p.key.is_empty() && node_at(&step.node, &p.key).is_some_and(holds_template) {
                 continue;

@@ -16,6 +16,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "retries",
     "continue_on_error",
     "always",
+    "undoes",
     "estimate",
     "tags",
 ];
@@ -48,6 +49,11 @@ pub struct StepCommon {
     /// (cleanup, restarting services).
     #[serde(default)]
     pub always: bool,
+    /// With `always`: the steps whose effect this step reverses (`start_app` undoes
+    /// `stop_app`). When it has run after one of them succeeded, `--resume` runs that step
+    /// again instead of reusing it, so the work after it finds the state it prepared.
+    #[serde(default)]
+    pub undoes: Vec<String>,
     /// Expected duration, used for the critical path and the RTO budget in plans.
     pub estimate: Option<Dur>,
     /// Free-form labels.

@@ -3,6 +3,7 @@
 
 use super::{ConfigProblem, StepConfig};
 use crate::docker::{PortMapping, RunSpec};
+use crate::duration::Dur;
 use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -88,7 +89,7 @@ impl StepConfig for RunConfig {
     }
 }
 
-/// Start, stop or remove containers; waits until the state is reached, a no-op when it is.
+/// Start containers; waits until they run, a no-op for running ones.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainersConfig {
@@ -104,6 +105,60 @@ impl StepConfig for ContainersConfig {
             vec![ConfigProblem::new("containers", "`containers` is empty")]
         } else {
             Vec::new()
+        }
+    }
+    fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+}
+
+/// Stop containers, waiting until they have stopped; a no-op for stopped ones.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopConfig {
+    /// Container names or ids.
+    pub containers: Vec<String>,
+    /// How long each container has after its stop signal (SIGTERM unless the image says
+    /// otherwise) before it is killed, like `docker stop -t`. Default: 10s, or half the step
+    /// `timeout` when that is shorter. Must be shorter than the step `timeout`, which bounds
+    /// the whole step (the kill and the wait for the container to be gone included).
+    pub grace: Option<Dur>,
+    /// Engine to use, a key of the runbook's `hosts` (default: `DOCKER_HOST`).
+    pub host: Option<String>,
+}
+
+/// `docker stop`'s default grace period.
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+impl StopConfig {
+    /// The grace period for a step with this `timeout`.
+    fn grace(&self, timeout: Option<Duration>) -> Duration {
+        match (self.grace, timeout) {
+            (Some(g), _) => g.0,
+            (None, Some(t)) => DEFAULT_GRACE.min(t / 2),
+            (None, None) => DEFAULT_GRACE,
+        }
+    }
+}
+
+impl StepConfig for StopConfig {
+    fn problems(&self) -> Vec<ConfigProblem> {
+        if self.containers.is_empty() {
+            vec![ConfigProblem::new("containers", "`containers` is empty")]
+        } else {
+            Vec::new()
+        }
+    }
+    fn timeout_problems(&self, timeout: Option<Duration>) -> Vec<ConfigProblem> {
+        match (self.grace, timeout) {
+            (Some(g), Some(t)) if g.0 >= t => vec![ConfigProblem::new(
+                "grace",
+                format!(
+                    "`grace: {g}` does not fit inside the step `timeout: {}`: the step would time out when the engine kills the container",
+                    Dur(t)
+                ),
+            )],
+            _ => Vec::new(),
         }
     }
     fn host(&self) -> Option<&str> {
@@ -231,26 +286,27 @@ pub async fn run_run(cfg: &RunConfig, cx: &StepCx) -> StepResult {
     Ok(out)
 }
 
-/// What a `containers` step does.
-#[derive(Debug, Clone, Copy)]
-pub enum Action {
-    Start,
-    Stop,
-}
-
-/// Start or stop containers, waiting for the state.
-pub async fn run_containers(cfg: &ContainersConfig, cx: &StepCx, action: Action) -> StepResult {
+/// Start containers, waiting until they run.
+pub async fn run_start(cfg: &ContainersConfig, cx: &StepCx) -> StepResult {
     let engine = cx.engines.get(cfg.host.as_deref())?;
     let names: Vec<&str> = cfg.containers.iter().map(String::as_str).collect();
     let wait = cx.timeout.unwrap_or(Duration::from_mins(1));
-    let work = async {
-        match action {
-            Action::Start => engine.start(&names, wait).await,
-            Action::Stop => engine.stop(&names, wait).await,
-        }
-    };
     let changed = tokio::select! {
-        r = work => r.map_err(|e| StepError::from(e).masked(&cx.masker))?,
+        r = engine.start(&names, wait) => r.map_err(|e| StepError::from(e).masked(&cx.masker))?,
+        () = cx.cancel.cancelled() => return Err(StepError::Cancelled),
+    };
+    let mut out = Outputs::new();
+    out.insert("changed".into(), changed.into());
+    Ok(out)
+}
+
+/// Stop containers: each gets its grace period, then is killed; waits until all have stopped.
+pub async fn run_stop(cfg: &StopConfig, cx: &StepCx) -> StepResult {
+    let engine = cx.engines.get(cfg.host.as_deref())?;
+    let names: Vec<&str> = cfg.containers.iter().map(String::as_str).collect();
+    let grace = cfg.grace(cx.timeout);
+    let changed = tokio::select! {
+        r = engine.stop(&names, grace) => r.map_err(|e| StepError::from(e).masked(&cx.masker))?,
         () = cx.cancel.cancelled() => return Err(StepError::Cancelled),
     };
     let mut out = Outputs::new();

@@ -47,6 +47,10 @@ pub trait StepConfig {
     fn problems(&self) -> Vec<ConfigProblem> {
         Vec::new()
     }
+    /// Checks against the step's `timeout` (a grace period that must fit inside it, …).
+    fn timeout_problems(&self, _timeout: Option<std::time::Duration>) -> Vec<ConfigProblem> {
+        Vec::new()
+    }
     /// The engine the step talks to, for container steps.
     fn host(&self) -> Option<&str> {
         None
@@ -96,7 +100,7 @@ step_kinds! {
     ContainerCopy(container::CopyConfig) = "container.copy",
     ContainerRun(container::RunConfig) = "container.run",
     ContainerStart(container::ContainersConfig) = "container.start",
-    ContainerStop(container::ContainersConfig) = "container.stop",
+    ContainerStop(container::StopConfig) = "container.stop",
     ContainerRemove(container::RemoveConfig) = "container.remove",
     NetworkCreate(container::NetworkConfig) = "network.create",
     Compress(compress::CompressConfig) = "compress",
@@ -118,14 +122,13 @@ pub async fn run(
     cx: &crate::exec::cx::StepCx,
     ctx: &minijinja::Value,
 ) -> crate::exec::cx::StepResult {
-    use container::Action;
     match kind {
         StepKind::Exec(c) => exec::run(c, cx).await,
         StepKind::ContainerExec(c) => exec::run_in_container(c, cx).await,
         StepKind::ContainerCopy(c) => container::run_copy(c, cx).await,
         StepKind::ContainerRun(c) => container::run_run(c, cx).await,
-        StepKind::ContainerStart(c) => container::run_containers(c, cx, Action::Start).await,
-        StepKind::ContainerStop(c) => container::run_containers(c, cx, Action::Stop).await,
+        StepKind::ContainerStart(c) => container::run_start(c, cx).await,
+        StepKind::ContainerStop(c) => container::run_stop(c, cx).await,
         StepKind::ContainerRemove(c) => container::run_remove(c, cx).await,
         StepKind::NetworkCreate(c) => container::run_network(c, cx).await,
         StepKind::Compress(c) => compress::run(c, cx, false).await,

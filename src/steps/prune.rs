@@ -2,7 +2,7 @@
 
 use super::{ConfigProblem, StepConfig};
 use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
-use crate::retention::{KeepCounts, KeepWithin, TimeSource};
+use crate::retention::{KeepCounts, KeepWithin, PruneEntry, Require, TimeSource, policy_is_empty};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -20,7 +20,14 @@ pub struct PruneConfig {
     /// `name:%Y%m%d`) parsed from the entry's name.
     #[serde(default = "mtime")]
     pub time: String,
-    /// Counts: `last`, `hourly`, `daily`, `weekly`, `monthly`, `yearly`.
+    /// A file each matched entry needs to count as a complete backup: a path inside a matched
+    /// directory (`SHA256SUMS`), or with `{name}` for a file next to the entry
+    /// (`{name}.sha256`, removed with the entry). Entries without it (a failed run's
+    /// half-filled directory) are neither counted nor removed: "incomplete, left alone".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require: Option<Require>,
+    /// Counts: `last`, `hourly`, `daily`, `weekly`, `monthly`, `yearly`; a number, or `all`
+    /// (`-1`) for no limit.
     pub keep: Option<KeepCounts>,
     /// Calendar windows: `within`, `hourly`, `daily`, `weekly`, `monthly`, `yearly`
     /// (`30d`, `12w`, `12mo`, `7y`).
@@ -41,13 +48,25 @@ fn mtime() -> String {
 impl StepConfig for PruneConfig {
     fn problems(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
-        let counts_empty = self.keep.as_ref().is_none_or(KeepCounts::is_empty);
-        let windows_empty = self.keep_within.as_ref().is_none_or(KeepWithin::is_empty);
-        if counts_empty && windows_empty {
+        if self.keep.is_none() && self.keep_within.is_none() {
             out.push(ConfigProblem::new(
-                "keep",
-                "a prune step needs `keep` and/or `keep_within` with a count above zero or a \
-                 window (an empty policy would remove everything)",
+                "",
+                "a prune step needs `keep` and/or `keep_within` (an empty policy would remove everything)",
+            ));
+        } else if policy_is_empty(
+            &self.keep.clone().unwrap_or_default(),
+            &self.keep_within.clone().unwrap_or_default(),
+        ) {
+            let key = if self.keep.is_some() {
+                "keep"
+            } else {
+                "keep_within"
+            };
+            out.push(ConfigProblem::new(
+                key,
+                "the retention policy is empty: no count above zero (`0` means not set, as in \
+                 restic) and no window; set a count (`all` for no limit) or a `keep_within` \
+                 window",
             ));
         }
         if self.time != "mtime" && !self.time.starts_with("name:") {
@@ -69,14 +88,16 @@ pub async fn run(cfg: &PruneConfig, cx: &StepCx) -> StepResult {
         .map_err(|e: crate::retention::TimeSourceError| {
             StepError::failed(format!("`time: {}`: {}", e.text, e.problem))
         })?;
-    let (glob, keep, within, dry) = (
+    let (glob, keep, within, require, dry) = (
         cfg.matches.clone(),
         cfg.keep.clone().unwrap_or_default(),
         cfg.keep_within.clone().unwrap_or_default(),
+        cfg.require.clone(),
         cfg.dry_run,
     );
     let result = tokio::task::spawn_blocking(move || {
-        let plan = crate::retention::plan_prune(&dir, &glob, &time, &keep, &within)?;
+        let plan =
+            crate::retention::plan_prune(&dir, &glob, &time, &keep, &within, require.as_ref())?;
         let outcome = if dry {
             None
         } else {
@@ -96,12 +117,16 @@ pub async fn run(cfg: &PruneConfig, cx: &StepCx) -> StepResult {
         };
         reasons.insert(e.name.clone(), Value::String(why));
     }
-    let names = |it: &mut dyn Iterator<Item = &crate::retention::PruneEntry>| -> Vec<Value> {
+    let names = |it: &mut dyn Iterator<Item = &PruneEntry>| -> Vec<Value> {
         it.map(|e| Value::String(e.name.clone())).collect()
     };
     let mut out = Outputs::new();
     out.insert("kept".into(), Value::Array(names(&mut plan.kept())));
     out.insert("removed".into(), Value::Array(names(&mut plan.removed())));
+    out.insert(
+        "incomplete".into(),
+        Value::Array(names(&mut plan.incomplete())),
+    );
     out.insert("reasons".into(), Value::Object(reasons));
     out.insert("dry_run".into(), dry.into());
     if let Some(o) = outcome

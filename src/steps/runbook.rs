@@ -55,11 +55,6 @@ pub async fn run(cfg: &RunbookConfig, cx: &StepCx) -> StepResult {
     ctx.render_vars(&child, &crate::template::environment())
         .map_err(|d| StepError::failed(d.message))?;
     let prefix = format!("{}/", cx.step_id);
-    let done = cx
-        .done
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|c| (c.to_owned(), v.clone())))
-        .collect();
     let collected: Arc<Mutex<Collected>> = Arc::default();
     let emit = forward(cx.emit.clone(), collected.clone(), prefix.clone());
     let request = Request {
@@ -67,9 +62,7 @@ pub async fn run(cfg: &RunbookConfig, cx: &StepCx) -> StepResult {
         dag,
         ctx,
         jobs: cx.jobs,
-        done,
-        rerun: Vec::new(),
-        only: None,
+        resume: (*cx.resume).clone(),
         approvals: cx
             .approvals
             .iter()

@@ -172,7 +172,11 @@ fn assert_same_data(r: &Value) {
 /// A copy of the drill (and the runbooks it includes) with a 1-second RTO.
 fn tiny_rto_copy(dir: &Path) -> String {
     let src = root().join("runbooks");
-    for f in ["disaster-recovery.yaml", "restore/database.yaml"] {
+    for f in [
+        "disaster-recovery.yaml",
+        "restore/database.yaml",
+        "restore/globals.yaml",
+    ] {
         std::fs::create_dir_all(dir.join(f).parent().unwrap()).unwrap();
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }

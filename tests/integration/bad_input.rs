@@ -116,3 +116,29 @@ fn a_directory() {
 fn missing_file() {
     refused(Test::new(), "nope.yaml", "no such file");
 }
+
+/// `rb schema | head -c 10`: the reader goes away after a few bytes; rb stops quietly, without
+/// a panic (exit 101) or a message about it.
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new(crate::support::RB)
+        .arg("schema")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rb starts");
+    let mut first = [0u8; 10];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("the first bytes");
+    // The pipe is closed here (dropped): the rest of the 140 kB schema has nowhere to go.
+    let out = child.wait_with_output().expect("rb ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}

@@ -922,3 +922,80 @@ steps:
         .unwrap_or_default();
     assert!(back.is_empty(), "{back:?}");
 }
+
+/// `sleep` as PID 1 ignores SIGTERM: only the kill after the grace period stops it. The grace
+/// is the step's own (default 10 s, or half a shorter `timeout`), not the step `timeout`, so
+/// the step ends before its timeout; a `grace` that does not fit is refused by `rb validate`.
+#[test]
+fn stop_kills_after_its_grace_period_inside_the_step_timeout() {
+    let mut g = Guard::new(&engine1());
+    let a = g.container(&name("deaf-a"));
+    let b = g.container(&name("deaf-b"));
+    let tools = tools_image();
+    for c in [&a, &b] {
+        docker_ok(
+            &g.host,
+            &["run", "-d", "--name", c, &tools, "sleep", "3600"],
+        );
+    }
+    let yaml = format!(
+        r"version: 1
+name: stopping
+steps:
+  - {{ id: default_grace, type: container.stop, containers: [{a}], timeout: 5s }}
+  - {{ id: short_grace, type: container.stop, containers: [{b}], grace: 1s, timeout: 5s }}
+"
+    );
+    let t = Test::new().file("rb.yaml", yaml);
+    let (ran, report) = run_book(&t, &[]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    for c in [&a, &b] {
+        let running = docker_ok(&g.host, &["inspect", "-f", "{{.State.Running}}", c]);
+        assert_eq!(running.trim(), "false", "{c} stopped");
+    }
+    let took = |id: &str| step(&report, id)["duration_seconds"].as_f64().unwrap();
+    assert!(took("default_grace") < 5.0, "{report:#}");
+    assert!(took("short_grace") < 3.0, "{report:#}");
+    assert_eq!(outputs(&report, "short_grace")["changed"], true);
+
+    let bad = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: s\nsteps:\n  - { id: s, type: container.stop, containers: [x], grace: 10s, timeout: 5s }\n",
+    );
+    let ran = Test::new()
+        .cwd(bad.dir.path())
+        .args(["validate", "rb.yaml"])
+        .run();
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("`grace: 10s` does not fit inside the step `timeout: 5s`"),
+        "{}",
+        ran.stderr
+    );
+}
+
+/// During a rebuild the container a health check names may not exist yet: it is polled until
+/// it exists and passes, not failed at once.
+#[test]
+fn container_health_waits_for_a_container_that_does_not_exist_yet() {
+    let mut g = Guard::new(&engine1());
+    let c = g.container(&name("late"));
+    let tools = tools_image();
+    let yaml = format!(
+        r#"version: 1
+name: late
+steps:
+  - {{ id: wait, type: sleep, duration: 2s, needs: [] }}
+  - {{ id: create, type: container.run, name: {c}, image: "{tools}", command: [sleep, "3600"], needs: [wait] }}
+  - {{ id: probe, type: health, container: {{ name: {c}, command: ["true"] }}, interval: 200ms, timeout: 60s, needs: [] }}
+"#
+    );
+    let t = Test::new().file("rb.yaml", yaml);
+    let (ran, report) = run_book(&t, &[]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        outputs(&report, "probe")["attempts"].as_u64().unwrap() > 1,
+        "{report:#}"
+    );
+}

@@ -265,7 +265,7 @@ steps:
         ),
         (
             "{ id: a, type: prune, path: /tmp/x, keep: { daily: 0 } }",
-            "a prune step needs `keep` and/or `keep_within` with a count above zero",
+            "the retention policy is empty",
         ),
         (
             "{ id: a, type: exec, command: [true], retries: 99999999999999999999 }",

@@ -79,6 +79,12 @@ fn every_shipped_runbook_validates_and_plans() {
         if rel.ends_with("pitr.yaml") {
             args.extend(["-p", "target_time=2026-11-26T09:40:00.123456+00"]);
         }
+        if rel.ends_with("restore/globals.yaml") {
+            args.extend([
+                "-p",
+                "globals=/backups/postgres/20260101/globals_20260101_020000.sql",
+            ]);
+        }
         let ran = Test::new().cwd(&repo()).args(args).expect(0);
         let name = rel
             .trim_start_matches("runbooks/")
@@ -167,7 +173,18 @@ fn params_missing_wrong_unknown_and_from_file() {
     let t = Test::new()
         .file("rb.yaml", PARALLEL)
         .file("p.yaml", "n: 3\ndir: /srv\n");
-    let ran = t.args(["plan", "rb.yaml"]).expect(2);
+    // `rb plan` shows a missing required param as a placeholder (for review); `rb run` refuses.
+    let ran = t.args(["plan", "rb.yaml"]).expect(0);
+    assert!(
+        ran.stderr.contains("required param `n` has no value"),
+        "{}",
+        ran.stderr
+    );
+    let t = Test::new().file("rb.yaml", PARALLEL);
+    let ran = t
+        .env("RB_TEST_PW", "x")
+        .args(["run", "rb.yaml", "--state-dir", "st"])
+        .expect(2);
     assert!(
         ran.stderr.contains("missing required param `n`"),
         "{}",

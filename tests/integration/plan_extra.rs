@@ -325,3 +325,64 @@ fn no_history_keeps_the_plan_of_estimates() {
         .expect(0);
     assert_eq!(ignored.stdout, plain.stdout);
 }
+
+/// A pull request can review a runbook whose required params have no value: they show as
+/// placeholders, with a warning; `rb run` still refuses. `--check` probes each secret's
+/// source without reading it out.
+#[test]
+fn plan_shows_missing_required_params_as_placeholders_and_check_probes_secret_sources() {
+    let t = crate::support::Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: sc\nparams:\n  target: { type: string, required: true }\nsecrets:\n  pw: { env: RB_TEST_SC_PW }\n  key: { file: key.txt }\nsteps:\n  - { id: a, type: exec, command: [echo, \"{{ params.target }}\"] }\n",
+    );
+    let plan = crate::support::Test::new()
+        .cwd(t.dir.path())
+        .args(["plan", "rb.yaml"])
+        .expect(0);
+    assert!(
+        plan.stdout.contains("command: echo '<params.target>'"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stderr
+            .contains("warning: required param `target` has no value"),
+        "{}",
+        plan.stderr
+    );
+    let check = crate::support::Test::new()
+        .cwd(t.dir.path())
+        .env("RB_TEST_SC_PW", "s3cr3t-value")
+        .args(["plan", "rb.yaml", "-p", "target=x", "--check"])
+        .expect(1);
+    assert!(
+        check
+            .stdout
+            .contains("ok   secret    pw: from `$RB_TEST_SC_PW` (set)"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains("FAIL secret    key:"),
+        "{}",
+        check.stdout
+    );
+    assert!(!check.stdout.contains("s3cr3t-value") && !check.stderr.contains("s3cr3t-value"));
+    std::fs::write(t.path("key.txt"), "k").unwrap();
+    let ran = crate::support::Test::new()
+        .cwd(t.dir.path())
+        .env("RB_TEST_SC_PW", "s3cr3t-value")
+        .args(["run", "rb.yaml", "--state-dir", "state"])
+        .expect(2);
+    assert!(
+        ran.stderr.contains("missing required param `target`"),
+        "{}",
+        ran.stderr
+    );
+    let ok = crate::support::Test::new()
+        .cwd(t.dir.path())
+        .env("RB_TEST_SC_PW", "s3cr3t-value")
+        .args(["plan", "rb.yaml", "-p", "target=x", "--check"])
+        .expect(0);
+    assert!(ok.stdout.contains("2 of 2 checks passed"), "{}", ok.stdout);
+}

@@ -277,7 +277,7 @@ fn reports_show_the_actual_critical_path_milestones_and_achieved_rpo() {
     }
     let doc: Value =
         serde_json::from_str(&rb(&t, &["report", NEW, "--format", "json"]).stdout).unwrap();
-    assert_eq!(doc["format_version"], 2);
+    assert_eq!(doc["format_version"], 3);
     assert_eq!(doc["critical_path"], json!(["dump", "approve", "upload"]));
     assert_eq!(doc["milestones"][2]["status"], "not_reached");
     assert_eq!(doc["rpo"], Value::Null, "not a recovery run");
@@ -347,7 +347,11 @@ fn a_journal_without_the_step_graph_still_renders() {
 fn text_report_has_the_verdict_and_the_split_of_time() {
     let t = fixture();
     let out = rb(&t, &["report", NEW]).stdout;
-    assert!(out.contains("RTO 10m 00s: MISSED by 2m 10s"), "{out}");
+    // A failed run recovered nothing: no "met" or "missed by", whatever the time.
+    assert!(
+        out.contains("RTO 10m 00s: not met, the run failed after 12m 10s"),
+        "{out}"
+    );
     assert!(
         out.contains("total 12m 10s = machine 7m 10s + gate wait 5m 00s"),
         "{out}"
@@ -407,7 +411,7 @@ case dump 70.0 [] []
 case approve 300.0 [] []
 case upload 360.0 ['Failure'] ['exit status 1: <connection refused> & \"gave up\"']
 case cleanup 0.0 ['Skipped'] ['a need failed']
-case rto 730.0 ['Failure'] ['took 730.000s, over the RTO of 600.000s']
+case rto 730.0 ['Failure'] ['not recovered: the run failed after 730.000s of the RTO of 600.000s']
 case milestone dumped 70.0 [] []
 case milestone approved 370.0 ['Failure'] ['milestone approved (RTO 2m 00s): MISSED by 4m 10s (reached after 6m 10s)']
 case milestone uploaded 0.0 ['Failure'] ['milestone uploaded (RTO 8m 00s): NOT REACHED (not all of its steps succeeded)']
@@ -893,4 +897,30 @@ tests:
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A run far shorter than its RTO: the timeline fits the run (bars wide enough to read), the
+/// RTO is marked at the edge as off scale, times are to the second, and a first run shows no
+/// chart of earlier runs.
+#[test]
+fn html_timeline_fits_a_run_much_shorter_than_its_rto() {
+    let t = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: quick\nobjectives: { rto: 4h }\nsteps:\n  - { id: a, type: sleep, duration: 300ms }\n  - { id: b, type: sleep, duration: 300ms }\n",
+    );
+    let (ran, _) = crate::support::run_book(&t, &["--report", "r.html"], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let html = std::fs::read_to_string(t.path("r.html")).unwrap();
+    let width_of = |step: &str| -> f64 {
+        let title = format!("<title>{step}: succeeded");
+        let at = html.find(&title).unwrap_or_else(|| panic!("{html}"));
+        let rect = &html[html[..at].rfind("<rect").unwrap()..at];
+        let w = rect.split("width=\"").nth(1).unwrap();
+        w[..w.find('"').unwrap()].parse().unwrap()
+    };
+    assert!(width_of("a") > 150.0 && width_of("b") > 150.0, "{html}");
+    assert!(html.contains("RTO 4h 00m 00s (off scale) ▸"), "{html}");
+    assert!(html.contains(" UTC ("), "{html}");
+    assert!(html.contains("no earlier runs to compare"), "{html}");
+    assert!(!html.contains("<svg id=\"trend\""), "{html}");
 }

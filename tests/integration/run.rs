@@ -2,18 +2,19 @@
 //! retries, resume (also after `kill -9`), locks, gates, secrets, argv safety, Ctrl-C,
 //! `--dry-run` and atomic compressed outputs.
 
-use crate::support::{RB, Ran, Test, expect, poll};
+use crate::support::{RB, Ran, Test};
+pub(super) use crate::support::{expect, poll};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Run `rb ARGS` in `dir` (stdin not a terminal).
-fn rb(dir: &Path, args: &[&str]) -> Ran {
+pub(super) fn rb(dir: &Path, args: &[&str]) -> Ran {
     rb_env(dir, args, &[])
 }
 
-fn rb_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
+pub(super) fn rb_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
     let out = Command::new(RB)
         .args(args)
         .env("NO_COLOR", "1")
@@ -28,19 +29,19 @@ fn rb_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
 }
 
 /// `rb run rb.yaml --state-dir state EXTRA…` in the test directory.
-fn run(t: &Test, extra: &[&str]) -> Ran {
+pub(super) fn run(t: &Test, extra: &[&str]) -> Ran {
     let mut args = vec!["run", "rb.yaml", "--state-dir", "state"];
     args.extend_from_slice(extra);
     rb(t.dir.path(), &args)
 }
 
 /// Start `rb run rb.yaml --state-dir state` as a child process.
-fn spawn(t: &Test) -> Child {
+pub(super) fn spawn(t: &Test) -> Child {
     spawn_args(t, &["rb.yaml"])
 }
 
 /// Start `rb run --state-dir state ARGS…` as a child process.
-fn spawn_args(t: &Test, args: &[&str]) -> Child {
+pub(super) fn spawn_args(t: &Test, args: &[&str]) -> Child {
     Command::new(RB)
         .args(["run", "--state-dir", "state"])
         .args(args)
@@ -56,14 +57,14 @@ fn spawn_args(t: &Test, args: &[&str]) -> Child {
 }
 
 /// Kills a spawned `rb` if a test fails before it ends.
-struct Reap(Option<Child>);
+pub(super) struct Reap(pub(super) Option<Child>);
 
 impl Reap {
-    fn child(&mut self) -> &mut Child {
+    pub(super) fn child(&mut self) -> &mut Child {
         self.0.as_mut().expect("child")
     }
 
-    fn wait(&mut self, within: Duration) -> Ran {
+    pub(super) fn wait(&mut self, within: Duration) -> Ran {
         let mut child = self.0.take().expect("child");
         let deadline = Instant::now() + within;
         while child.try_wait().expect("try_wait").is_none() {
@@ -104,7 +105,7 @@ impl Drop for GroupKill {
 }
 
 /// The run directories in a state directory.
-fn run_dirs(state: &Path) -> Vec<PathBuf> {
+pub(super) fn run_dirs(state: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(state.join("runs"))
         .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -113,13 +114,13 @@ fn run_dirs(state: &Path) -> Vec<PathBuf> {
 }
 
 /// The only run directory.
-fn the_run(t: &Test) -> PathBuf {
+pub(super) fn the_run(t: &Test) -> PathBuf {
     let dirs = run_dirs(&t.path("state"));
     assert_eq!(dirs.len(), 1, "one run expected: {dirs:?}");
     dirs[0].clone()
 }
 
-fn journal(run_dir: &Path) -> Vec<Value> {
+pub(super) fn journal(run_dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(run_dir.join("journal.jsonl"))
         .unwrap_or_default()
         .lines()
@@ -127,19 +128,19 @@ fn journal(run_dir: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn events<'a>(journal: &'a [Value], kind: &str, step: &str) -> Vec<&'a Value> {
+pub(super) fn events<'a>(journal: &'a [Value], kind: &str, step: &str) -> Vec<&'a Value> {
     journal
         .iter()
         .filter(|e| e["event"] == kind && (step.is_empty() || e["step"] == step))
         .collect()
 }
 
-fn report(run_dir: &Path) -> Value {
+pub(super) fn report(run_dir: &Path) -> Value {
     let text = std::fs::read_to_string(run_dir.join("report.json")).expect("report.json");
     serde_json::from_str(&text).expect("report is JSON")
 }
 
-fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
+pub(super) fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["steps"]
         .as_array()
         .expect("steps")
@@ -148,11 +149,11 @@ fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no step `{id}` in {report:#}"))
 }
 
-fn read(t: &Test, name: &str) -> String {
+pub(super) fn read(t: &Test, name: &str) -> String {
     std::fs::read_to_string(t.path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-fn lines(t: &Test, name: &str) -> usize {
+pub(super) fn lines(t: &Test, name: &str) -> usize {
     std::fs::read_to_string(t.path(name)).map_or(0, |s| s.lines().count())
 }
 
@@ -180,7 +181,7 @@ fn pid_in(t: &Test, name: &str) -> i32 {
 }
 
 /// Wait until the journal of the only run shows `step` started.
-fn wait_started(t: &Test, step_id: &str) -> PathBuf {
+pub(super) fn wait_started(t: &Test, step_id: &str) -> PathBuf {
     poll(
         &format!("`{step_id}` to start"),
         Duration::from_secs(20),
@@ -436,10 +437,13 @@ fn resume_after_a_failure_reuses_succeeded_steps_and_keeps_now() {
     assert_eq!(step(&r, "one")["reused"], true);
     assert_eq!(step(&r, "three")["status"], "succeeded");
 
+    // A finished run is evidence: naming it to --resume is refused, nothing runs.
     let third = run(&t, &["--resume", &run_id]);
-    expect(&third, 0);
+    expect(&third, 2);
     assert!(
-        third.stderr.contains("already succeeded"),
+        third
+            .stderr
+            .contains("already succeeded and is kept as it is"),
         "{}",
         third.stderr
     );
@@ -931,12 +935,25 @@ steps:
             "--dry-run",
             "-p",
             "who=you",
+            "--now",
+            "2026-11-26T02:00:00Z",
             "--state-dir",
             "state",
         ],
     );
     expect(&dry, 0);
-    let plan = rb(t.dir.path(), &["plan", "rb.yaml", "-p", "who=you"]);
+    // The same `now` for both: two calls may straddle a second.
+    let plan = rb(
+        t.dir.path(),
+        &[
+            "plan",
+            "rb.yaml",
+            "-p",
+            "who=you",
+            "--now",
+            "2026-11-26T02:00:00Z",
+        ],
+    );
     expect(&plan, 0);
     assert_eq!(dry.stdout, plan.stdout);
     assert!(dry.stdout.contains("hello-you"), "{}", dry.stdout);

@@ -38,6 +38,8 @@ impl Test {
             args: Vec::new(),
             env: vec![
                 ("NO_COLOR".into(), "1".into()),
+                // Reports show local times too: the same on every machine.
+                ("TZ".into(), "UTC".into()),
                 ("RB_STATE_DIR".into(), state),
                 ("RB_LOCK_DIR".into(), locks),
             ],

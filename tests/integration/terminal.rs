@@ -129,7 +129,7 @@ fn secs(text: &str) -> f64 {
 
 /// Elapsed and projected finish of a `⏱ elapsed … of RTO …, projected finish +… (…)` line.
 fn projection(line: &str) -> (f64, f64) {
-    let rest = line.split("⏱ elapsed ").nth(1).expect("a projection line");
+    let rest = line.split("elapsed ").nth(1).expect("a projection line");
     let (elapsed, rest) = rest.split_once(" of RTO ").unwrap();
     let projected = rest.split("projected finish +").nth(1).unwrap();
     let projected = projected.split(" (").next().unwrap();
@@ -148,11 +148,24 @@ fn a_terminal_shows_elapsed_against_the_rto_and_the_projected_finish() {
     assert!(drawn.contains("✔ wait"), "{drawn:?}");
 }
 
+/// TIMED with a milestone reached when `wait` ends.
+const MILESTONED: &str = "version: 1\nname: timed\nobjectives: { rto: 10m, milestones: [{ name: waited, rto: 5m, steps: [wait] }] }\nsteps:\n  - { id: wait, type: sleep, duration: 1200ms, estimate: 2s }\n  - { id: fin, type: exec, command: [echo, hi], estimate: 30s }\n";
+
 #[test]
-fn without_a_terminal_each_step_end_shows_the_projected_finish() {
-    let t = Test::new()
+fn without_a_terminal_the_projection_shows_at_the_start_and_at_milestones_only() {
+    // No milestone: one projection line at the start, none after each step (a log is for
+    // people reading it), then the final line.
+    let plain = Test::new()
         .file("rb.yaml", TIMED)
-        .args(["run", "rb.yaml", "--state-dir", "state"]);
+        .args(["run", "rb.yaml", "--state-dir", "state"])
+        .expect(0);
+    let projections = plain.stderr.lines().filter(|l| l.contains("⏱")).count();
+    assert_eq!(projections, 1, "{}", plain.stderr);
+
+    let t =
+        Test::new()
+            .file("rb.yaml", MILESTONED)
+            .args(["run", "rb.yaml", "--state-dir", "state"]);
     let ran = t.expect(0);
     let lines: Vec<&str> = ran.stderr.lines().collect();
     // At the start, the whole estimate (2s + 30s) is left.
@@ -167,7 +180,9 @@ fn without_a_terminal_each_step_end_shows_the_projected_finish() {
         .expect("wait finished");
     let line = lines[after_wait + 1];
     assert!(
-        line.contains("of RTO 10m 00s") && line.contains("to spare"),
+        line.contains("⏱ milestone waited: ")
+            && line.contains("of RTO 10m 00s")
+            && line.contains("to spare"),
         "{line}"
     );
     // `fin` has not started: its estimate is what is left.
@@ -184,4 +199,79 @@ fn without_a_terminal_each_step_end_shows_the_projected_finish() {
     let at = lines.iter().position(|l| l.contains("✔ wait")).unwrap();
     let (elapsed, projected) = projection(lines[at + 1]);
     assert!(projected - elapsed < 1.0, "{}", lines[at + 1]);
+}
+
+/// Ends a tmux session when dropped (also when the test fails).
+struct Kill<'a>(&'a str);
+impl Drop for Kill<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", self.0])
+            .output();
+    }
+}
+
+/// A gate's question on a terminal, read from the screen as a person sees it (tmux): it stays
+/// there, with its message, while another step runs and the progress display is active, and
+/// the answer typed is taken.
+#[test]
+fn a_gate_question_stays_on_the_screen_while_other_steps_run() {
+    let t = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: gt\nobjectives: { rto: 10m }\nsteps:\n  - { id: slow, type: sleep, duration: 3s, needs: [] }\n  - { id: approve, type: gate, message: \"Drop database shop and restore it?\", needs: [] }\n  - { id: after, type: exec, command: [\"true\"], needs: [approve, slow] }\n",
+    );
+    let session = format!("rbt-gate-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
+    let cmd = format!(
+        "cd {} && NO_COLOR=1 {RB} run rb.yaml --state-dir state; echo EXIT=$?; sleep 60",
+        t.dir.path().display()
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let _kill = Kill(&session);
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !screen().contains("approve? [y/N]") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no question: {}",
+            screen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The spinners redraw every 120 ms: look again after several redraws, with `slow` running.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let seen = screen();
+    assert!(
+        seen.contains("approve? [y/N]"),
+        "the question was drawn over:\n{seen}"
+    );
+    assert!(
+        seen.contains("Drop database shop and restore it?"),
+        "the message was drawn over:\n{seen}"
+    );
+    tmux(&["send-keys", "-t", &session, "y", "Enter"]);
+    while !screen().contains("EXIT=") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rb did not end: {}",
+            screen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let end = screen();
+    assert!(end.contains("EXIT=0"), "{end}");
+    assert!(end.contains("gate approve approved by"), "{end}");
 }

@@ -57,11 +57,19 @@ pub fn free_port() -> u16 {
 }
 
 pub fn psql(container: &str, pw: &str, db: &str, sql: &str) -> Output {
+    psql_with(container, pw, db, sql, "")
+}
+
+/// `psql` with server options for the session (`PGOPTIONS`, e.g. `-c timezone=UTC`).
+pub fn psql_with(container: &str, pw: &str, db: &str, sql: &str, options: &str) -> Output {
     let env = format!("PGPASSWORD={pw}");
+    let options = format!("PGOPTIONS={options}");
     docker(&[
         "exec",
         "-e",
         &env,
+        "-e",
+        &options,
         container,
         "psql",
         "-h",
