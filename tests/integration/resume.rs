@@ -486,7 +486,7 @@ fn report_latest_of_a_runbook_and_history_as_json_with_a_limit() {
     assert_eq!(runs[1]["run_id"], latest_one["run_id"], "newest last");
 }
 
-/// A value corrected with `-p` on a `--resume` (a PITR target PostgreSQL refused) stays for
+/// A value corrected with `-p` on a `--resume` (a PITR target the server refused) stays for
 /// the next `--resume`: params come from the newest attempt.
 #[test]
 fn a_param_corrected_on_resume_stays_for_the_next_attempt() {
