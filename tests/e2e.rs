@@ -1085,6 +1085,14 @@ fn pitr_refuses_outside_the_window(
             !docker(&["inspect", restored]).status.success(),
             "no server started for {bad}"
         );
+        let volume = params(bad)
+            .iter()
+            .find_map(|p| p.strip_prefix("data_volume=").map(str::to_owned))
+            .expect("a data volume param");
+        assert!(
+            !docker(&["volume", "inspect", &volume]).status.success(),
+            "a refused recovery ({bad}) left its empty data volume behind"
+        );
     }
 }
 
