@@ -251,6 +251,12 @@ fn a_finished_run_is_never_rewritten_and_only_starts_a_derived_run() {
     );
     let ran = run(&t, &["--only", "note"]);
     expect(&ran, 0);
+    assert!(
+        ran.stderr
+            .contains(", taking the steps it does not run from run "),
+        "{}",
+        ran.stderr
+    );
     assert_eq!(read(&t, "dump.count").lines().count(), 1);
     assert_eq!(read(&t, "note.count").lines().count(), 3);
     assert_eq!(
