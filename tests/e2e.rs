@@ -7,7 +7,7 @@
 mod pg;
 
 use pg::{
-    DB, Env, USER, app, docker, docker_ok, fingerprint, free_port, password, pg_image, poll,
+    DB, Env, USER, app, docker, docker_ok, fingerprint, free_port, password, pg_image, poll, psql,
     psql_ok, root, start_pg, start_pg_with, tools_image,
 };
 use std::collections::BTreeMap;
@@ -848,26 +848,41 @@ fn backup_verification_drill_restores_into_a_scratch_server_and_compares() {
 // Point-in-time recovery: backup/wal-archive.yaml and restore/pitr.yaml.
 // ---------------------------------------------------------------------------------------------
 
-/// A primary that archives its WAL into the named volume `archive` (mounted at /archive).
+/// A primary that archives its WAL into the named volume `archive` (mounted at /archive),
+/// configured as operators do: `ALTER SYSTEM` (postgresql.auto.conf) and a line in
+/// postgresql.conf, then a restart. A restored server must archive neither way.
 fn start_archiving_pg(name: &str, pw: &str, archive: &str) {
     let vol = format!("{archive}:/archive");
     start_pg_with(
         name,
         pw,
         &["-v", &vol],
-        &[
-            "-c",
-            "wal_level=replica",
-            "-c",
-            "archive_mode=on",
-            "-c",
-            "archive_command=test ! -f /archive/%f && cp %p /archive/%f.tmp && mv /archive/%f.tmp /archive/%f",
-            "-c",
-            "archive_timeout=60",
-            "-c",
-            "timezone=UTC",
-        ],
+        &["-c", "wal_level=replica", "-c", "timezone=UTC"],
     );
+    psql_ok(name, pw, DB, "alter system set archive_mode = on");
+    psql_ok(
+        name,
+        pw,
+        DB,
+        "alter system set archive_command = 'test ! -f /archive/%f && cp %p /archive/%f.tmp && mv /archive/%f.tmp /archive/%f'",
+    );
+    psql_ok(name, pw, DB, "alter system set archive_timeout = 60");
+    docker_ok(&[
+        "exec",
+        "-u",
+        "postgres",
+        name,
+        "sh",
+        "-c",
+        "echo 'archive_mode = on' >> \"$PGDATA/postgresql.conf\"",
+    ]);
+    docker_ok(&["restart", name]);
+    poll(
+        "postgres to answer after the restart",
+        Duration::from_mins(1),
+        || psql(name, pw, DB, "select 1").status.success(),
+    );
+    assert_eq!(psql_ok(name, pw, DB, "show archive_mode"), "on");
 }
 
 const SERVER_NOW: &str =
@@ -1001,6 +1016,8 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target() {
 
     pitr_refuses_outside_the_window(&env, &pw, &restored, &params, &target);
 
+    // The same instant written with `Z`, as ISO 8601 allows (PostgreSQL itself refuses it).
+    let target = format!("{}Z", target.trim_end_matches("+00"));
     let args = pitr_args(&params(&target));
     let out = rb(
         &env,
@@ -1020,6 +1037,9 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target() {
         psql_ok(&restored, &pw, DB, "select pg_is_in_recovery()"),
         "f"
     );
+    // The primary archived through ALTER SYSTEM and postgresql.conf; the new server must not
+    // write its timeline into the production archive.
+    assert_eq!(psql_ok(&restored, &pw, DB, "show archive_mode"), "off");
     fidelity::assert_the_cluster_came_back(&restored, &pw, &at_target);
     pitr_report_has_the_achieved_rpo(&env, &out, &target);
     eprintln!("pitr test took {:.1}s", started.elapsed().as_secs_f64());
@@ -1066,6 +1086,14 @@ fn pitr_refuses_outside_the_window(
         assert!(
             !docker(&["inspect", restored]).status.success(),
             "no server started for {bad}"
+        );
+        let volume = params(bad)
+            .iter()
+            .find_map(|p| p.strip_prefix("data_volume=").map(str::to_owned))
+            .expect("a data volume param");
+        assert!(
+            !docker(&["volume", "inspect", &volume]).status.success(),
+            "a refused recovery ({bad}) left its empty data volume behind"
         );
     }
 }

@@ -267,11 +267,13 @@ async fn run_async(args: &Args) -> u8 {
         Basis::Resume(r) => Some(r),
         _ => None,
     };
-    // On resume, `now` and the params come from the journal so names stay the same.
+    // On resume, `now` and the params come from the journal so names stay the same: those of
+    // the newest attempt, so that a value corrected with `-p` on one `--resume` stays for the
+    // next. A `-p` given now wins over the journal's.
     let mut params = args.params.clone();
     if let Some(EventKind::RunStarted {
         now, params: old, ..
-    }) = resumed.and_then(|r| r.started()).map(|e| &e.kind)
+    }) = resumed.and_then(RunRecord::last_started).map(|e| &e.kind)
     {
         params.now = Some(now.to_rfc3339());
         let mut pairs: Vec<String> = old

@@ -127,6 +127,14 @@ impl RunRecord {
             .find(|e| matches!(e.kind, EventKind::RunStarted { .. }))
     }
 
+    /// The newest attempt's start event (a resumed run has several).
+    pub fn last_started(&self) -> Option<&RunEvent> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| matches!(e.kind, EventKind::RunStarted { .. }))
+    }
+
     /// The last `RunFinished` (a resumed run has several).
     pub fn finished(&self) -> Option<&RunEvent> {
         self.events

@@ -194,6 +194,7 @@ impl Terminal {
                 runbook,
                 rto_seconds,
                 resumed,
+                derived_from,
                 ..
             } => {
                 self.rto = *rto_seconds;
@@ -201,7 +202,10 @@ impl Terminal {
                     let what = if *resumed { "resuming" } else { "running" };
                     let rto = rto_seconds
                         .map_or_else(String::new, |r| format!(" (RTO {})", human_secs(r)));
-                    self.line(e, &format!("{what} `{runbook}` as run {run_id}{rto}"));
+                    let from = derived_from.as_ref().map_or_else(String::new, |d| {
+                        format!(", taking the steps it does not run from run {d}")
+                    });
+                    self.line(e, &format!("{what} `{runbook}` as run {run_id}{rto}{from}"));
                 }
             }
             EventKind::StepStarted {

@@ -20,6 +20,16 @@ const UNGATED: &[(&str, &str, &str)] = &[
         "the helper container this run created",
     ),
     (
+        "restore/pitr.yaml",
+        "remove_empty_volume",
+        "the new data volume, only while it is empty (a refused recovery)",
+    ),
+    (
+        "restore/pitr.yaml",
+        "remove_failed_server",
+        "the server container this run created, only when it never came up (its volume stays)",
+    ),
+    (
         "drills/demo.yaml",
         "start",
         "replaces the demo's own throwaway container",

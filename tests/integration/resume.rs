@@ -251,6 +251,12 @@ fn a_finished_run_is_never_rewritten_and_only_starts_a_derived_run() {
     );
     let ran = run(&t, &["--only", "note"]);
     expect(&ran, 0);
+    assert!(
+        ran.stderr
+            .contains(", taking the steps it does not run from run "),
+        "{}",
+        ran.stderr
+    );
     assert_eq!(read(&t, "dump.count").lines().count(), 1);
     assert_eq!(read(&t, "note.count").lines().count(), 3);
     assert_eq!(
@@ -484,4 +490,27 @@ fn report_latest_of_a_runbook_and_history_as_json_with_a_limit() {
     assert_eq!(runs.len(), 2);
     assert!(runs.iter().all(|r| r["runbook"] == "one"));
     assert_eq!(runs[1]["run_id"], latest_one["run_id"], "newest last");
+}
+
+/// A value corrected with `-p` on a `--resume` (a PITR target the server refused) stays for
+/// the next `--resume`: params come from the newest attempt.
+#[test]
+fn a_param_corrected_on_resume_stays_for_the_next_attempt() {
+    let t = Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: p\nparams:\n  target: { type: string, required: true }\nsteps:\n  - { id: check, type: exec, shell: 'echo \"{{ params.target }}\" >> seen; test \"{{ params.target }}\" != bad' }\n  - { id: then, type: exec, shell: 'test -f go' }\n",
+    );
+    expect(&run(&t, &["-p", "target=bad"]), 1);
+    expect(&run(&t, &["--resume", "-p", "target=good"]), 1);
+    std::fs::write(t.path("go"), "").unwrap();
+    expect(&run(&t, &["--resume"]), 0);
+    assert_eq!(
+        log_of(&t, "seen"),
+        ["bad", "good"],
+        "the corrected value stayed"
+    );
+}
+
+fn log_of(t: &Test, name: &str) -> Vec<String> {
+    read(t, name).lines().map(str::to_owned).collect()
 }
