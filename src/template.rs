@@ -594,3 +594,171 @@ mod tests {
         assert!(m.longest() >= 10);
     }
 }
+
+/// Filter and test names minijinja and rb provide, the candidates of a did-you-mean (only
+/// those the environment really has are offered).
+const KNOWN_NAMES: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "format",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+    "strftime",
+    "basename",
+    "dirname",
+    "shell_quote",
+    "defined",
+    "undefined",
+    "none",
+    "true",
+    "false",
+    "even",
+    "odd",
+    "divisibleby",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "in",
+    "number",
+    "string",
+    "sequence",
+    "mapping",
+    "iterable",
+    "startingwith",
+    "endingwith",
+    "filter",
+    "test",
+];
+
+/// A filter or test a template names that the environment does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownName {
+    /// `filter` or `test`.
+    pub kind: &'static str,
+    pub name: String,
+    /// Names the environment has that are close to it.
+    pub known: Vec<&'static str>,
+}
+
+/// Filters (`| name`) and tests (`is name`) a template or expression uses that rb does not
+/// have: minijinja only finds them when it renders, which `rb validate` never does.
+pub fn unknown_names(env: &Environment<'_>, text: &str, expression: bool) -> Vec<UnknownName> {
+    static FILTER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\|\s*([A-Za-z_][A-Za-z0-9_]*)").expect("a valid regex")
+    });
+    static TEST: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\bis\s+(?:not\s+)?([A-Za-z_][A-Za-z0-9_]*)").expect("a valid regex")
+    });
+    let code = code_parts(text, expression);
+    let mut out: Vec<UnknownName> = Vec::new();
+    for (re, kind, probe) in [
+        (&*FILTER, "filter", "none | {}"),
+        (&*TEST, "test", "none is {}"),
+    ] {
+        for cap in re.captures_iter(&code) {
+            let name = &cap[1];
+            if out.iter().any(|u| u.name == name) || has(env, probe, name) {
+                continue;
+            }
+            let known = KNOWN_NAMES
+                .iter()
+                .copied()
+                .filter(|k| has(env, probe, k))
+                .collect();
+            out.push(UnknownName {
+                kind,
+                name: name.to_owned(),
+                known,
+            });
+        }
+    }
+    out
+}
+
+/// Whether the environment has the filter or test `name` (`probe` with `{}` for it).
+fn has(env: &Environment<'_>, probe: &str, name: &str) -> bool {
+    let source = probe.replace("{}", name);
+    let Ok(expr) = env.compile_expression(&source) else {
+        return true; // not a name this check can judge: say nothing
+    };
+    !matches!(
+        expr.eval(()).map_err(|e| e.kind()),
+        Err(minijinja::ErrorKind::UnknownFilter | minijinja::ErrorKind::UnknownTest)
+    )
+}
+
+/// The code of a template (its `{{ … }}` and `{% … %}` blocks; all of an expression), with
+/// string literals blanked, so that a `|` inside a string is not read as a filter.
+fn code_parts(text: &str, expression: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_code = expression;
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !in_code {
+            if c == '{' && matches!(chars.peek(), Some('{' | '%')) {
+                chars.next();
+                in_code = true;
+                out.push(' ');
+            }
+            continue;
+        }
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if !expression && matches!(c, '}' | '%') && chars.peek() == Some(&'}') => {
+                chars.next();
+                in_code = false;
+                out.push('\n');
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}

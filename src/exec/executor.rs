@@ -385,17 +385,7 @@ impl Run {
         if !self.when_allows(i, &ctx) {
             return None;
         }
-        let rendered = build::render_node(&step.config_node, &self.env, &ctx)
-            .map_err(|(e, _)| {
-                masker.mask(&format!(
-                    "cannot render step: {}",
-                    e.detail().unwrap_or(&e.to_string())
-                ))
-            })
-            .and_then(|node| {
-                crate::steps::StepKind::decode(&step.common.type_name, &node)
-                    .map_err(|e| masker.mask(&format!("after rendering: {}", e.message)))
-            });
+        let rendered = self.render_kind(&step, &ctx, &masker);
         let kind = match rendered {
             Ok(k) => k,
             Err(msg) => {
@@ -475,6 +465,33 @@ impl Run {
                 fingerprint,
             }
         })
+    }
+
+    /// Render the step's configuration with real values and decode it into its type; the
+    /// error names the field and the template.
+    fn render_kind(
+        &self,
+        step: &crate::runbook::model::Step,
+        ctx: &Value,
+        masker: &crate::template::Masker,
+    ) -> Result<crate::steps::StepKind, String> {
+        build::render_node(&step.config_node, &self.env, ctx)
+            .map_err(|(e, span)| {
+                // Name the field and the template, not only minijinja's "<string>:1".
+                let what = match step.config_node.string_at(span) {
+                    Some((field, text)) => format!("field `{field}` (`{}`)", text.trim()),
+                    None => "a field".to_owned(),
+                };
+                masker.mask(&format!(
+                    "cannot render {what} of step `{}`: {}",
+                    step.id(),
+                    e.detail().unwrap_or(&e.to_string())
+                ))
+            })
+            .and_then(|node| {
+                crate::steps::StepKind::decode(&step.common.type_name, &node)
+                    .map_err(|e| masker.mask(&format!("after rendering: {}", e.message)))
+            })
     }
 
     /// Evaluate the step's `when`; a false or failing one ends the step.

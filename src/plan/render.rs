@@ -55,7 +55,21 @@ pub(crate) fn fields(step: &PlanStep) -> Vec<(String, String)> {
         .filter(|(k, v)| {
             !(matches!(k.as_str(), "stdout" | "stderr") && v.as_str() == Some("capture"))
         })
-        .map(|(k, v)| (k.clone(), inline(v)))
+        .map(|(k, v)| {
+            // A runbook step's `params` and an `env` are the author's values, where `false`
+            // is a value like any other (elsewhere a `false` is a default left unshown).
+            let text = match (k.as_str(), v) {
+                ("params" | "env", Json::Object(m)) => format!(
+                    "{{{}}}",
+                    m.iter()
+                        .map(|(k, v)| format!("{k}: {}", inline(v)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => inline(v),
+            };
+            (k.clone(), text)
+        })
         .collect()
 }
 

@@ -113,6 +113,24 @@ impl Node {
         }
     }
 
+    /// The path (`command[1]`, `stdout.file`) and text of the string at `span` in this tree.
+    pub fn string_at(&self, span: miette::SourceSpan) -> Option<(String, &str)> {
+        match &self.kind {
+            NodeKind::Str(s) | NodeKind::Rendered(s) if self.span == span => {
+                Some((String::new(), s.as_str()))
+            }
+            NodeKind::Seq(items) => items.iter().enumerate().find_map(|(i, n)| {
+                n.string_at(span)
+                    .map(|(p, s)| (format!("[{i}]{}", dotted(&p)), s))
+            }),
+            NodeKind::Map(entries) => entries.iter().find_map(|(k, v)| {
+                v.string_at(span)
+                    .map(|(p, s)| (format!("{}{}", k.key_text(), dotted(&p)), s))
+            }),
+            _ => None,
+        }
+    }
+
     /// The node as JSON, for data that leaves the YAML world (params files, outputs).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value;
@@ -476,6 +494,15 @@ fn parse_int(text: &str) -> Option<i64> {
         return None;
     };
     Some(if negative { -value } else { value })
+}
+
+/// A path suffix: `.key` for a key, as is for an index (`[1]`).
+fn dotted(rest: &str) -> String {
+    if rest.is_empty() || rest.starts_with('[') {
+        rest.to_owned()
+    } else {
+        format!(".{rest}")
+    }
 }
 
 #[cfg(test)]

@@ -429,6 +429,21 @@ impl<'a> Templates<'a> {
                 );
             }
             Ok(refs) => {
+                for u in template::unknown_names(&self.env, text, expression) {
+                    let at = self.locate(span, &u.name).unwrap_or(span);
+                    diags.push(
+                        Diagnostic::new(
+                            "rb::unknown-filter",
+                            format!("unknown {} `{}`", u.kind, u.name),
+                        )
+                        .label(at, format!("no such {}", u.kind))
+                        .help(suggest(
+                            &u.name,
+                            &u.known,
+                            &format!("{}s", u.kind),
+                        )),
+                    );
+                }
                 let unmaskable = if expression {
                     template::unmaskable_secret_use(&format!("{{{{ {text} }}}}"))
                 } else {
@@ -594,8 +609,45 @@ impl<'a> Templates<'a> {
                 )),
                 "not an ancestor",
             )),
-            Some(_) => None,
+            Some(&j) => Self::check_output_name(name, &self.runbook.steps[j]),
         }
+    }
+
+    /// `steps.X.status` or `steps.X.outputs.NAME` where step X's type produces NAME.
+    fn check_output_name(name: &str, target: &Step) -> Option<PendingDiag> {
+        let mut parts = name.split('.').skip(2);
+        let (field, output) = (parts.next()?, parts.next());
+        if !matches!(field, "outputs" | "status") {
+            return Some(PendingDiag(
+                Diagnostic::new(
+                    "rb::undefined",
+                    format!("`{name}`: a step has `outputs` and `status`, not `{field}`"),
+                )
+                .help(suggest(field, &["outputs", "status"], "names")),
+                "no such field",
+            ));
+        }
+        let (Some(output), Some(known)) = (
+            output,
+            target
+                .kind
+                .as_ref()
+                .and_then(crate::steps::StepKind::outputs),
+        ) else {
+            return None;
+        };
+        if known.contains(&output) {
+            return None;
+        }
+        let type_name = &target.common.type_name;
+        Some(PendingDiag(
+            Diagnostic::new(
+                "rb::undefined",
+                format!("`{name}`: a step of type `{type_name}` has no output `{output}`"),
+            )
+            .help(suggest(output, known, "outputs")),
+            "never produced",
+        ))
     }
 }
 

@@ -76,6 +76,12 @@ macro_rules! step_kinds {
                 }
             }
 
+            /// The outputs a step of this type produces, for `rb validate`; `None` when they
+            /// depend on the step (a sub-runbook's are its steps' ids).
+            pub fn outputs(&self) -> Option<&'static [&'static str]> {
+                outputs_of(self.type_name())
+            }
+
             /// The step's type name.
             pub fn type_name(&self) -> &'static str {
                 match self { $(StepKind::$variant(_) => $name),* }
@@ -114,6 +120,28 @@ step_kinds! {
     Sleep(sleep::SleepConfig) = "sleep",
     Assert(assert::AssertConfig) = "assert",
     Runbook(runbook::RunbookConfig) = "runbook",
+}
+
+/// The outputs each step type produces (the README's table), for `rb validate`.
+fn outputs_of(type_name: &str) -> Option<&'static [&'static str]> {
+    const PROCESS: &[&str] = &["exit_code", "stdout", "stderr", "file", "bytes", "sha256"];
+    Some(match type_name {
+        "exec" | "container.exec" => PROCESS,
+        "container.copy" => &["path", "bytes", "sha256", "entries"],
+        "container.run" => &["id"],
+        "container.start" | "container.stop" => &["changed"],
+        "container.remove" => &["changed", "volumes_removed"],
+        "network.create" => &["id", "changed"],
+        "compress" | "decompress" => &["file", "bytes", "sha256"],
+        "checksum" => &["sha256", "files"],
+        "archive" => &["file", "bytes", "sha256", "entries"],
+        "extract" => &["path", "entries", "bytes", "sha256"],
+        "health" => &["attempts", "latency_ms"],
+        "gate" => &["approved_by", "approved_at", "waited_seconds"],
+        "prune" => &["kept", "removed", "reasons", "incomplete", "dry_run"],
+        "sleep" | "assert" => &[],
+        _ => return None,
+    })
 }
 
 /// Run one attempt of a step. `ctx` is the template context (for `assert`).

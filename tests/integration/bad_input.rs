@@ -142,3 +142,29 @@ fn a_closed_stdout_ends_the_output_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// What `rb validate` cannot know (a sub-runbook's outputs) fails at run time naming the step,
+/// the field and the template, not minijinja's `<string>:1`.
+#[test]
+fn a_run_time_render_error_names_the_step_the_field_and_the_template() {
+    let t = crate::support::Test::new()
+        .file(
+            "child.yaml",
+            "version: 1\nname: c\nsteps:\n  - { id: x, type: exec, command: [echo, hi] }\n",
+        )
+        .file(
+            "rb.yaml",
+            "version: 1\nname: p\nsteps:\n  - { id: inc, type: runbook, file: child.yaml }\n  - { id: use, type: exec, command: [echo, \"{{ steps.inc.outputs.nope.stdout }}\"] }\n",
+        );
+    let ran = crate::support::Test::new()
+        .cwd(t.dir.path())
+        .args(["run", "rb.yaml", "--state-dir", "state"])
+        .expect(1);
+    assert!(
+        ran.stderr.contains(
+            "cannot render field `command[1]` (`{{ steps.inc.outputs.nope.stdout }}`) of step `use`"
+        ),
+        "{}",
+        ran.stderr
+    );
+}
