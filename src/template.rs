@@ -78,10 +78,39 @@ pub fn environment() -> Environment<'static> {
     env.add_filter("format", format);
     env.set_formatter(|out, state, value| {
         printable(value)?;
+        // minijinja prints booleans as Python does (`True`); runbooks write them as YAML and
+        // `-p` do (`true`), and so do the programs they are passed to.
+        if let Some(b) = yaml_bool(value) {
+            return out.write_str(b).map_err(Error::from);
+        }
         minijinja::escape_formatter(out, state, value)
     });
+    env.add_filter(
+        "int",
+        |state: &minijinja::State,
+         value: &Value,
+         default: Option<Value>,
+         base: Option<u32>,
+         args: minijinja::value::Kwargs| {
+            minijinja::filters::int(state, value, default, base, args)
+                .map_err(|e| conversion_error(e, value, "int"))
+        },
+    );
+    env.add_filter(
+        "float",
+        |state: &minijinja::State,
+         value: &Value,
+         default: Option<Value>,
+         args: minijinja::value::Kwargs| {
+            minijinja::filters::float(state, value, default, args)
+                .map_err(|e| conversion_error(e, value, "float"))
+        },
+    );
     env.add_filter("string", |state: &minijinja::State, value: &Value| {
         printable(value)?;
+        if let Some(b) = yaml_bool(value) {
+            return Ok(Value::from(b));
+        }
         minijinja::filters::string(state, value)
     });
     env.add_filter(
@@ -92,6 +121,31 @@ pub fn environment() -> Environment<'static> {
         },
     );
     env
+}
+
+/// "cannot convert 'abc' to int": the value, not minijinja's "invalid float literal".
+fn conversion_error(e: Error, value: &Value, to: &str) -> Error {
+    if e.kind() != minijinja::ErrorKind::InvalidOperation {
+        return e; // out of fuel, a bad argument: as minijinja says it
+    }
+    Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!("cannot convert {} to {to}", truncate_repr(value)),
+    )
+}
+
+/// A value as an error message shows it: quoted, at most 60 characters.
+fn truncate_repr(value: &Value) -> String {
+    let text = value.to_string();
+    let short: String = text.chars().take(60).collect();
+    let more = if short.len() < text.len() { "…" } else { "" };
+    format!("'{short}{more}'")
+}
+
+/// `true` or `false` for a boolean, as YAML writes it.
+fn yaml_bool(value: &Value) -> Option<&'static str> {
+    (value.kind() == minijinja::value::ValueKind::Bool)
+        .then(|| if value.is_true() { "true" } else { "false" })
 }
 
 /// Refuses a list or mapping too large to print (see [`MAX_PRINTED_ITEMS`]).

@@ -595,6 +595,9 @@ impl<'a> Templates<'a> {
                 ),
                 "not available yet",
             )),
+            // A step with a misspelt need already has its diagnostic (with did-you-mean):
+            // "does not run before it" would only send the reader the wrong way.
+            Some(_) if self.has_unknown_need(*me) => None,
             Some(&j) if !self.ancestors[*me][j] => Some(PendingDiag(
                 Diagnostic::new(
                     "rb::not-ancestor",
@@ -611,6 +614,16 @@ impl<'a> Templates<'a> {
             )),
             Some(&j) => Self::check_output_name(name, &self.runbook.steps[j]),
         }
+    }
+
+    /// Whether step `i` names a need that is no step's id.
+    fn has_unknown_need(&self, i: usize) -> bool {
+        self.runbook.steps[i]
+            .common
+            .needs
+            .iter()
+            .flatten()
+            .any(|n| !self.index.contains_key(n.as_str()))
     }
 
     /// `steps.X.status` or `steps.X.outputs.NAME` where step X's type produces NAME.

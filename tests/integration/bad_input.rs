@@ -168,3 +168,33 @@ fn a_run_time_render_error_names_the_step_the_field_and_the_template() {
         ran.stderr
     );
 }
+
+/// Booleans reach programs as YAML and `-p` write them (`true`, not minijinja's `True`), also
+/// through `string`; a failed conversion in `when` names the value.
+#[test]
+fn booleans_render_as_written_and_conversions_name_the_value() {
+    let t = crate::support::Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: b\nparams:\n  flag: { type: bool, default: false }\n  n: { type: string, default: abc }\nsteps:\n  - { id: a, type: exec, command: [echo, \"{{ params.flag }}\", \"{{ not params.flag }}\", \"{{ params.flag | string }}\"] }\n  - { id: w, type: exec, command: [\"true\"], when: \"params.n | int > 3\" }\n",
+    );
+    let plan = crate::support::Test::new()
+        .cwd(t.dir.path())
+        .args(["plan", "rb.yaml"])
+        .expect(0);
+    assert!(
+        plan.stdout.contains("command: echo false true false"),
+        "{}",
+        plan.stdout
+    );
+    let (ran, report) = crate::support::run_book(&t, &[], &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert_eq!(
+        crate::support::report_step(&report, "a")["outputs"]["stdout"],
+        "false true false\n"
+    );
+    assert!(
+        ran.stderr.contains("cannot convert 'abc' to int"),
+        "{}",
+        ran.stderr
+    );
+}
