@@ -249,10 +249,16 @@ pub async fn run(cfg: &ExecConfig, cx: &StepCx) -> StepResult {
     } else {
         cmd.current_dir(&cx.base_dir);
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        StepError::failed(cx.masker.mask(&format!("cannot start `{program}`: {e}")))
-    })?;
-    let group = GroupGuard::new(child.id());
+    // Spawned and registered under the lock `kill_running_groups` takes: a second Ctrl-C
+    // that arrives meanwhile waits for the registration instead of missing the new group.
+    let (mut child, group) = {
+        let mut running = RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let child = cmd.spawn().map_err(|e| {
+            StepError::failed(cx.masker.mask(&format!("cannot start `{program}`: {e}")))
+        })?;
+        let group = GroupGuard::registered(child.id(), &mut running);
+        (child, group)
+    };
     let feeder = match (&cfg.stdin, child.stdin.take()) {
         (Some(spec), Some(pipe)) => Some(process::Feeder::feed(spec, cx, pipe)),
         _ => None,
@@ -322,9 +328,10 @@ fn killpg(pid: i32) {
 struct GroupGuard(Option<i32>);
 
 impl GroupGuard {
-    fn new(pid: Option<u32>) -> Self {
+    /// A guard for a child's group, entered in `running` (the [`RUNNING`] set, locked).
+    fn registered(pid: Option<u32>, running: &mut BTreeSet<i32>) -> Self {
         let pid = pid.and_then(|p| i32::try_from(p).ok());
-        if let (Some(p), Ok(mut running)) = (pid, RUNNING.lock()) {
+        if let Some(p) = pid {
             running.insert(p);
         }
         Self(pid)
