@@ -197,8 +197,75 @@ fn excludes_work_like_gnu_tar() {
     )
     .unwrap();
     assert_eq!(info.entries, 5);
-    let err = create_archive(&["../etc".into()], &src, &file, &[], ArchiveFormat::Tar).unwrap_err();
-    assert_eq!(err.to_string(), "source `../etc` must not contain `..`");
+}
+
+/// A source outside `base_dir` (absolute, or `..` leading out) is archived under its own
+/// name, as `tar -C PARENT NAME`; paths are normalised lexically (`base_dir` too); no entry
+/// name holds `..`; two sources that would share a name are refused.
+#[test]
+fn sources_outside_base_dir_are_archived_under_their_own_names() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src);
+    let uploads = work.path().join("srv/uploads");
+    fs::create_dir_all(uploads.join("2026")).unwrap();
+    fs::write(uploads.join("2026/a.pdf"), b"pdf").unwrap();
+    let env_file = work.path().join("etc/app.env");
+    fs::create_dir_all(env_file.parent().unwrap()).unwrap();
+    fs::write(&env_file, b"KEY=1\n").unwrap();
+    let file = work.path().join("out.tar");
+    // base_dir with `..` in it, a relative source leading out, an absolute one elsewhere, and
+    // one inside written the long way round.
+    let base = src.join("base/..");
+    create_archive(
+        &[
+            "../srv/uploads".into(),
+            env_file.clone(),
+            "base/../PG_VERSION".into(),
+        ],
+        &base,
+        &file,
+        &[],
+        ArchiveFormat::Tar,
+    )
+    .unwrap();
+    let names: Vec<PathBuf> = tar::Archive::new(fs::File::open(&file).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().components().collect())
+        .collect();
+    for want in [
+        "uploads",
+        "uploads/2026",
+        "uploads/2026/a.pdf",
+        "app.env",
+        "PG_VERSION",
+    ] {
+        assert!(names.contains(&PathBuf::from(want)), "{want} in {names:?}");
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.components().any(|c| c == std::path::Component::ParentDir)),
+        "{names:?}"
+    );
+    let out = work.path().join("back");
+    fs::create_dir(&out).unwrap();
+    extract_archive(&file, &out, ArchiveFormat::Tar).unwrap();
+    assert_eq!(fs::read(out.join("uploads/2026/a.pdf")).unwrap(), b"pdf");
+
+    let twice = create_archive(
+        &[uploads.clone(), work.path().join("srv/../srv/uploads")],
+        &src,
+        &work.path().join("twice.tar"),
+        &[],
+        ArchiveFormat::Tar,
+    )
+    .unwrap_err();
+    assert_eq!(
+        twice.to_string(),
+        "two sources would both be archived as `uploads`"
+    );
 }
 
 #[test]

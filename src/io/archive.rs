@@ -139,9 +139,17 @@ pub fn create_archive(
         .map(|m| (m.dev(), m.ino()))
         .ctx("stat", dest)?;
     let mut entries = 0;
+    let base_dir = &lexical(base_dir);
+    let mut names: Vec<PathBuf> = Vec::new();
     for source in sources {
-        let rel = source_name(base_dir, source)?;
-        let root = base_dir.join(&rel);
+        let (root, rel) = source_entry(base_dir, source)?;
+        if names.contains(&rel) {
+            return Err(Error::Invalid(format!(
+                "two sources would both be archived as `{}`",
+                rel.display()
+            )));
+        }
+        names.push(rel.clone());
         let mut walk = WalkDir::new(&root)
             .follow_links(false)
             .follow_root_links(false)
@@ -184,26 +192,46 @@ fn walk_error(e: walkdir::Error, root: &Path) -> Error {
     Error::io("read", path, e.into())
 }
 
-/// The entry name of a source: relative to `base_dir`, normalised, never leaving it.
-fn source_name(base_dir: &Path, source: &Path) -> Result<PathBuf> {
-    let rel = if source.is_absolute() {
-        source.strip_prefix(base_dir).map_err(|_| {
-            Error::Invalid(format!(
-                "source `{}` is not under base_dir `{}`",
-                source.display(),
-                base_dir.display()
-            ))
-        })?
-    } else {
-        source
-    };
-    if rel.components().any(|c| c == Component::ParentDir) {
-        return Err(Error::Invalid(format!(
-            "source `{}` must not contain `..`",
-            source.display()
-        )));
+/// Where a source is read and the name its entries get. A source under `base_dir` is named
+/// relative to it (`data/uploads`); one outside it (an absolute path elsewhere, or `..`
+/// leading out) is archived under its own name, as `tar -C PARENT NAME` does. Paths are
+/// normalised lexically (`a/./b/../c` is `a/c`), so an entry name never holds `..`.
+fn source_entry(base_dir: &Path, source: &Path) -> Result<(PathBuf, PathBuf)> {
+    let full = lexical(&base_dir.join(source));
+    if let Ok(rel) = full.strip_prefix(base_dir) {
+        return Ok((full.clone(), rel.to_path_buf()));
     }
-    Ok(normalize(rel))
+    match full.file_name() {
+        Some(name) => Ok((full.clone(), PathBuf::from(name))),
+        None => Err(Error::Invalid(format!(
+            "source `{}` names no file or directory to archive",
+            source.display()
+        ))),
+    }
+}
+
+/// `.` dropped and `..` applied to the component before it, without asking the file system
+/// (as `tar` and `realpath -ms` read names); `..` at the root stays at the root.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let up = matches!(
+                    out.components().next_back(),
+                    None | Some(Component::ParentDir)
+                );
+                if up && !path.is_absolute() {
+                    out.push("..");
+                } else {
+                    out.pop();
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Drops `.` components (and a trailing slash).

@@ -12,7 +12,9 @@ pub use crate::io::archive::ArchiveFormat;
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveConfig {
-    /// Files and directories to pack (relative to `base_dir`, or absolute under it).
+    /// Files and directories to pack: under `base_dir` they are named relative to it; a
+    /// source outside it (absolute, or `..` leading out) is archived under its own name, as
+    /// `tar -C PARENT NAME` does. Paths are normalised lexically.
     pub sources: Vec<String>,
     /// The archive to write.
     pub dest: String,

@@ -252,7 +252,9 @@ pub async fn run(cfg: &ExecConfig, cx: &StepCx) -> StepResult {
     // Spawned and registered under the lock `kill_running_groups` takes: a second Ctrl-C
     // that arrives meanwhile waits for the registration instead of missing the new group.
     let (mut child, group) = {
-        let mut running = RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut running = RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let child = cmd.spawn().map_err(|e| {
             StepError::failed(cx.masker.mask(&format!("cannot start `{program}`: {e}")))
         })?;
