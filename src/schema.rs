@@ -92,14 +92,25 @@ pub fn value() -> Value {
     schema
 }
 
-/// Numbers and booleans may also be written as templates (`level: "{{ params.level }}"`).
+/// Numbers and booleans may also be written as templates (`level: "{{ params.level }}"`), and
+/// so may lists of strings (`command: "{{ [...] if x else omit }}"`).
 fn allow_templates(v: &mut Value) {
     match v {
         Value::Object(map) => {
             let scalar = |t: &Value| matches!(t.as_str(), Some("integer" | "number" | "boolean"));
-            let is_scalar = map
+            let array = |t: &Value| t.as_str() == Some("array");
+            let strings = map
                 .get("type")
-                .is_some_and(|t| scalar(t) || t.as_array().is_some_and(|a| a.iter().any(scalar)));
+                .is_some_and(|t| array(t) || t.as_array().is_some_and(|a| a.iter().any(array)))
+                && map
+                    .get("items")
+                    .and_then(|i| i.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("string");
+            let is_scalar = strings
+                || map.get("type").is_some_and(|t| {
+                    scalar(t) || t.as_array().is_some_and(|a| a.iter().any(scalar))
+                });
             if is_scalar {
                 let original = Value::Object(std::mem::take(map));
                 map.insert(

@@ -22,6 +22,68 @@ pub const RECURSION: usize = 64;
 pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
 
 /// Render `text` with `ctx`, stopping with an error once the output passes [`MAX_OUTPUT`].
+/// What `omit` renders to: a field whose value is exactly this is left out (Ansible's
+/// `omit`), as if the runbook had not written it.
+pub const OMIT: &str = "__rb_omit__";
+
+/// A field's rendered value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    /// The text the template rendered to.
+    Text(String),
+    /// A list or mapping: a field that is a single `{{ expression }}` producing one.
+    Native(serde_json::Value),
+    /// `omit`: the field is left out.
+    Omit,
+}
+
+/// Render a field's template. A field that is a single `{{ expression }}` evaluating to a
+/// list or mapping gets that value (`command: "{{ ['sh', '-c', x] if x else omit }}"`);
+/// one that renders to `omit` is left out; anything else is text.
+pub fn render_field(env: &Environment<'_>, text: &str, ctx: Value) -> Result<Field, Error> {
+    if let Some(expr) = single_expression(text) {
+        let value = env.compile_expression(expr)?.eval(ctx.clone())?;
+        if matches!(
+            value.kind(),
+            minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Map
+        ) {
+            printable(&value)?;
+            let json = serde_json::to_value(&value)
+                .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+            return Ok(Field::Native(drop_omitted(json)));
+        }
+    }
+    let out = render(env, text, ctx)?;
+    Ok(if out == OMIT {
+        Field::Omit
+    } else {
+        Field::Text(out)
+    })
+}
+
+/// A list or mapping without the items and entries that are `omit`.
+fn drop_omitted(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    let kept = |v: &J| v.as_str() != Some(OMIT);
+    match v {
+        J::Array(items) => J::Array(items.into_iter().filter(kept).map(drop_omitted).collect()),
+        J::Object(map) => J::Object(
+            map.into_iter()
+                .filter(|(_, v)| kept(v))
+                .map(|(k, v)| (k, drop_omitted(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The expression of a template that is exactly one `{{ … }}` and nothing else.
+fn single_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.trim_start_matches('-').trim_end_matches('-');
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then_some(inner)
+}
+
 pub fn render(env: &Environment<'_>, text: &str, ctx: Value) -> Result<String, Error> {
     let tmpl = env.template_from_str(text)?;
     let mut out = Capped(Vec::new());
@@ -61,6 +123,7 @@ pub const ROOTS: &[&str] = &["params", "vars", "secrets", "steps", "run", "now",
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_global("omit", OMIT);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(RECURSION);
     env.add_filter("strftime", strftime);

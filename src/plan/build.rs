@@ -183,18 +183,39 @@ pub fn render_node(
         NodeKind::Str(s) if s.contains("{{") || s.contains("{%") => {
             NodeKind::Rendered(template::render(env, s, ctx.clone()).map_err(|e| (e, node.span))?)
         }
-        NodeKind::Seq(items) => NodeKind::Seq(
-            items
-                .iter()
-                .map(|n| render_node(n, env, ctx))
-                .collect::<Result<_, _>>()?,
-        ),
-        NodeKind::Map(entries) => NodeKind::Map(
-            entries
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), render_node(v, env, ctx)?)))
-                .collect::<Result<_, _>>()?,
-        ),
+        NodeKind::Seq(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for n in items {
+                let r = render_node(n, env, ctx)?;
+                // `omit` in a list leaves the item out.
+                if !matches!(&r.kind, NodeKind::Rendered(s) if s == template::OMIT) {
+                    out.push(r);
+                }
+            }
+            NodeKind::Seq(out)
+        }
+        NodeKind::Map(entries) => {
+            let mut out = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                match &v.kind {
+                    NodeKind::Str(s) if s.contains("{{") || s.contains("{%") => {
+                        match template::render_field(env, s, ctx.clone())
+                            .map_err(|e| (e, v.span))?
+                        {
+                            template::Field::Omit => {}
+                            template::Field::Text(t) => {
+                                out.push((k.clone(), Node::new(NodeKind::Rendered(t), v.span)));
+                            }
+                            template::Field::Native(json) => {
+                                out.push((k.clone(), Node::from_json(&json, v.span)));
+                            }
+                        }
+                    }
+                    _ => out.push((k.clone(), render_node(v, env, ctx)?)),
+                }
+            }
+            NodeKind::Map(out)
+        }
         other => other.clone(),
     };
     Ok(Node::new(kind, node.span))

@@ -3,7 +3,8 @@
 //!
 //! A string holding a template (`{{ … }}`) where a number or boolean is expected decodes as that
 //! type's zero value: its real value exists only once the template is rendered, and the step is
-//! decoded again from the rendered tree then.
+//! decoded again from the rendered tree then. So does a list or mapping given as one template
+//! (empty until rendered).
 
 use super::node::{Node, NodeKind, is_decimal_integer, resolve_plain};
 use miette::SourceSpan;
@@ -214,9 +215,29 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         self.deserialize_str(visitor)
     }
 
+    /// A list given as one template (`command: "{{ [...] if x else omit }}"`) is empty until
+    /// it is rendered, like a number given as a template.
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match &self.0.kind {
+            NodeKind::Str(s) if is_template(s) => visitor.visit_seq(SeqAccess { items: [].iter() }),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    /// A mapping given as one template is empty until it is rendered.
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match &self.0.kind {
+            NodeKind::Str(s) if is_template(s) => visitor.visit_map(MapAccess {
+                entries: [].iter(),
+                value: None,
+            }),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
     serde::forward_to_deserialize_any! {
-        char bytes byte_buf unit unit_struct seq tuple tuple_struct
-        map struct identifier ignored_any i128 u128
+        char bytes byte_buf unit unit_struct tuple tuple_struct
+        struct identifier ignored_any i128 u128
     }
 }
 

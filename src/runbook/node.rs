@@ -131,6 +131,35 @@ impl Node {
         }
     }
 
+    /// A node made of JSON (a list or mapping a template evaluated to), every part at `span`.
+    /// Strings are `Rendered`: they stay text unless a field wants a number or boolean.
+    pub fn from_json(v: &serde_json::Value, span: SourceSpan) -> Self {
+        use serde_json::Value;
+        let kind = match v {
+            Value::Null => NodeKind::Null,
+            Value::Bool(b) => NodeKind::Bool(*b),
+            Value::Number(n) => n.as_i64().map_or_else(
+                || NodeKind::Float(n.as_f64().unwrap_or(f64::NAN)),
+                NodeKind::Int,
+            ),
+            Value::String(s) => NodeKind::Rendered(s.clone()),
+            Value::Array(items) => {
+                NodeKind::Seq(items.iter().map(|i| Self::from_json(i, span)).collect())
+            }
+            Value::Object(map) => NodeKind::Map(
+                map.iter()
+                    .map(|(k, v)| {
+                        (
+                            Self::new(NodeKind::Str(k.clone()), span),
+                            Self::from_json(v, span),
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        Self::new(kind, span)
+    }
+
     /// The node as JSON, for data that leaves the YAML world (params files, outputs).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value;

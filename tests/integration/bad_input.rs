@@ -198,3 +198,46 @@ fn booleans_render_as_written_and_conversions_name_the_value() {
         ran.stderr
     );
 }
+
+/// Optional fields: a field that is one `{{ expression }}` may produce a list (or mapping),
+/// and `omit` leaves a field (or a list item) out, as if it had not been written.
+#[test]
+fn a_field_can_be_a_list_from_an_expression_or_be_omitted() {
+    let t = crate::support::Test::new().file(
+        "rb.yaml",
+        "version: 1\nname: o\nparams:\n  cmd: { type: string, default: \"\" }\n  dir: { type: string, default: \"\" }\nsteps:\n  - id: a\n    type: exec\n    command: \"{{ ['sh', '-c', params.cmd] if params.cmd else ['echo', 'default', omit] }}\"\n    cwd: \"{{ params.dir or omit }}\"\n",
+    );
+    std::fs::create_dir(t.path("sub")).unwrap();
+    let run = |extra: &[&str]| {
+        let (ran, report) = crate::support::run_book(&t, extra, &[]);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        crate::support::report_step(&report, "a")["outputs"]["stdout"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        run(&[]),
+        "default\n",
+        "list from the expression, omit dropped the item"
+    );
+    assert_eq!(
+        run(&["-p", "cmd=pwd", "-p", "dir=sub"]),
+        format!("{}\n", t.path("sub").display()),
+        "cwd given"
+    );
+    let plan = crate::support::Test::new()
+        .cwd(t.dir.path())
+        .args(["plan", "rb.yaml", "-p", "cmd=echo hi"])
+        .expect(0);
+    assert!(
+        plan.stdout.contains("command: sh -c 'echo hi'"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan.stdout.contains("cwd:"),
+        "cwd omitted: {}",
+        plan.stdout
+    );
+}
