@@ -99,9 +99,15 @@ fn gen_step(max_needs: usize) -> impl Strategy<Value = GenStep> {
         )
 }
 
-/// One template for step `i`: from `pool`, `{up}` bound to one of its needs.
-fn template(pool: &[&str], pick: Index, needs: &[String]) -> String {
+/// One template for step `i`: from `pool`, `{up}` bound to one of its needs (for an output,
+/// one whose type produces `stdout`: `rb validate` refuses an output a type never makes).
+fn template(pool: &[&str], pick: Index, needs: &[String], with_stdout: &[String]) -> String {
     let t = pick.get(pool);
+    let needs = if t.contains("outputs.stdout") {
+        with_stdout
+    } else {
+        needs
+    };
     match needs.first() {
         Some(up) => t.replace("{up}", up),
         // No step to read from: a plain value instead.
@@ -157,8 +163,17 @@ fn runbook(steps: &[GenStep], pool: &[&str]) -> String {
         } else {
             vec![ids[i - 1].clone()]
         };
-        let a = template(pool, s.templates[0], &readable);
-        let b = template(pool, s.templates[1], &readable);
+        // exec, exec, container.exec: the kinds that produce `stdout`.
+        let with_stdout: Vec<String> = readable
+            .iter()
+            .filter(|id| {
+                let k: usize = id[1..].parse().expect("an id s<N>");
+                usize::from(steps[k].kind) % TYPES.len() <= 2
+            })
+            .cloned()
+            .collect();
+        let a = template(pool, s.templates[0], &readable, &with_stdout);
+        let b = template(pool, s.templates[1], &readable, &with_stdout);
         let mut step = json!({"id": id, "type": TYPES[usize::from(s.kind) % TYPES.len()]});
         let obj = step.as_object_mut().expect("an object");
         for (k, v) in config(s.kind, &a, &b).as_object().expect("an object") {
