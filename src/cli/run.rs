@@ -219,15 +219,19 @@ fn check_selected_ids(args: &Args, p: &super::Prepared) -> Result<(), String> {
 }
 
 /// `--only` in a new run: the selected steps' needs must come from the run it derives from.
-fn check_only_needs(p: &super::Prepared, basis: &Basis, only: &str) -> Result<(), String> {
+fn check_only_needs(
+    p: &super::Prepared,
+    basis: &Basis,
+    earlier: &executor::Resume,
+    only: &str,
+) -> Result<(), String> {
     let Some(i) = p.runbook.steps.iter().position(|s| s.id() == only) else {
         return Ok(()); // a sub-runbook's step: its parent runs, the sub-runbook checks the rest
     };
-    let done = basis.record().map(RunRecord::earlier).unwrap_or_default();
     let missing: Vec<String> = p.dag.needs[i]
         .iter()
         .map(|&j| p.runbook.steps[j].id().to_owned())
-        .filter(|id| !done.done.contains_key(id))
+        .filter(|id| !earlier.done.contains_key(id))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -315,9 +319,11 @@ async fn run_async(args: &Args) -> u8 {
         eprintln!("error: {msg}");
         return exit_code::INVALID;
     }
+    // What the run takes from the run it continues or derives from.
+    let mut resume = basis.record().map(RunRecord::earlier).unwrap_or_default();
     if let Some(only) = &args.only
         && !matches!(basis, Basis::Resume(_))
-        && let Err(msg) = check_only_needs(&prepared, &basis, only)
+        && let Err(msg) = check_only_needs(&prepared, &basis, &resume, only)
     {
         eprintln!("error: {msg}");
         return exit_code::INVALID;
@@ -354,7 +360,6 @@ async fn run_async(args: &Args) -> u8 {
             return exit_code::STEP_FAILED;
         }
     };
-    let mut resume = basis.record().map(RunRecord::earlier).unwrap_or_default();
     resume.from = args.from.iter().cloned().collect();
     resume.only = args.only.clone().map(|o| vec![o]);
     let masker = prepared.ctx.masker();

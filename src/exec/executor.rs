@@ -55,23 +55,21 @@ impl Resume {
                 .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
                 .collect()
         };
-        let only = self.only.as_deref().map(strip).filter(|o| !o.is_empty());
         Self {
-            done: self
-                .done
-                .iter()
-                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|c| (c.to_owned(), v.clone())))
-                .collect(),
-            last_ran: self
-                .last_ran
-                .iter()
-                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|c| (c.to_owned(), *v)))
-                .collect(),
+            done: child_entries(&self.done, &prefix),
+            last_ran: child_entries(&self.last_ran, &prefix),
             from: strip(&self.from),
-            only,
+            only: self.only.as_deref().map(strip).filter(|o| !o.is_empty()),
             all: self.all || whole,
         }
     }
+}
+
+/// The entries of `map` under `prefix` (`parent/`), keyed without it.
+fn child_entries<V: Clone>(map: &HashMap<String, V>, prefix: &str) -> HashMap<String, V> {
+    map.iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|c| (c.to_owned(), v.clone())))
+        .collect()
 }
 
 /// What to run.
@@ -168,14 +166,15 @@ impl minijinja::value::Object for StepsView {
 }
 
 impl Run {
-    fn new(req: Request, emit: Emit) -> Self {
+    fn new(mut req: Request, emit: Emit) -> Self {
         let n = req.runbook.steps.len();
         let base = req.runbook.base_dir();
         let engines = Arc::new(Engines::new(req.runbook.hosts.clone(), base));
         let step_cancel = req.interrupt.child_token();
-        let resume_shared = Arc::new(req.resume.clone());
         let selection = Selection::new(&req);
         let undone = undone(&req);
+        // One copy, shared with every step (sub-runbooks take their part of it).
+        let resume_shared = Arc::new(std::mem::take(&mut req.resume));
         Self {
             req,
             emit,
@@ -289,7 +288,7 @@ impl Run {
                 if self.only.as_ref().is_some_and(|only| !only[i]) {
                     // Not selected: what it did earlier stands (its outputs for the selected
                     // steps); a step that never succeeded is skipped.
-                    if let Some(done) = self.req.resume.done.get(step.id()) {
+                    if let Some(done) = self.resume_shared.done.get(step.id()) {
                         let fingerprint = done.fingerprint.clone();
                         self.reuse(i, fingerprint);
                     } else {
@@ -396,8 +395,8 @@ impl Run {
         let masked_config =
             serde_json::to_value(&kind).map_or(Json::Null, |v| build::mask_json(v, &masker));
         let fingerprint = build::fingerprint(&step, &masked_config);
-        let note = match self.req.resume.done.get(&id) {
-            Some(_) if self.forced[i] || self.req.resume.all => {
+        let note = match self.resume_shared.done.get(&id) {
+            Some(_) if self.forced[i] || self.resume_shared.all => {
                 Some("asked to run again (--from/--only)".to_owned())
             }
             Some(_) if self.undone[i].is_some() => Some(format!(
@@ -525,7 +524,7 @@ impl Run {
     /// Restore a step that succeeded in the resumed run with the same definition.
     fn reuse(&mut self, i: usize, fingerprint: String) {
         let id = self.id(i).to_owned();
-        let outputs = self.req.resume.done[&id].outputs.clone();
+        let outputs = self.resume_shared.done[&id].outputs.clone();
         self.state[i] = State::Ended(Outcome::Succeeded);
         self.outputs
             .insert(id.clone(), Json::Object(outputs.clone()));

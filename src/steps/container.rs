@@ -291,22 +291,23 @@ pub async fn run_start(cfg: &ContainersConfig, cx: &StepCx) -> StepResult {
     let engine = cx.engines.get(cfg.host.as_deref())?;
     let names: Vec<&str> = cfg.containers.iter().map(String::as_str).collect();
     let wait = cx.timeout.unwrap_or(Duration::from_mins(1));
-    let changed = tokio::select! {
-        r = engine.start(&names, wait) => r.map_err(|e| StepError::from(e).masked(&cx.masker))?,
-        () = cx.cancel.cancelled() => return Err(StepError::Cancelled),
-    };
-    let mut out = Outputs::new();
-    out.insert("changed".into(), changed.into());
-    Ok(out)
+    changed_output(cx, engine.start(&names, wait)).await
 }
 
 /// Stop containers: each gets its grace period, then is killed; waits until all have stopped.
 pub async fn run_stop(cfg: &StopConfig, cx: &StepCx) -> StepResult {
     let engine = cx.engines.get(cfg.host.as_deref())?;
     let names: Vec<&str> = cfg.containers.iter().map(String::as_str).collect();
-    let grace = cfg.grace(cx.timeout);
+    changed_output(cx, engine.stop(&names, cfg.grace(cx.timeout))).await
+}
+
+/// The `changed` output of a start or stop, unless the step is cancelled first.
+async fn changed_output(
+    cx: &StepCx,
+    work: impl Future<Output = Result<bool, crate::docker::DockerError>>,
+) -> StepResult {
     let changed = tokio::select! {
-        r = engine.stop(&names, grace) => r.map_err(|e| StepError::from(e).masked(&cx.masker))?,
+        r = work => r.map_err(|e| StepError::from(e).masked(&cx.masker))?,
         () = cx.cancel.cancelled() => return Err(StepError::Cancelled),
     };
     let mut out = Outputs::new();
