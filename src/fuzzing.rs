@@ -94,10 +94,9 @@ pub fn load_and_plan(data: &[u8]) -> Stage {
         "fuzz-run",
         secrets,
     ) {
-        let env = template::environment();
         let value = ctx.value(Placeholder::value("steps"));
         for step in &runbook.steps {
-            let _ = build::render_step(step, &env, &value, &ctx.masker());
+            let _ = build::render_step(step, &value, &ctx.masker());
         }
     }
     Stage::Planned

@@ -21,7 +21,6 @@ pub const RECURSION: usize = 64;
 /// 128 KiB on Linux anyway.)
 pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
 
-/// Render `text` with `ctx`, stopping with an error once the output passes [`MAX_OUTPUT`].
 /// What `omit` renders to: a field whose value is exactly this is left out (Ansible's
 /// `omit`), as if the runbook had not written it.
 pub const OMIT: &str = "__rb_omit__";
@@ -39,8 +38,13 @@ pub enum Field {
 
 /// Render a field's template. A field that is a single `{{ expression }}` evaluating to a
 /// list or mapping gets that value (`command: "{{ ['sh', '-c', x] if x else omit }}"`);
-/// one that renders to `omit` is left out; anything else is text.
-pub fn render_field(env: &Environment<'_>, text: &str, ctx: Value) -> Result<Field, Error> {
+/// one that renders to `omit` is left out; anything else is text. Bounded like [`render`].
+pub fn render_field(text: &str, ctx: Value) -> Result<Field, Error> {
+    let text = text.to_owned();
+    bounded(move |env| render_field_in(env, &text, ctx))
+}
+
+fn render_field_in(env: &Environment<'_>, text: &str, ctx: Value) -> Result<Field, Error> {
     if let Some(expr) = single_expression(text) {
         let value = env.compile_expression(expr)?.eval(ctx.clone())?;
         if matches!(
@@ -53,7 +57,7 @@ pub fn render_field(env: &Environment<'_>, text: &str, ctx: Value) -> Result<Fie
             return Ok(Field::Native(drop_omitted(json)));
         }
     }
-    let out = render(env, text, ctx)?;
+    let out = render_in(env, text, ctx)?;
     Ok(if out == OMIT {
         Field::Omit
     } else {
@@ -84,16 +88,92 @@ fn single_expression(text: &str) -> Option<&str> {
     (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then_some(inner)
 }
 
-pub fn render(env: &Environment<'_>, text: &str, ctx: Value) -> Result<String, Error> {
+/// Render `text` with `ctx` on rb's environment: stopped with an error once the output
+/// passes [`MAX_OUTPUT`], or once it has taken [`DEADLINE`].
+pub fn render(text: &str, ctx: Value) -> Result<String, Error> {
+    let text = text.to_owned();
+    bounded(move |env| render_in(env, &text, ctx))
+}
+
+/// Evaluate an expression (`when:`, `assert`) with `ctx`, bounded like [`render`].
+pub fn eval(expr: &str, ctx: Value) -> Result<Value, Error> {
+    let expr = expr.to_owned();
+    bounded(move |env| env.compile_expression(&expr)?.eval(ctx))
+}
+
+/// Longest one template may take to render (or an expression to evaluate). Fuel bounds
+/// the instructions a template runs, not the work a single one does: minijinja keeps `+` on
+/// lists lazy, so a list doubled 30 times costs 30 instructions, and `~` (or `format`, or
+/// any filter that reads it as a string) then prints its two billion items in one. A
+/// runbook's templates render in microseconds (a template that runs out of fuel in 0.2 s
+/// in a debug build): ten times that is still an error within seconds.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The error of a template stopped by a limit (time, output size, fuel, recursion), which
+/// `rb validate` reports too: a runbook that cannot render whatever its params are.
+#[derive(Debug)]
+pub struct LimitExceeded;
+
+impl fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a template limit was exceeded")
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
+/// Whether rendering stopped at one of rb's limits rather than on an error of the template.
+pub fn is_limit(e: &Error) -> bool {
+    e.kind() == ErrorKind::OutOfFuel
+        || std::error::Error::source(e).is_some_and(<dyn std::error::Error>::is::<LimitExceeded>)
+}
+
+fn limit(detail: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, detail).with_source(LimitExceeded)
+}
+
+/// The environment every render shares (they are all alike; one is built once).
+static SHARED: std::sync::LazyLock<Environment<'static>> = std::sync::LazyLock::new(environment);
+
+/// Run `work` on its own thread and wait for it at most [`DEADLINE`]. A render past the
+/// deadline is abandoned, not stopped (a thread cannot be, and minijinja has no hook inside
+/// one operation): it ends with the process, and `rb` goes on at once with a clear error.
+fn bounded<T: Send + 'static>(
+    work: impl FnOnce(&'static Environment<'static>) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let env: &'static Environment<'static> = &SHARED;
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("rb-render".into())
+        // minijinja recurses per nested expression and macro call (RECURSION bounds it).
+        .stack_size(8 * 1024 * 1024)
+        .spawn(move || {
+            let _ = tx.send(work(env));
+        })
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("cannot render: {e}")))?;
+    match rx.recv_timeout(DEADLINE) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(limit(format!(
+            "rendering took longer than {} s and was stopped (a list or string too large to build or print)",
+            DEADLINE.as_secs()
+        ))),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "the template engine failed (a bug in rb)",
+        )),
+    }
+}
+
+fn render_in(env: &Environment<'_>, text: &str, ctx: Value) -> Result<String, Error> {
     let tmpl = env.template_from_str(text)?;
     let mut out = Capped(Vec::new());
     match tmpl.render_captured_to(ctx, &mut out) {
         Ok(_) => String::from_utf8(out.0)
             .map_err(|_| Error::new(ErrorKind::InvalidOperation, "output is not UTF-8")),
-        Err(_) if out.0.len() >= MAX_OUTPUT => Err(Error::new(
-            ErrorKind::InvalidOperation,
-            format!("the output is larger than {} MiB", MAX_OUTPUT / 1_048_576),
-        )),
+        Err(_) if out.0.len() >= MAX_OUTPUT => Err(limit(format!(
+            "the output is larger than {} MiB",
+            MAX_OUTPUT / 1_048_576
+        ))),
         Err(e) => Err(e),
     }
 }
@@ -215,10 +295,9 @@ fn yaml_bool(value: &Value) -> Option<&'static str> {
 fn printable(value: &Value) -> Result<(), Error> {
     let mut budget = MAX_PRINTED_ITEMS;
     if too_many_items(value, &mut budget) {
-        return Err(Error::new(
-            ErrorKind::InvalidOperation,
-            format!("cannot print more than {MAX_PRINTED_ITEMS} list or mapping items"),
-        ));
+        return Err(limit(format!(
+            "cannot print more than {MAX_PRINTED_ITEMS} list or mapping items"
+        )));
     }
     Ok(())
 }

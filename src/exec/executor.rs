@@ -118,7 +118,6 @@ struct Run {
     emit: Emit,
     state: Vec<State>,
     outputs: BTreeMap<String, Json>,
-    env: minijinja::Environment<'static>,
     engines: Arc<Engines>,
     /// A non-`continue_on_error` failure, a rejected gate, or an interrupt happened: only
     /// `always` steps start from now on.
@@ -180,7 +179,6 @@ impl Run {
             emit,
             state: vec![State::Pending; n],
             outputs: BTreeMap::new(),
-            env: template::environment(),
             engines,
             stopping: None,
             step_cancel,
@@ -384,7 +382,7 @@ impl Run {
         if !self.when_allows(i, &ctx) {
             return None;
         }
-        let rendered = self.render_kind(&step, &ctx, &masker);
+        let rendered = Self::render_kind(&step, &ctx, &masker);
         let kind = match rendered {
             Ok(k) => k,
             Err(msg) => {
@@ -469,21 +467,15 @@ impl Run {
     /// Render the step's configuration with real values and decode it into its type; the
     /// error names the field and the template.
     fn render_kind(
-        &self,
         step: &crate::runbook::model::Step,
         ctx: &Value,
         masker: &crate::template::Masker,
     ) -> Result<crate::steps::StepKind, String> {
-        build::render_node(&step.config_node, &self.env, ctx)
+        build::render_node(&step.config_node, ctx)
             .map_err(|(e, span)| {
-                // Name the field and the template, not only minijinja's "<string>:1".
-                let what = match step.config_node.string_at(span) {
-                    Some((field, text)) => format!("field `{field}` (`{}`)", text.trim()),
-                    None => "a field".to_owned(),
-                };
                 masker.mask(&format!(
-                    "cannot render {what} of step `{}`: {}",
-                    step.id(),
+                    "cannot render {}: {}",
+                    build::field_of_step(step, span),
                     e.detail().unwrap_or(&e.to_string())
                 ))
             })
@@ -498,11 +490,7 @@ impl Run {
         let Some(when) = self.req.runbook.steps[i].common.when.clone() else {
             return true;
         };
-        match self
-            .env
-            .compile_expression(&when)
-            .and_then(|e| e.eval(ctx.clone()))
-        {
+        match template::eval(&when, ctx.clone()) {
             Ok(v) if v.is_true() => true,
             Ok(_) => {
                 self.skipped_by_choice[i] = true;

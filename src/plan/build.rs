@@ -11,7 +11,7 @@ use crate::runbook::params::{self, Overrides};
 use crate::steps::StepKind;
 use crate::template::{self, Masker, Placeholder};
 use chrono::{DateTime, SecondsFormat, Utc};
-use minijinja::{Environment, Value};
+use minijinja::Value;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -116,11 +116,7 @@ impl Context {
     }
 
     /// Render the vars in order, each seeing the earlier ones.
-    pub fn render_vars(
-        &mut self,
-        runbook: &Runbook,
-        env: &Environment<'_>,
-    ) -> Result<(), Diagnostic> {
+    pub fn render_vars(&mut self, runbook: &Runbook) -> Result<(), Diagnostic> {
         self.vars.clear();
         for (name, text) in &runbook.vars {
             let span = runbook
@@ -129,7 +125,7 @@ impl Context {
                 .and_then(|v| v.get(name))
                 .map_or(runbook.root.span, |n| n.span);
             let ctx = self.value(Value::UNDEFINED);
-            let out = template::render(env, text, ctx)
+            let out = template::render(text, ctx)
                 .map_err(|e| render_error(&e, span, &format!("var `{name}`"), &self.masker()))?;
             self.vars.push((name.clone(), out));
         }
@@ -155,6 +151,9 @@ fn env_names(runbook: &Runbook) -> BTreeSet<String> {
     names
 }
 
+/// The code of a render stopped by one of rb's limits.
+pub const RENDER_LIMIT: &str = "rb::render-limit";
+
 /// A rendering failure as a diagnostic, secrets masked.
 pub fn render_error(
     e: &minijinja::Error,
@@ -165,8 +164,15 @@ pub fn render_error(
     let detail = e
         .detail()
         .map_or_else(|| e.kind().to_string(), str::to_owned);
+    // A template stopped by a limit (time, size, fuel) fails whatever the params are:
+    // `rb validate` reports these (it renders as a plan does, keeping only them).
+    let code = if template::is_limit(e) {
+        RENDER_LIMIT
+    } else {
+        "rb::render"
+    };
     Diagnostic::new(
-        "rb::render",
+        code,
         masker.mask(&format!("cannot render {what}: {detail}")),
     )
     .label(span, "here")
@@ -176,17 +182,16 @@ pub fn render_error(
 /// `7`); a field that wants a number or boolean reads it as one (`level: "{{ params.level }}"`).
 pub fn render_node(
     node: &Node,
-    env: &Environment<'_>,
     ctx: &Value,
 ) -> Result<Node, (minijinja::Error, miette::SourceSpan)> {
     let kind = match &node.kind {
         NodeKind::Str(s) if s.contains("{{") || s.contains("{%") => {
-            NodeKind::Rendered(template::render(env, s, ctx.clone()).map_err(|e| (e, node.span))?)
+            NodeKind::Rendered(template::render(s, ctx.clone()).map_err(|e| (e, node.span))?)
         }
         NodeKind::Seq(items) => {
             let mut out = Vec::with_capacity(items.len());
             for n in items {
-                let r = render_node(n, env, ctx)?;
+                let r = render_node(n, ctx)?;
                 // `omit` in a list leaves the item out.
                 if !matches!(&r.kind, NodeKind::Rendered(s) if s == template::OMIT) {
                     out.push(r);
@@ -199,9 +204,7 @@ pub fn render_node(
             for (k, v) in entries {
                 match &v.kind {
                     NodeKind::Str(s) if s.contains("{{") || s.contains("{%") => {
-                        match template::render_field(env, s, ctx.clone())
-                            .map_err(|e| (e, v.span))?
-                        {
+                        match template::render_field(s, ctx.clone()).map_err(|e| (e, v.span))? {
                             template::Field::Omit => {}
                             template::Field::Text(t) => {
                                 out.push((k.clone(), Node::new(NodeKind::Rendered(t), v.span)));
@@ -211,7 +214,7 @@ pub fn render_node(
                             }
                         }
                     }
-                    _ => out.push((k.clone(), render_node(v, env, ctx)?)),
+                    _ => out.push((k.clone(), render_node(v, ctx)?)),
                 }
             }
             NodeKind::Map(out)
@@ -314,12 +317,11 @@ pub struct Plan {
 /// The placeholder-rendered step, decoded again, for plans and dry runs.
 pub fn render_step(
     step: &Step,
-    env: &Environment<'_>,
     ctx: &Value,
     masker: &Masker,
 ) -> Result<(Json, Option<StepKind>), Diagnostic> {
-    let rendered = render_node(&step.config_node, env, ctx)
-        .map_err(|(e, span)| render_error(&e, span, &format!("step `{}`", step.id()), masker))?;
+    let rendered = render_node(&step.config_node, ctx)
+        .map_err(|(e, span)| render_error(&e, span, &field_of_step(step, span), masker))?;
     let kind = StepKind::decode(&step.common.type_name, &rendered).map_err(|e| {
         Diagnostic::new(
             "rb::render",
@@ -333,6 +335,21 @@ pub fn render_step(
     })?;
     let config = mask_json(serde_json::to_value(&kind).unwrap_or(Json::Null), masker);
     Ok((config, Some(kind)))
+}
+
+/// Where in a step a render failed: "field `command[1]` (`{{ … }}`) of step `use`", the
+/// template cut to 80 characters; minijinja alone would say "<string>:1".
+pub fn field_of_step(step: &Step, span: miette::SourceSpan) -> String {
+    let what = match step.config_node.string_at(span) {
+        Some((field, text)) => {
+            let text = text.trim();
+            let short: String = text.chars().take(80).collect();
+            let more = if short.len() < text.len() { "…" } else { "" };
+            format!("field `{field}` (`{short}{more}`)")
+        }
+        None => "a field".to_owned(),
+    };
+    format!("{what} of step `{}`", step.id())
 }
 
 /// Mask every string of a JSON value.
@@ -405,8 +422,7 @@ pub fn resolve_and_build(
         secrets
     };
     let mut ctx = Context::new(runbook, values, secrets, now, run_id.to_owned(), mode);
-    ctx.render_vars(runbook, &template::environment())
-        .map_err(|d| vec![d])?;
+    ctx.render_vars(runbook).map_err(|d| vec![d])?;
     let mut plan = build(runbook, dag, &ctx)?;
     plan.missing_params = missing;
     Ok((ctx, plan))
@@ -414,7 +430,6 @@ pub fn resolve_and_build(
 
 /// Build the plan of a validated runbook.
 pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Diagnostic>> {
-    let env = template::environment();
     let masker = ctx.masker();
     let value = ctx.value(Placeholder::value("steps"));
     let weights: Vec<f64> = runbook
@@ -434,7 +449,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
     let mut steps = Vec::new();
     for i in dag.order() {
         let step = &runbook.steps[i];
-        let config = match render_step(step, &env, &value, &masker) {
+        let config = match render_step(step, &value, &masker) {
             Ok((c, _)) => c,
             Err(d) => {
                 errors.push(d);
@@ -463,7 +478,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             sub: None,
         });
     }
-    let locks = render_locks(runbook, &env, ctx).unwrap_or_else(|d| {
+    let locks = render_locks(runbook, ctx).unwrap_or_else(|d| {
         errors.push(d);
         Vec::new()
     });
@@ -517,11 +532,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
 
 /// The runbook's `locks:` rendered (no step outputs: they are taken before the first step),
 /// sorted and without duplicates, which is also the order they are taken in.
-fn render_locks(
-    runbook: &Runbook,
-    env: &Environment<'_>,
-    ctx: &Context,
-) -> Result<Vec<String>, Diagnostic> {
+fn render_locks(runbook: &Runbook, ctx: &Context) -> Result<Vec<String>, Diagnostic> {
     let nodes = runbook
         .root
         .get("locks")
@@ -530,7 +541,7 @@ fn render_locks(
     let value = ctx.value(Value::UNDEFINED);
     let mut out = Vec::new();
     for (text, node) in runbook.locks.iter().zip(nodes) {
-        let name = template::render(env, text, value.clone())
+        let name = template::render(text, value.clone())
             .map_err(|e| render_error(&e, node.span, "a lock name", &ctx.masker()))?;
         let name = name.trim();
         if name.is_empty() {

@@ -27,14 +27,10 @@ impl StepConfig for AssertConfig {
 
 /// Evaluate each expression against the step outputs and params so far.
 pub fn run(cfg: &AssertConfig, cx: &StepCx, ctx: &minijinja::Value) -> StepResult {
-    let env = crate::template::environment();
     for expr in &cfg.that {
-        let value = env
-            .compile_expression(expr)
-            .and_then(|e| e.eval(ctx.clone()))
-            .map_err(|e| {
-                StepError::failed(cx.masker.mask(&format!("cannot evaluate `{expr}`: {e}")))
-            })?;
+        let value = crate::template::eval(expr, ctx.clone()).map_err(|e| {
+            StepError::failed(cx.masker.mask(&format!("cannot evaluate `{expr}`: {e}")))
+        })?;
         if !value.is_true() {
             let msg = cfg
                 .message

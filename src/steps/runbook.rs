@@ -52,7 +52,7 @@ pub async fn run(cfg: &RunbookConfig, cx: &StepCx) -> StepResult {
         cx.run_id.clone(),
         Mode::Run,
     );
-    ctx.render_vars(&child, &crate::template::environment())
+    ctx.render_vars(&child)
         .map_err(|d| StepError::failed(d.message))?;
     let prefix = format!("{}/", cx.step_id);
     let collected: Arc<Mutex<Collected>> = Arc::default();

@@ -8,6 +8,7 @@ mod gates;
 mod hostile;
 mod hostile_input;
 mod hostile_locks;
+mod hostile_render;
 mod hostile_state;
 mod invalid;
 mod plan;
