@@ -14,6 +14,7 @@ macro_rules! outln {
 pub mod diagnostics;
 mod graph;
 mod history;
+mod interrupt;
 mod plan;
 mod report;
 mod run;

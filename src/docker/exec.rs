@@ -164,6 +164,7 @@ impl Engine {
             &created.id,
             token,
             spec.user.clone(),
+            spec.owner.clone(),
         );
 
         let pump = async {

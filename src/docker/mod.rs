@@ -31,5 +31,6 @@ pub use error::DockerError;
 pub use exec::{CAPTURE_LIMIT, ExecOutput, ExecResult, ExecSpec, exit_error};
 pub use health::{HealthProbe, HealthReport};
 pub use lifecycle::{ContainerStatus, NetworkOutcome, PortMapping, RunSpec};
+pub use reap::{StoppedExec, stop_running_execs};
 pub use stream::{HashingWriter, TailBuffer};
 pub use tokio_util::sync::CancellationToken;

@@ -14,7 +14,7 @@ fn var(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-fn engine1() -> String {
+pub fn engine1() -> String {
     var("DOCKER_HOST", "unix:///var/run/docker.sock")
 }
 fn engine2_tcp() -> String {
@@ -26,12 +26,12 @@ fn tls_dir() -> String {
 fn pg_image() -> String {
     var("RB_TEST_PG_IMAGE", "rb-test/postgres:15")
 }
-fn tools_image() -> String {
+pub fn tools_image() -> String {
     var("RB_TEST_TOOLS_IMAGE", "rb-test/tools:1")
 }
 
 /// A unique container (or network) name for this test process.
-fn name(tag: &str) -> String {
+pub fn name(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(
         "rbt-{}-{}-{tag}",
@@ -41,7 +41,7 @@ fn name(tag: &str) -> String {
 }
 
 /// `docker` CLI against an engine (test setup and verification only).
-fn docker(host: &str, args: &[&str]) -> std::process::Output {
+pub fn docker(host: &str, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new("docker");
     cmd.env("DOCKER_HOST", host).args(args);
     if host.starts_with("tcp://") {
@@ -51,7 +51,7 @@ fn docker(host: &str, args: &[&str]) -> std::process::Output {
     cmd.output().expect("docker CLI runs")
 }
 
-fn docker_ok(host: &str, args: &[&str]) -> String {
+pub fn docker_ok(host: &str, args: &[&str]) -> String {
     let out = docker(host, args);
     assert!(
         out.status.success(),
@@ -62,21 +62,21 @@ fn docker_ok(host: &str, args: &[&str]) -> String {
 }
 
 /// Removes containers and networks when dropped, also when the test fails.
-struct Guard {
-    host: String,
+pub struct Guard {
+    pub host: String,
     containers: Vec<String>,
     networks: Vec<String>,
 }
 
 impl Guard {
-    fn new(host: &str) -> Self {
+    pub fn new(host: &str) -> Self {
         Self {
             host: host.to_owned(),
             containers: Vec::new(),
             networks: Vec::new(),
         }
     }
-    fn container(&mut self, n: &str) -> String {
+    pub fn container(&mut self, n: &str) -> String {
         self.containers.push(n.to_owned());
         n.to_owned()
     }

@@ -6,6 +6,7 @@ mod bad_input;
 mod containers;
 mod gates;
 mod hostile;
+mod hostile_containers;
 mod hostile_input;
 mod hostile_locks;
 mod hostile_render;
