@@ -45,9 +45,9 @@ pub enum DockerError {
         /// The endpoint as written.
         endpoint: String,
     },
-    /// The image is not present on the engine; rb never pulls.
+    /// The image is not present on the engine (and was not to be pulled: `pull: never`).
     #[error(
-        "image `{image}` not found on engine `{endpoint}` (rb never pulls: load or build it there first)"
+        "image `{image}` not found on engine `{endpoint}` (`pull: never`: load or build it there first)"
     )]
     ImageMissing {
         /// The image reference asked for.
@@ -157,6 +157,23 @@ pub enum DockerError {
         source: io::Error,
     },
     /// Any other answer of the engine.
+    /// Pulling an image failed: `reason` says whether the registry does not have it, does
+    /// not answer, or refused the credentials; `message` is the engine's.
+    #[error(
+        "cannot pull image `{image}` from registry `{registry}` on engine `{endpoint}`: {reason} ({message})"
+    )]
+    PullFailed {
+        /// The image reference asked for.
+        image: String,
+        /// `host[:port]` of its registry.
+        registry: String,
+        /// Why, in rb's words.
+        reason: String,
+        /// The engine's message.
+        message: String,
+        /// The endpoint as written.
+        endpoint: String,
+    },
     #[error("docker engine `{endpoint}` refused {what}: {message}")]
     Api {
         /// What was asked, as a fragment: "to start container `db`".

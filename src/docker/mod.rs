@@ -12,7 +12,8 @@
 //!   and reports whether anything changed.
 //! - [`Engine::container_health_check`]: running, and a command succeeds.
 //!
-//! rb never pulls images: a missing image is [`DockerError::ImageMissing`].
+//! - [`Engine::pull`], [`Engine::image_info`]: an image from its registry (with credentials,
+//!   progress, by tag or pinned digest) and the digest of the image a container runs.
 
 mod archive;
 mod copy;
@@ -21,6 +22,7 @@ mod error;
 mod exec;
 mod health;
 mod lifecycle;
+mod pull;
 mod reap;
 mod stream;
 
@@ -31,6 +33,7 @@ pub use error::DockerError;
 pub use exec::{CAPTURE_LIMIT, ExecOutput, ExecResult, ExecSpec, exit_error};
 pub use health::{HealthProbe, HealthReport};
 pub use lifecycle::{ContainerStatus, NetworkOutcome, PortMapping, RunSpec};
+pub use pull::{ImageInfo, Reference, RegistryAuth};
 pub use reap::{StoppedExec, stop_running_execs};
 pub use stream::{HashingWriter, TailBuffer};
 pub use tokio_util::sync::CancellationToken;

@@ -4,7 +4,8 @@
 //! - every engine a container step uses is reachable (its version is shown);
 //! - every container a step names exists (its state is shown), except names that are runtime
 //!   placeholders (`<…>`) and names an earlier `container.run` step creates;
-//! - the image of every `container.run` is present on its engine (rb never pulls);
+//! - the image of every `container.run` is present on its engine, or says it would be pulled
+//!   (`pull: missing`, the default, or `always`; a missing one with `pull: never` fails);
 //! - the free space in the directory each output path (`stdout`/`stderr` file, `dest`, `to`,
 //!   `write`) goes into (the nearest existing ancestor);
 //! - every secret's source exists (the variable is set, the file is readable), never read out.
@@ -42,8 +43,8 @@ struct Needs {
     engines: Vec<Option<String>>,
     /// (engine, container, step id) for containers that must already exist.
     containers: Vec<(Option<String>, String, String)>,
-    /// (engine, image) of `container.run` steps.
-    images: Vec<(Option<String>, String)>,
+    /// (engine, image, `pull`) of `container.run` steps.
+    images: Vec<(Option<String>, String, String)>,
     /// Directories that outputs go into.
     dirs: Vec<PathBuf>,
 }
@@ -107,7 +108,8 @@ fn collect(plan: &Plan, base: &Path) -> Needs {
             "container.run" => {
                 if let (Some(name), Some(image)) = (s("name"), s("image")) {
                     created.insert((host.clone(), name));
-                    needs.images.push((host.clone(), image));
+                    let pull = s("pull").unwrap_or_else(|| "missing".to_owned());
+                    needs.images.push((host.clone(), image, pull));
                 }
             }
             "health" => {
@@ -242,7 +244,7 @@ pub async fn run(runbook: &Runbook, plan: &Plan) -> Vec<Probe> {
         });
     }
     let mut seen_images = BTreeSet::new();
-    for (host, image) in &needs.images {
+    for (host, image, pull) in &needs.images {
         if !seen_images.insert((host.clone(), image.clone()))
             || is_placeholder(image)
             || !up.get(host).copied().unwrap_or(false)
@@ -254,18 +256,23 @@ pub async fn run(runbook: &Runbook, plan: &Plan) -> Vec<Probe> {
         };
         let subject = format!("{image} on {}", engine_label(host.as_deref()));
         probes.push(match engine.image_exists(image).await {
-            Ok(true) => Probe {
-                kind: "image",
-                subject,
-                ok: true,
-                detail: "present".into(),
-            },
-            Ok(false) => Probe {
-                kind: "image",
-                subject,
-                ok: false,
-                detail: "missing (rb never pulls: load or build it there first)".into(),
-            },
+            Ok(present) => {
+                let (ok, detail) = match (present, pull.as_str()) {
+                    (true, "always") => (true, "present; would be pulled again (`pull: always`)"),
+                    (true, _) => (true, "present"),
+                    (false, "never") => (
+                        false,
+                        "missing (`pull: never`: load or build it there first)",
+                    ),
+                    (false, _) => (true, "missing: would be pulled"),
+                };
+                Probe {
+                    kind: "image",
+                    subject,
+                    ok,
+                    detail: detail.into(),
+                }
+            }
             Err(e) => Probe {
                 kind: "image",
                 subject,

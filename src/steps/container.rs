@@ -53,14 +53,44 @@ impl StepConfig for CopyConfig {
     }
 }
 
-/// Create and start a container. Images are never pulled: the image must be present.
+/// When `container.run` pulls its image from its registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Pull {
+    /// Only when the engine does not have it (as `docker run` does).
+    #[default]
+    Missing,
+    /// Every time: the tag may point at a newer image.
+    Always,
+    /// Never: a missing image fails the step.
+    Never,
+}
+
+/// A user and password for the image's registry (from secrets: they are masked).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuthConfig {
+    /// The registry user.
+    pub username: String,
+    /// Its password or token, e.g. `"{{ secrets.registry_password }}"`.
+    pub password: String,
+}
+
+/// Create and start a container, pulling its image first when `pull` says so.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// Container name.
     pub name: String,
-    /// Image (must be present on the engine).
+    /// Image: `[registry/]repository[:tag]`, or pinned `…@sha256:DIGEST` (pulled by digest,
+    /// and run only with exactly that content).
     pub image: String,
+    /// When to pull the image from its registry: `missing` (default, as `docker run`),
+    /// `always`, or `never`.
+    #[serde(default)]
+    pub pull: Pull,
+    /// Credentials for the image's registry.
+    pub registry_auth: Option<RegistryAuthConfig>,
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -253,9 +283,54 @@ pub async fn run_copy(cfg: &CopyConfig, cx: &StepCx) -> StepResult {
     Ok(out)
 }
 
-/// Create and start a container.
+/// Make sure the engine has the image as `pull` asks; whether it was pulled.
+async fn ensure_image(
+    engine: &crate::docker::Engine,
+    cfg: &RunConfig,
+    cx: &StepCx,
+) -> Result<bool, StepError> {
+    let present = engine
+        .image_info(&cfg.image)
+        .await
+        .map_err(StepError::from)?
+        .is_some();
+    let pull = match cfg.pull {
+        Pull::Never if !present => {
+            return Err(crate::docker::DockerError::ImageMissing {
+                image: cfg.image.clone(),
+                endpoint: engine.endpoint().to_owned(),
+            }
+            .into());
+        }
+        Pull::Never => false,
+        Pull::Missing => !present,
+        Pull::Always => true,
+    };
+    if !pull {
+        return Ok(false);
+    }
+    let auth = cfg
+        .registry_auth
+        .as_ref()
+        .map(|a| crate::docker::RegistryAuth {
+            username: a.username.clone(),
+            password: a.password.clone(),
+        });
+    let progress = cx.progress.clone();
+    tokio::select! {
+        r = engine.pull(&cfg.image, auth.as_ref(), move |b| progress.bytes(b)) => {
+            r.map_err(|e| StepError::from(e).masked(&cx.masker))?;
+        }
+        () = cx.cancel.cancelled() => return Err(StepError::Cancelled),
+    }
+    Ok(true)
+}
+
+/// Create and start a container (pulling its image first when `pull` says so). Outputs its
+/// `id`, the image's `image_digest` (its registry digest, else its id) and `pulled`.
 pub async fn run_run(cfg: &RunConfig, cx: &StepCx) -> StepResult {
     let engine = cx.engines.get(cfg.host.as_deref())?;
+    let pulled = ensure_image(&engine, cfg, cx).await?;
     let ports = cfg
         .ports
         .iter()
@@ -281,8 +356,19 @@ pub async fn run_run(cfg: &RunConfig, cx: &StepCx) -> StepResult {
         .run(&spec)
         .await
         .map_err(|e| StepError::from(e).masked(&cx.masker))?;
+    let image = engine
+        .image_info(&cfg.image)
+        .await
+        .map_err(StepError::from)?
+        .unwrap_or_default();
     let mut out = Outputs::new();
     out.insert("id".into(), id.into());
+    out.insert("image".into(), cfg.image.clone().into());
+    out.insert(
+        "image_digest".into(),
+        image.digest.unwrap_or(image.id).into(),
+    );
+    out.insert("pulled".into(), pulled.into());
     Ok(out)
 }
 

@@ -128,7 +128,7 @@ fn outputs_of(type_name: &str) -> Option<&'static [&'static str]> {
     Some(match type_name {
         "exec" | "container.exec" => PROCESS,
         "container.copy" => &["path", "bytes", "sha256", "entries"],
-        "container.run" => &["id"],
+        "container.run" => &["id", "image", "image_digest", "pulled"],
         "container.start" | "container.stop" => &["changed"],
         "container.remove" => &["changed", "volumes_removed"],
         "network.create" => &["id", "changed"],

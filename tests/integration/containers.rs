@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-fn var(name: &str, default: &str) -> String {
+pub fn var(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
@@ -524,12 +524,12 @@ fn clear_errors_through_rb() {
     let c = g.container(&name("img"));
     let out = one_step_run(
         &format!(
-            "{{ id: a, type: container.run, name: {c}, image: \"rb-test/does-not-exist:0\" }}"
+            "{{ id: a, type: container.run, name: {c}, image: \"rb-test/does-not-exist:0\", pull: never }}"
         ),
         &[],
     );
     assert!(
-        out.contains("image `rb-test/does-not-exist:0` not found") && out.contains("never pulls"),
+        out.contains("image `rb-test/does-not-exist:0` not found") && out.contains("`pull: never`"),
         "{out}"
     );
     let out = one_step_run(

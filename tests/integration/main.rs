@@ -15,6 +15,7 @@ mod invalid;
 mod plan;
 mod plan_extra;
 mod prune;
+mod pull;
 mod reports;
 mod resume;
 mod run;
