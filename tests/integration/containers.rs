@@ -738,7 +738,7 @@ steps:
 name: check-bad
 steps:
   - {{ id: a, type: container.exec, container: {missing}, command: ["true"] }}
-  - {{ id: r, type: container.run, name: {created}, image: "rb-test/not-here:0" }}
+  - {{ id: r, type: container.run, name: {created}, image: "rb-test/not-here:0", pull: never }}
 "#
     );
     let t = Test::new().file("rb.yaml", &bad);
@@ -752,7 +752,7 @@ steps:
     );
     assert!(
         ran.stdout
-            .contains("FAIL image     rb-test/not-here:0 on default: missing"),
+            .contains("FAIL image     rb-test/not-here:0 on default: missing (`pull: never`"),
         "{}",
         ran.stdout
     );
