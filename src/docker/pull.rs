@@ -137,8 +137,9 @@ impl Engine {
             ..DockerCredentials::default()
         });
         let mut stream = self.docker.create_image(Some(options), None, credentials);
-        // Bytes downloaded so far, per layer.
+        // Bytes downloaded so far, per layer; reported at most twice a second, and at the end.
         let mut layers: BTreeMap<String, u64> = BTreeMap::new();
+        let mut reported = std::time::Instant::now();
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.pull_error(image, r.registry, auth.is_some(), e))?;
             if info.status.as_deref() == Some("Downloading")
@@ -146,8 +147,14 @@ impl Engine {
                     (info.id, info.progress_detail.and_then(|p| p.current))
             {
                 layers.insert(id, u64::try_from(current).unwrap_or(0));
-                progress(layers.values().sum());
+                if reported.elapsed() >= std::time::Duration::from_millis(500) {
+                    progress(layers.values().sum());
+                    reported = std::time::Instant::now();
+                }
             }
+        }
+        if !layers.is_empty() {
+            progress(layers.values().sum());
         }
         Ok(())
     }

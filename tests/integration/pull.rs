@@ -37,7 +37,23 @@ impl Pushed {
     fn new(tag: &str) -> Self {
         let path = format!("{}/tools:{tag}", name("pull"));
         let reference = format!("{}/{path}", registry());
-        docker_ok(&engine1(), &["tag", &tools_image(), &reference]);
+        // The tools image plus a layer of its own (1 MiB of random bytes): engine 2 has the
+        // tools image's layers, this one it must download.
+        let builder = name("layer");
+        docker_ok(
+            &engine1(),
+            &[
+                "run",
+                "--name",
+                &builder,
+                &tools_image(),
+                "sh",
+                "-c",
+                "head -c 1048576 /dev/urandom > /own-layer",
+            ],
+        );
+        docker_ok(&engine1(), &["commit", &builder, &reference]);
+        docker_ok(&engine1(), &["rm", &builder]);
         docker_ok(&engine1(), &["push", "-q", &reference]);
         let digests = docker_ok(
             &engine1(),
@@ -141,6 +157,14 @@ fn a_missing_image_is_pulled_and_its_digest_is_an_output_and_in_the_report() {
     assert_eq!(out["pulled"], true, "{out}");
     assert_eq!(out["image_digest"], p.digest.as_str(), "{out}");
     assert_eq!(report["images"][0]["digest"], p.digest.as_str());
+    // The download was shown as it went (bytes, on a terminal): its own layer at least.
+    let progressed = crate::hostile_state::journals(&t)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "step_progressed")
+        .filter_map(|e| e["bytes"].as_u64())
+        .max();
+    assert!(progressed.is_some_and(|b| b >= 1_000_000), "{progressed:?}");
     assert_eq!(report["images"][0]["image"], image.as_str());
     let text = Test::new()
         .cwd(t.dir.path())
