@@ -137,24 +137,33 @@ impl Engine {
             ..DockerCredentials::default()
         });
         let mut stream = self.docker.create_image(Some(options), None, credentials);
-        // Bytes downloaded so far, per layer; reported at most twice a second, and at the end.
-        let mut layers: BTreeMap<String, u64> = BTreeMap::new();
+        // Per layer: bytes downloaded so far and its size. Reported at most twice a second,
+        // and at the end (a finished layer counts whole: its last "Downloading" is short of it).
+        let mut layers: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut reported = std::time::Instant::now();
+        let bytes = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.pull_error(image, r.registry, auth.is_some(), e))?;
-            if info.status.as_deref() == Some("Downloading")
-                && let (Some(id), Some(current)) =
-                    (info.id, info.progress_detail.and_then(|p| p.current))
-            {
-                layers.insert(id, u64::try_from(current).unwrap_or(0));
-                if reported.elapsed() >= std::time::Duration::from_millis(500) {
-                    progress(layers.values().sum());
-                    reported = std::time::Instant::now();
+            let Some(id) = info.id else { continue };
+            match info.status.as_deref() {
+                Some("Downloading") => {
+                    let detail = info.progress_detail.unwrap_or_default();
+                    layers.insert(id, (bytes(detail.current), bytes(detail.total)));
                 }
+                Some("Download complete") => {
+                    if let Some(layer) = layers.get_mut(&id) {
+                        layer.0 = layer.0.max(layer.1);
+                    }
+                }
+                _ => continue,
+            }
+            if reported.elapsed() >= std::time::Duration::from_millis(500) {
+                progress(layers.values().map(|l| l.0).sum());
+                reported = std::time::Instant::now();
             }
         }
         if !layers.is_empty() {
-            progress(layers.values().sum());
+            progress(layers.values().map(|l| l.0).sum());
         }
         Ok(())
     }
