@@ -10,6 +10,7 @@ mod hostile_input;
 mod hostile_locks;
 mod hostile_state;
 mod invalid;
+mod notify;
 mod plan;
 mod plan_extra;
 mod prune;
