@@ -17,5 +17,6 @@ mod prune;
 mod reports;
 mod resume;
 mod run;
+mod scheduling;
 mod schema;
 mod terminal;
