@@ -3,6 +3,7 @@
 mod support;
 
 mod bad_input;
+mod completions;
 mod containers;
 mod gates;
 mod hostile;
