@@ -1,5 +1,5 @@
 //! The systemd units of `contrib/systemd` (docs/scheduling.md): each passes `systemd-analyze
-//! verify` as the instances the docs enable, each timer starts a shipped service, the runbooks
+//! verify` as the instances the docs enable (their `man:` pages those `rb man` writes), each timer starts a shipped service, the runbooks
 //! the docs schedule exist, the services' command lines are ones rb runs, and the Prometheus
 //! rules of `contrib/prometheus` are the documented ones and pass `promtool check rules`.
 
@@ -104,9 +104,15 @@ fn instantiate(dir: &Path) -> Vec<PathBuf> {
 fn the_shipped_units_pass_systemd_analyze_verify_as_the_docs_enable_them() {
     let t = Test::new();
     let files = instantiate(t.dir.path());
+    // `Documentation=man:rb(1)`: verify asks man(1) for each page, here the ones `rb man`
+    // writes.
+    Test::new()
+        .args(["man", "--dir", t.path("man/man1").to_str().unwrap()])
+        .expect(0);
     let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
+        .arg("verify")
         .args(&files)
+        .env("MANPATH", t.path("man"))
         .output()
         .unwrap_or_else(|e| {
             panic!("systemd-analyze is needed (Debian: apt-get install -y systemd): {e}")
