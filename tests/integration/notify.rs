@@ -424,3 +424,54 @@ fn by_default_only_failures_rto_overruns_and_gates_are_posted() {
         plan.stdout
     );
 }
+
+/// A gate inside a sub-runbook is approved by its full id, and the message says so; the
+/// sub-runbook's own `notify:` is not used (only the top-level runbook notifies).
+#[test]
+fn a_gate_in_a_sub_runbook_is_posted_with_its_full_id() {
+    let hook = Hook::start(Behaviour::Ok);
+    let child_hook = Hook::start(Behaviour::Ok);
+    let t = Test::new()
+        .file(
+            "rb.yaml",
+            book(
+                "[gate]",
+                "",
+                "  - { id: recover, type: runbook, file: child.yaml }\n",
+            ),
+        )
+        .file(
+            "child.yaml",
+            "version: 1\nname: child\nsecrets:\n  child_hook: { env: CHILD_HOOK_URL }\nnotify:\n  - { webhook: child_hook, on: [start, gate, failure, success] }\nsteps:\n  - { id: approve_drop, type: gate, message: drop it? }\n",
+        );
+    let (ran, report) = run_book(
+        &t,
+        &[],
+        &[
+            ("HOOK_URL", &hook.url()),
+            ("CHILD_HOOK_URL", &child_hook.url()),
+        ],
+    );
+    expect(&ran, 3);
+    let run_id = report["run_id"].as_str().unwrap();
+    let got = hook.received();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let text = got[0].body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "⏸️ rb: `nightly` is waiting for approval at gate `recover/approve_drop`\ndrop it?\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!(
+            "rb run rb.yaml --state-dir state --resume {run_id} --approve recover/approve_drop"
+        )),
+        "{text}"
+    );
+    assert!(
+        child_hook.received().is_empty(),
+        "{:#?}",
+        child_hook.received()
+    );
+}
