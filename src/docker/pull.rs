@@ -150,10 +150,13 @@ impl Engine {
                     let detail = info.progress_detail.unwrap_or_default();
                     layers.insert(id, (bytes(detail.current), bytes(detail.total)));
                 }
-                Some("Download complete") => {
-                    if let Some(layer) = layers.get_mut(&id) {
-                        layer.0 = layer.0.max(layer.1);
-                    }
+                // Downloaded whole (the engine may have said nothing while it downloaded a
+                // small layer; extracting gives its size too).
+                Some("Download complete" | "Extracting" | "Pull complete") => {
+                    let total = bytes(info.progress_detail.and_then(|p| p.total));
+                    let layer = layers.entry(id).or_default();
+                    layer.1 = layer.1.max(total);
+                    layer.0 = layer.1;
                 }
                 _ => continue,
             }

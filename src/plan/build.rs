@@ -7,6 +7,7 @@ use crate::duration::Dur;
 use crate::runbook::diagnostic::Diagnostic;
 use crate::runbook::model::{Runbook, Step};
 use crate::runbook::node::{Node, NodeKind};
+use crate::runbook::notify::Notify;
 use crate::runbook::params::{self, Overrides};
 use crate::steps::StepKind;
 use crate::template::{self, Masker, Placeholder};
@@ -289,6 +290,10 @@ pub struct Plan {
     /// Target locks the run takes before its first step (rendered `locks:`), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<String>,
+    /// Webhooks told about the run: `***` (the URL is a secret), the secret's name and the
+    /// events, e.g. `*** (ops_webhook) on failure, over_rto, gate`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
     /// Steps in run order.
     pub steps: Vec<PlanStep>,
     /// Every gate the run can ask for, sub-runbooks' included (`parent/child`): the ids
@@ -505,6 +510,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .map(|(k, v)| (k.clone(), masker.mask(v)))
             .collect(),
         locks,
+        notify: runbook.notify.iter().map(Notify::planned).collect(),
         missing_params: Vec::new(),
         gates: super::nested::attach(&mut steps, &runbook.base_dir()),
         groups: groups.iter().map(|g| ids(g)).collect(),

@@ -10,5 +10,6 @@ pub mod diagnostic;
 pub mod load;
 pub mod model;
 pub mod node;
+pub mod notify;
 pub mod params;
 pub mod validate;

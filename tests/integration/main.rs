@@ -3,6 +3,7 @@
 mod support;
 
 mod bad_input;
+mod completions;
 mod containers;
 mod gates;
 mod hostile;
@@ -12,6 +13,7 @@ mod hostile_locks;
 mod hostile_render;
 mod hostile_state;
 mod invalid;
+mod notify;
 mod plan;
 mod plan_extra;
 mod prune;
@@ -19,5 +21,6 @@ mod pull;
 mod reports;
 mod resume;
 mod run;
+mod scheduling;
 mod schema;
 mod terminal;
