@@ -460,6 +460,16 @@ async fn run_async(args: &Args) -> u8 {
         // executor finish): it journals the end of the run and exits.
         std::future::pending::<()>().await;
     }
+    // A container exec whose step gave up waiting for it (a timeout's grace ran out) is
+    // being stopped in the background: rb does not exit before that stop is done.
+    for left in crate::docker::stop_running_execs(std::time::Duration::from_secs(20)).await {
+        if let Err(e) = left.result {
+            eprintln!(
+                "warning: a process in container `{}` may still run ({e}); `--resume` stops it",
+                left.container
+            );
+        }
+    }
     let mut sinks = sinks.lock().expect("sinks");
     if let Some(e) = &sinks.failed_write {
         eprintln!(
