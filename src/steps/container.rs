@@ -114,6 +114,16 @@ pub struct RunConfig {
 }
 
 impl StepConfig for RunConfig {
+    fn problems(&self) -> Vec<ConfigProblem> {
+        // Written in the runbook, a password would be shown by every plan and journal.
+        match &self.registry_auth {
+            Some(a) if !a.password.contains("secrets.") => vec![ConfigProblem::new(
+                "registry_auth.password",
+                "the registry password must come from a secret (`\"{{ secrets.NAME }}\"`)",
+            )],
+            _ => Vec::new(),
+        }
+    }
     fn host(&self) -> Option<&str> {
         self.host.as_deref()
     }

@@ -130,6 +130,7 @@ hosts:
   two: {{ docker: "{}" }}
 secrets:
   registry_password: {{ env: RB_TEST_PULL_PASSWORD }}
+  wrong_password: {{ env: RB_TEST_WRONG_PASSWORD }}
 steps:
   - {{ id: run, type: container.run, host: two, name: {container}, image: "{image}", command: [sleep, "600"]{extra} }}
 "#,
@@ -140,7 +141,10 @@ steps:
     support::run_book(
         t,
         &[],
-        &[("RB_TEST_PULL_PASSWORD", registry_password().as_str())],
+        &[
+            ("RB_TEST_PULL_PASSWORD", registry_password().as_str()),
+            ("RB_TEST_WRONG_PASSWORD", "not-the-password"),
+        ],
     )
 }
 
@@ -284,7 +288,9 @@ fn pull_failures_are_clear_errors_and_credentials_come_from_secrets() {
     fails(
         &c,
         &guarded,
-        &format!(", registry_auth: {{ username: {user}, password: not-the-password }}"),
+        &format!(
+            ", registry_auth: {{ username: {user}, password: \"{{{{ secrets.wrong_password }}}}\" }}"
+        ),
         &["the registry refused the credentials"],
     );
     let good = format!(
@@ -335,4 +341,29 @@ steps:
     assert_ne!(ran.code, 0);
     assert!(ran.stdout.contains("`pull: never`"), "{}", ran.stdout);
     assert!(!on_engine2(&image), "a plan pulled");
+}
+
+#[test]
+fn a_registry_password_written_in_the_runbook_is_refused() {
+    let ran = Test::new()
+        .file(
+            "rb.yaml",
+            r#"version: 1
+name: literal
+steps:
+  - { id: run, type: container.run, name: x, image: "127.0.0.1:5501/a:1", registry_auth: { username: u, password: hunter2 } }
+"#,
+        )
+        .args(["validate", "rb.yaml"])
+        .expect(2);
+    assert!(
+        ran.stderr
+            .contains("the registry password must come from a secret"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("password: hunter2"),
+        "the place is shown"
+    );
 }
