@@ -509,23 +509,18 @@ fn planned_steps(plan: &crate::plan::build::Plan) -> Vec<PlannedStep> {
         .collect()
 }
 
+/// The gates that asked and got no answer (a sub-runbook's as `parent/gate`).
 fn pending_gates(events: &[RunEvent]) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     for e in events {
-        if let EventKind::StepFinished {
-            step,
-            reason: Some(r),
-            ..
-        } = &e.kind
-            && r == "waiting for approval"
-            && !out.contains(step)
-        {
-            out.push(step.clone());
+        match &e.kind {
+            EventKind::GateRequested { step, .. } if !out.contains(step) => {
+                out.push(step.clone());
+            }
+            EventKind::GateAnswered { step, .. } => out.retain(|g| g != step),
+            _ => {}
         }
     }
-    // A sub-runbook's step waits because a gate inside it does: only the gate is approved.
-    let nested: Vec<String> = out.clone();
-    out.retain(|g| !nested.iter().any(|n| n.starts_with(&format!("{g}/"))));
     out
 }
 

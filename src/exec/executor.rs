@@ -2,12 +2,12 @@
 //! `when`, `continue_on_error`, `always`, fail-fast and cancellation. It emits events and
 //! never prints.
 
-use super::cx::{Engines, Outputs, Progress, StepCx, StepError};
 use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
 use crate::plan::build::{self, Context};
 use crate::plan::graph::Dag;
 use crate::runbook::model::Runbook;
 use crate::steps::common::Retries;
+use crate::steps::cx::{Engines, Outputs, Progress, StepCx, StepError};
 use crate::template;
 use minijinja::Value;
 use serde_json::Value as Json;
@@ -105,6 +105,8 @@ struct Finished {
     attempts: u32,
     started: Instant,
     fingerprint: String,
+    /// Seconds people took to approve its gates.
+    gate_wait: f64,
 }
 
 /// Run the request; returns how the run ended.
@@ -437,31 +439,27 @@ impl Run {
             emit: emit.clone(),
             now: self.req.ctx.now,
             run_id: self.req.ctx.run_id.clone(),
-            resume: Arc::new(self.resume_shared.child(&id, self.whole[i])),
-            jobs: self.req.jobs,
             resumed: self.req.resumed,
+            template: ctx,
+            runbooks: Arc::new(super::nested::SubRunbooks {
+                resume: self.resume_shared.child(&id, self.whole[i]),
+                jobs: self.req.jobs,
+            }),
+            gate_wait: crate::steps::cx::GateWait::default(),
         };
-        let template_ctx = ctx.clone();
         let retries = step.common.retries.clone();
         let type_name = step.common.type_name.clone();
         Some(async move {
             let started = Instant::now();
-            let (result, attempts) = attempt_loop(
-                &kind,
-                &cx,
-                &template_ctx,
-                retries.as_ref(),
-                &type_name,
-                &fingerprint,
-                note,
-            )
-            .await;
+            let (result, attempts) =
+                attempt_loop(&kind, &cx, retries.as_ref(), &type_name, &fingerprint, note).await;
             Finished {
                 index: i,
                 result,
                 attempts,
                 started,
                 fingerprint,
+                gate_wait: cx.gate_wait.seconds(),
             }
         })
     }
@@ -614,8 +612,8 @@ impl Run {
                 (Outcome::Failed, Outputs::new(), Some(m))
             }
         };
-        if let Some(g) = outputs.get("waited_seconds").and_then(Json::as_f64) {
-            self.gate_wait += g;
+        if outcome == Outcome::Succeeded {
+            self.gate_wait += f.gate_wait;
         }
         self.state[f.index] = State::Ended(outcome);
         if outcome == Outcome::Succeeded {
@@ -745,7 +743,6 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 async fn attempt_loop(
     kind: &crate::steps::StepKind,
     cx: &StepCx,
-    ctx: &Value,
     retries: Option<&Retries>,
     type_name: &str,
     fingerprint: &str,
@@ -765,10 +762,10 @@ async fn attempt_loop(
         let attempt_cancel = cx.cancel.child_token();
         let mut acx = cx.clone();
         acx.cancel = attempt_cancel.clone();
-        let fut = crate::steps::run(kind, &acx, ctx);
+        let fut = kind.run(&acx);
         let result = match cx.timeout {
             // Gates measure their own timeout (a person's time, not the machine's).
-            Some(t) if !matches!(kind, crate::steps::StepKind::Gate(_)) => {
+            Some(t) if !kind.step_type().gate => {
                 tokio::pin!(fut);
                 tokio::select! {
                     r = &mut fut => r,

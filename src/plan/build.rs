@@ -249,6 +249,10 @@ pub struct PlanStep {
     /// For a `runbook` step: the steps of the sub-runbook (ids `parent/child`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<super::nested::SubPlan>,
+    /// The rendered configuration, typed (what `--check` probes is asked of it).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub kind: StepKind,
 }
 
 /// An estimate taken from past runs.
@@ -317,7 +321,7 @@ pub fn render_step(
     env: &Environment<'_>,
     ctx: &Value,
     masker: &Masker,
-) -> Result<(Json, Option<StepKind>), Diagnostic> {
+) -> Result<(Json, StepKind), Diagnostic> {
     let rendered = render_node(&step.config_node, env, ctx)
         .map_err(|(e, span)| render_error(&e, span, &format!("step `{}`", step.id()), masker))?;
     let kind = StepKind::decode(&step.common.type_name, &rendered).map_err(|e| {
@@ -332,7 +336,7 @@ pub fn render_step(
         .label(e.span.unwrap_or(step.node.span), "here")
     })?;
     let config = mask_json(serde_json::to_value(&kind).unwrap_or(Json::Null), masker);
-    Ok((config, Some(kind)))
+    Ok((config, kind))
 }
 
 /// Mask every string of a JSON value.
@@ -434,8 +438,8 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
     let mut steps = Vec::new();
     for i in dag.order() {
         let step = &runbook.steps[i];
-        let config = match render_step(step, &env, &value, &masker) {
-            Ok((c, _)) => c,
+        let (config, kind) = match render_step(step, &env, &value, &masker) {
+            Ok(rendered) => rendered,
             Err(d) => {
                 errors.push(d);
                 continue;
@@ -461,6 +465,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             group: group_of[i],
             on_critical_path: critical.contains(&i),
             sub: None,
+            kind,
         });
     }
     let locks = render_locks(runbook, &env, ctx).unwrap_or_else(|d| {

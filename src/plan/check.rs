@@ -5,18 +5,16 @@
 //! - every container a step names exists (its state is shown), except names that are runtime
 //!   placeholders (`<…>`) and names an earlier `container.run` step creates;
 //! - the image of every `container.run` is present on its engine (rb never pulls);
-//! - the free space in the directory each output path (`stdout`/`stderr` file, `dest`, `to`,
-//!   `write`) goes into (the nearest existing ancestor);
+//! - the free space in the directory each path a step writes (its [`crate::steps::Touches`]) goes into (the
+//!   nearest existing ancestor);
 //! - every secret's source exists (the variable is set, the file is readable), never read out.
 //!
 //! Nothing is created, started or written.
 
 use super::build::Plan;
-use crate::exec::cx::{Engines, StepError};
 use crate::runbook::model::Runbook;
-use crate::steps::container::split_container_path;
+use crate::steps::cx::{Engines, StepError};
 use serde::Serialize;
-use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -52,7 +50,6 @@ fn is_placeholder(s: &str) -> bool {
     s.contains('<') && s.contains('>')
 }
 
-#[expect(clippy::too_many_lines, reason = "one match arm per step type")]
 fn collect(plan: &Plan, base: &Path) -> Needs {
     let mut needs = Needs::default();
     let mut created: BTreeSet<(Option<String>, String)> = BTreeSet::new();
@@ -66,68 +63,16 @@ fn collect(plan: &Plan, base: &Path) -> Needs {
         }
     };
     for step in &plan.steps {
-        let c = &step.config;
-        let host = c.get("host").and_then(Json::as_str).map(str::to_owned);
-        let mut named: Vec<String> = Vec::new();
-        let mut outputs: Vec<String> = Vec::new();
-        let s = |k: &str| c.get(k).and_then(Json::as_str).map(str::to_owned);
-        let is_container_step = step.type_name.starts_with("container.")
-            || step.type_name == "network.create"
-            || (step.type_name == "health" && c.get("container").is_some_and(|v| !v.is_null()));
-        match step.type_name.as_str() {
-            "exec" | "container.exec" => {
-                if let Some(n) = s("container") {
-                    named.push(n);
-                }
-                for stream in ["stdout", "stderr"] {
-                    if let Some(f) = c
-                        .get(stream)
-                        .and_then(|o| o.get("file"))
-                        .and_then(Json::as_str)
-                    {
-                        outputs.push(f.to_owned());
-                    }
-                }
-            }
-            "container.copy" => {
-                for (key, local_is_output) in [("from", false), ("to", true)] {
-                    let Some(v) = s(key) else { continue };
-                    match split_container_path(&v) {
-                        Some((name, _)) => named.push(name.to_owned()),
-                        None if local_is_output => outputs.push(v),
-                        None => {}
-                    }
-                }
-            }
-            "container.start" | "container.stop" => {
-                if let Some(list) = c.get("containers").and_then(Json::as_array) {
-                    named.extend(list.iter().filter_map(Json::as_str).map(str::to_owned));
-                }
-            }
-            "container.run" => {
-                if let (Some(name), Some(image)) = (s("name"), s("image")) {
-                    created.insert((host.clone(), name));
-                    needs.images.push((host.clone(), image));
-                }
-            }
-            "health" => {
-                if let Some(n) = c
-                    .get("container")
-                    .and_then(|p| p.get("name"))
-                    .and_then(Json::as_str)
-                {
-                    named.push(n.to_owned());
-                }
-            }
-            _ => {
-                for key in ["dest", "write"] {
-                    if let Some(v) = s(key) {
-                        outputs.push(v);
-                    }
-                }
-            }
+        let host = step.kind.host().map(str::to_owned);
+        let touches = step.kind.touches();
+        for name in touches.creates {
+            created.insert((host.clone(), name));
         }
-        if is_container_step && !needs.engines.contains(&host) {
+        needs
+            .images
+            .extend(touches.images.into_iter().map(|i| (host.clone(), i)));
+        let (named, outputs) = (touches.containers, touches.writes);
+        if touches.engine && !needs.engines.contains(&host) {
             needs.engines.push(host.clone());
         }
         for name in named {

@@ -1,10 +1,10 @@
 //! Container lifecycle steps: `container.copy`, `container.run`, `container.start`,
 //! `container.stop`, `container.remove`, `network.create`.
 
-use super::{ConfigProblem, StepConfig};
+use super::{ConfigProblem, Step, StepType, Touches, plain};
 use crate::docker::{PortMapping, RunSpec};
 use crate::duration::Dur;
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -31,7 +31,28 @@ pub fn split_container_path(s: &str) -> Option<(&str, &str)> {
     (!c.is_empty() && !p.is_empty()).then_some((c, p))
 }
 
-impl StepConfig for CopyConfig {
+impl Step for CopyConfig {
+    const TYPE: StepType = plain(&["path", "bytes", "sha256", "entries"]);
+
+    fn touches(&self) -> Touches {
+        let mut t = Touches {
+            engine: true,
+            ..Touches::default()
+        };
+        for (end, local_is_written) in [(&self.from, false), (&self.to, true)] {
+            match split_container_path(end) {
+                Some((name, _)) => t.containers.push(name.to_owned()),
+                None if local_is_written => t.writes.push(end.clone()),
+                None => {}
+            }
+        }
+        t
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_copy(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         let from = split_container_path(&self.from).is_some();
         let to = split_container_path(&self.to).is_some();
@@ -83,7 +104,22 @@ pub struct RunConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for RunConfig {
+impl Step for RunConfig {
+    const TYPE: StepType = plain(&["id"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            creates: vec![self.name.clone()],
+            images: vec![self.image.clone()],
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_run(self, cx).await
+    }
+
     fn host(&self) -> Option<&str> {
         self.host.as_deref()
     }
@@ -99,7 +135,21 @@ pub struct ContainersConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for ContainersConfig {
+impl Step for ContainersConfig {
+    const TYPE: StepType = plain(&["changed"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            containers: self.containers.clone(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_start(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         if self.containers.is_empty() {
             vec![ConfigProblem::new("containers", "`containers` is empty")]
@@ -141,7 +191,21 @@ impl StopConfig {
     }
 }
 
-impl StepConfig for StopConfig {
+impl Step for StopConfig {
+    const TYPE: StepType = plain(&["changed"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            containers: self.containers.clone(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_stop(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         if self.containers.is_empty() {
             vec![ConfigProblem::new("containers", "`containers` is empty")]
@@ -184,7 +248,21 @@ pub struct RemoveConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for RemoveConfig {
+impl Step for RemoveConfig {
+    const TYPE: StepType = plain(&["changed", "volumes_removed"]);
+
+    /// The containers need not exist (removing a missing one is a no-op).
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_remove(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         if self.containers.is_empty() && self.named_volumes.is_empty() {
             vec![ConfigProblem::new(
@@ -212,7 +290,20 @@ pub struct NetworkConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for NetworkConfig {
+impl Step for NetworkConfig {
+    const TYPE: StepType = plain(&["id", "changed"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_network(self, cx).await
+    }
+
     fn host(&self) -> Option<&str> {
         self.host.as_deref()
     }

@@ -4,9 +4,9 @@
 
 use super::exec::{Output, OutputFile, Stdin};
 use crate::docker::TailBuffer;
-use crate::exec::cx::{Outputs, StepCx, StepError};
 use crate::io::digest::FileDigest;
 use crate::io::sink::FileSink;
+use crate::steps::cx::{Outputs, StepCx, StepError};
 use serde_json::Value;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
