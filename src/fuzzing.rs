@@ -195,7 +195,7 @@ fn fixed_context(mode: Mode) -> Context {
 /// journal holds (garbage, unknown events, events out of order, torn lines). Returns how
 /// many events were read.
 pub fn read_journal(data: &[u8]) -> usize {
-    let contents = crate::exec::journal::parse(data);
+    let contents = crate::journal::parse(data);
     let _ = crate::report::model::build(&contents.events);
     contents.events.len()
 }

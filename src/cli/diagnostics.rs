@@ -2,8 +2,8 @@
 
 use super::ParamArgs;
 use crate::plan::build::{self, Context, Mode, Plan};
-use crate::plan::graph::Dag;
 use crate::runbook::diagnostic::{Diagnostic, FileDiagnostic};
+use crate::runbook::graph::Dag;
 use crate::runbook::load::{self, Loaded};
 use crate::runbook::model::Runbook;
 use crate::runbook::params::Overrides;

@@ -4,7 +4,7 @@
 
 use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
 use crate::plan::build::{self, Context};
-use crate::plan::graph::Dag;
+use crate::runbook::graph::Dag;
 use crate::runbook::model::Runbook;
 use crate::steps::common::Retries;
 use crate::steps::cx::{Engines, Outputs, Progress, StepCx, StepError};

@@ -2,14 +2,14 @@
 //! the RTO budget. Used by `rb plan` (runtime values as placeholders, secrets as `***`) and by
 //! `rb run` (which renders each step again with real values right before it starts).
 
-use super::graph::Dag;
 use crate::duration::Dur;
 use crate::runbook::diagnostic::Diagnostic;
+use crate::runbook::graph::Dag;
 use crate::runbook::model::{Runbook, Step};
-use crate::runbook::node::{Node, NodeKind};
 use crate::runbook::params::{self, Overrides};
 use crate::steps::StepKind;
 use crate::template::{self, Masker, Placeholder};
+use crate::yaml::node::{Node, NodeKind};
 use chrono::{DateTime, SecondsFormat, Utc};
 use minijinja::{Environment, Value};
 use schemars::JsonSchema;
@@ -512,7 +512,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .objectives
             .restore_point
             .as_ref()
-            .map(crate::runbook::model::RestorePoint::describe),
+            .map(crate::event::RestorePoint::describe),
         rto_margin_seconds: rto.map(|r| r - critical_secs),
         milestones,
         steps,

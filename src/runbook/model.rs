@@ -1,9 +1,11 @@
 //! The typed runbook model (before templates are rendered).
 
-use super::node::Node;
+use crate::docker::HostSpec;
 use crate::duration::Dur;
+use crate::event::RestorePoint;
 use crate::steps::StepKind;
 use crate::steps::common::StepCommon;
+use crate::yaml::node::Node;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -78,38 +80,6 @@ pub struct Objectives {
     pub restore_point: Option<RestorePoint>,
 }
 
-/// Where a recovery run finds the time of the data it restores: one step output, or one
-/// param. The value is an RFC 3339 time (a space for `T` and an offset of hours only, as
-/// `PostgreSQL` prints them, are accepted) or Unix seconds.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RestorePoint {
-    /// The step whose output holds the time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
-    /// With `step`: the output's name (default `stdout`); `child.name` for an output of a
-    /// sub-runbook's step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-    /// The param holding the time (instead of `step`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub param: Option<String>,
-}
-
-impl RestorePoint {
-    /// `step `choose` output `stdout`` / `param `target_time``, for reports.
-    pub fn describe(&self) -> String {
-        match (&self.step, &self.param) {
-            (Some(s), _) => format!(
-                "step `{s}` output `{}`",
-                self.output.as_deref().unwrap_or("stdout")
-            ),
-            (None, Some(p)) => format!("param `{p}`"),
-            (None, None) => "nothing".to_owned(),
-        }
-    }
-}
-
 /// A partial objective.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -163,28 +133,4 @@ pub struct SecretSpec {
     pub file: Option<String>,
     /// What the secret is.
     pub description: Option<String>,
-}
-
-/// A Docker Engine a step may use with `host:`.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HostSpec {
-    /// Engine endpoint: `unix:///var/run/docker.sock`, `tcp://HOST:PORT`, `ssh://USER@HOST`.
-    pub docker: String,
-    /// TLS client files for `tcp://` endpoints (relative to the runbook).
-    pub tls: Option<TlsSpec>,
-    /// What this engine is.
-    pub description: Option<String>,
-}
-
-/// TLS client files.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSpec {
-    /// CA certificate (PEM).
-    pub ca: String,
-    /// Client certificate (PEM).
-    pub cert: String,
-    /// Client key (PEM).
-    pub key: String,
 }

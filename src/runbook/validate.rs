@@ -2,12 +2,12 @@
 //! Pure: it reads the model and returns diagnostics.
 
 use super::diagnostic::{Diagnostic, suggest};
+use super::graph::{self, Dag};
 use super::load::valid_id;
 use super::model::{Runbook, Step};
-use super::node::Node;
 use super::params;
-use crate::plan::graph::{self, Dag};
 use crate::template::{self, Finding};
+use crate::yaml::node::Node;
 use miette::SourceSpan;
 use minijinja::Environment;
 use std::collections::HashMap;

@@ -1,9 +1,9 @@
 //! The step contract: what a running step gets ([`StepCx`]), returns ([`StepResult`]) and
 //! may fail with ([`StepError`]).
 
+use crate::docker::HostSpec;
 use crate::docker::{DockerError, Engine};
 use crate::event::{EventKind, RunEvent};
-use crate::runbook::model::HostSpec;
 use crate::template::Masker;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};

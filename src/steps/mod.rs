@@ -42,8 +42,8 @@ pub mod prune;
 pub mod runbook;
 pub mod sleep;
 
-use crate::runbook::de::{DeError, from_node};
-use crate::runbook::node::Node;
+use crate::yaml::de::{DeError, from_node};
+use crate::yaml::node::Node;
 use cx::{StepCx, StepResult};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
