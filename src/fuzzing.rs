@@ -2,7 +2,7 @@
 //! corpus (`tests/fuzz_corpus.rs`): each takes arbitrary bytes and drives the real code the
 //! way `rb` does. None of them may panic, hang or exhaust memory, whatever the input.
 
-use crate::plan::build::{self, Context, Mode};
+use crate::plan::build;
 use crate::plan::{diff, render};
 use crate::runbook::diagnostic::Diagnostic;
 use crate::runbook::load;
@@ -10,6 +10,7 @@ use crate::runbook::model::{ParamType, Runbook};
 use crate::runbook::params::Overrides;
 use crate::runbook::validate;
 use crate::template::{self, Placeholder};
+use crate::template::{Context, Mode};
 use chrono::{DateTime, Utc};
 use minijinja::Value;
 use std::collections::BTreeMap;

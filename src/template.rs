@@ -8,6 +8,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
+pub mod context;
+pub use context::{Context, Mode, render_node};
+
 /// Instructions a template may execute before rendering stops (a loop bomb ends here).
 pub const FUEL: u64 = 200_000;
 
@@ -555,6 +558,36 @@ impl Masker {
 
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()
+    }
+
+    /// A JSON value with every secret masked, in every string: keys (file names) as well as
+    /// values, at any depth.
+    #[must_use]
+    pub fn mask_json(&self, v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value as Json;
+        if self.is_empty() {
+            return v;
+        }
+        match v {
+            Json::String(s) => Json::String(self.mask(&s)),
+            Json::Array(a) => Json::Array(a.into_iter().map(|x| self.mask_json(x)).collect()),
+            Json::Object(o) => Json::Object(self.mask_map(o)),
+            other => other,
+        }
+    }
+
+    /// [`Masker::mask_json`] of a JSON object (a step's outputs).
+    #[must_use]
+    pub fn mask_map(
+        &self,
+        map: serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        if self.is_empty() {
+            return map;
+        }
+        map.into_iter()
+            .map(|(k, v)| (self.mask(&k), self.mask_json(v)))
+            .collect()
     }
 }
 

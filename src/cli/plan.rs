@@ -7,8 +7,9 @@ use crate::event::{EventKind, Outcome};
 use crate::exec::state;
 use crate::exit_code;
 use crate::journal;
-use crate::plan::build::{self, HistoryEstimate, Mode};
+use crate::plan::build::{self, HistoryEstimate};
 use crate::plan::{check, diff, render};
+use crate::template::Mode;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

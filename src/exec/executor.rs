@@ -3,12 +3,13 @@
 //! never prints.
 
 use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
-use crate::plan::build::{self, Context};
 use crate::runbook::graph::Dag;
+use crate::runbook::model::RenderError;
 use crate::runbook::model::Runbook;
 use crate::steps::common::Retries;
 use crate::steps::cx::{Engines, Outputs, Progress, StepCx, StepError};
 use crate::template;
+use crate::template::Context;
 use minijinja::Value;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
@@ -394,9 +395,8 @@ impl Run {
                 return None;
             }
         };
-        let masked_config =
-            serde_json::to_value(&kind).map_or(Json::Null, |v| build::mask_json(v, &masker));
-        let fingerprint = build::fingerprint(&step, &masked_config);
+        let masked_config = serde_json::to_value(&kind).map_or(Json::Null, |v| masker.mask_json(v));
+        let fingerprint = step.fingerprint(&masked_config);
         let note = match self.resume_shared.done.get(&id) {
             Some(_) if self.forced[i] || self.resume_shared.all => {
                 Some("asked to run again (--from/--only)".to_owned())
@@ -472,8 +472,8 @@ impl Run {
         ctx: &Value,
         masker: &crate::template::Masker,
     ) -> Result<crate::steps::StepKind, String> {
-        build::render_node(&step.config_node, &self.env, ctx)
-            .map_err(|(e, span)| {
+        step.render(&self.env, ctx).map_err(|e| match e {
+            RenderError::Template(e, span) => {
                 // Name the field and the template, not only minijinja's "<string>:1".
                 let what = match step.config_node.string_at(span) {
                     Some((field, text)) => format!("field `{field}` (`{}`)", text.trim()),
@@ -484,11 +484,9 @@ impl Run {
                     step.id(),
                     e.detail().unwrap_or(&e.to_string())
                 ))
-            })
-            .and_then(|node| {
-                crate::steps::StepKind::decode(&step.common.type_name, &node)
-                    .map_err(|e| masker.mask(&format!("after rendering: {}", e.message)))
-            })
+            }
+            RenderError::Decode(e) => masker.mask(&format!("after rendering: {}", e.message)),
+        })
     }
 
     /// Evaluate the step's `when`; a false or failing one ends the step.
@@ -623,7 +621,7 @@ impl Run {
         // Later steps of this run see the real values; what is recorded or shown is masked
         // (a secret in a file name, in an I/O error naming that file, …).
         let masker = self.req.ctx.masker();
-        let outputs = mask_outputs(outputs, &masker);
+        let outputs = masker.mask_map(outputs);
         let error = error.map(|e| masker.mask(&e));
         self.emit(EventKind::StepFinished {
             step: id,
@@ -714,25 +712,6 @@ fn undone(req: &Request) -> Vec<Option<String>> {
         }
     }
     out
-}
-
-/// Outputs with every secret masked, in keys (file names) as well as values.
-fn mask_outputs(outputs: Outputs, masker: &crate::template::Masker) -> Outputs {
-    fn mask(v: Json, masker: &crate::template::Masker) -> Json {
-        match v {
-            Json::String(s) => Json::String(masker.mask(&s)),
-            Json::Array(a) => Json::Array(a.into_iter().map(|x| mask(x, masker)).collect()),
-            Json::Object(o) => Json::Object(mask_outputs(o, masker)),
-            other => other,
-        }
-    }
-    if masker.is_empty() {
-        return outputs;
-    }
-    outputs
-        .into_iter()
-        .map(|(k, v)| (masker.mask(&k), mask(v, masker)))
-        .collect()
 }
 
 /// How long a timed-out step may take to stop what it started, once cancelled (a container

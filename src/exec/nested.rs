@@ -4,9 +4,9 @@
 
 use super::executor::{self, Request, Resume};
 use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
-use crate::plan::build::{Context, Mode};
 use crate::runbook::params::Overrides;
 use crate::steps::cx::{BoxFuture, Outputs, Runbooks, StepCx, StepError, StepResult};
+use crate::template::{Context, Mode};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

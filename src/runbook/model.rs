@@ -5,9 +5,13 @@ use crate::duration::Dur;
 use crate::event::RestorePoint;
 use crate::steps::StepKind;
 use crate::steps::common::StepCommon;
+use crate::yaml::de::DeError;
 use crate::yaml::node::Node;
+use minijinja::{Environment, Value};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,6 +65,37 @@ impl Step {
     pub fn id(&self) -> &str {
         &self.common.id
     }
+
+    /// Render the step's configuration with `ctx` and decode it into its type: what a plan
+    /// shows and what a run starts (each says what went wrong in its own words).
+    pub fn render(&self, env: &Environment<'_>, ctx: &Value) -> Result<StepKind, RenderError> {
+        let node = crate::template::render_node(&self.config_node, env, ctx)
+            .map_err(|(e, span)| RenderError::Template(e, span))?;
+        StepKind::decode(&self.common.type_name, &node).map_err(RenderError::Decode)
+    }
+
+    /// The fingerprint of the step's definition rendered as `config` (masked): resume runs a
+    /// step again when it changed.
+    pub fn fingerprint(&self, config: &Json) -> String {
+        let doc = serde_json::json!({
+            "type": self.common.type_name,
+            "config": config,
+            "when": self.common.when,
+            "always": self.common.always,
+            "continue_on_error": self.common.continue_on_error,
+        });
+        let digest = Sha256::digest(doc.to_string().as_bytes());
+        hex::encode(&digest[..8])
+    }
+}
+
+/// Why a step's configuration could not be rendered.
+#[derive(Debug)]
+pub enum RenderError {
+    /// A template failed, at this span of the step.
+    Template(minijinja::Error, miette::SourceSpan),
+    /// The rendered configuration does not decode into the step's type.
+    Decode(DeError),
 }
 
 /// Recovery objectives.
