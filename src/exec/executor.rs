@@ -790,3 +790,7 @@ async fn attempt_loop(
         attempt += 1;
     }
 }
+
+#[cfg(test)]
+#[path = "executor_tests.rs"]
+mod tests;

@@ -20,7 +20,7 @@ pub struct FakeConfig {
     /// Wait for an approval this run cannot give.
     #[serde(default)]
     pub pending: bool,
-    /// Seconds of gate wait to count on success.
+    /// Seconds of gate wait it reports (whether it then succeeds or not).
     #[serde(default)]
     pub waited: f64,
     /// The outputs on success.
@@ -49,13 +49,13 @@ impl Step for FakeConfig {
             () = tokio::time::sleep(Duration::from_millis(self.millis)) => {}
             () = cx.cancel.cancelled() => return Err(StepError::Cancelled),
         }
+        cx.gate_wait.add(self.waited);
         if self.pending {
             return Err(StepError::GatePending);
         }
         if let Some(m) = &self.fail {
             return Err(StepError::failed(m.clone()));
         }
-        cx.gate_wait.add(self.waited);
         Ok(self.outputs.clone().into_iter().collect::<Outputs>())
     }
 }
