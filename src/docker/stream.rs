@@ -41,10 +41,15 @@ impl TailBuffer {
         self.buf.iter().copied().collect()
     }
 
+    /// Whether older bytes were dropped.
+    pub fn cut(&self) -> bool {
+        self.total > self.buf.len() as u64
+    }
+
     /// The kept bytes, lossily decoded; starts with `…` when older bytes were dropped.
     pub fn text(&self) -> String {
         let text = String::from_utf8_lossy(&self.bytes()).into_owned();
-        if self.total > self.buf.len() as u64 {
+        if self.cut() {
             format!("…{text}")
         } else {
             text

@@ -68,7 +68,7 @@ impl Sink {
     ) -> Result<(), StepError> {
         match self {
             Sink::Capture(t) => {
-                let text = cx.masker.mask_tail(&t.text(), CAPTURE_LIMIT);
+                let text = cx.masker.mask_tail(&t.text(), CAPTURE_LIMIT, t.cut());
                 outputs.insert(name.to_owned(), Value::String(text));
                 Ok(())
             }
