@@ -63,8 +63,8 @@ fn collect(plan: &Plan, base: &Path) -> Needs {
         }
     };
     for step in &plan.steps {
-        let host = step.kind.host().map(str::to_owned);
         let touches = step.kind.touches();
+        let host = touches.host;
         for name in touches.creates {
             created.insert((host.clone(), name));
         }

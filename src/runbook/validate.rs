@@ -203,9 +203,9 @@ fn check_configs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
                 .label(span, "here"),
             );
         }
-        if let Some(host) = kind.host()
+        if let Some(host) = kind.touches().host
             && !host.contains("{{")
-            && !hosts.contains(&host)
+            && !hosts.contains(&host.as_str())
         {
             let span = step.node.get("host").map_or(step.node.span, |n| n.span);
             diags.push(
@@ -214,7 +214,7 @@ fn check_configs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
                     format!("step `{}` uses unknown host `{host}`", step.id()),
                 )
                 .label(span, "not a key of `hosts`")
-                .help(suggest(host, &hosts, "hosts")),
+                .help(suggest(&host, &hosts, "hosts")),
             );
         }
         if let Some(t) = step.common.timeout

@@ -49,10 +49,6 @@ impl Step for ArchiveConfig {
         }
     }
 
-    fn host(&self) -> Option<&str> {
-        None
-    }
-
     async fn run(&self, cx: &StepCx) -> StepResult {
         run_archive(self, cx).await
     }
@@ -65,10 +61,6 @@ impl Step for ExtractConfig {
             writes: vec![self.dest.clone()],
             ..Touches::default()
         }
-    }
-
-    fn host(&self) -> Option<&str> {
-        None
     }
 
     async fn run(&self, cx: &StepCx) -> StepResult {

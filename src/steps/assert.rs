@@ -27,10 +27,6 @@ impl Step for AssertConfig {
         Touches::default()
     }
 
-    fn host(&self) -> Option<&str> {
-        None
-    }
-
     async fn run(&self, cx: &StepCx) -> StepResult {
         run(self, cx, &cx.template)
     }

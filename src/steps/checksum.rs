@@ -30,10 +30,6 @@ impl Step for ChecksumConfig {
         }
     }
 
-    fn host(&self) -> Option<&str> {
-        None
-    }
-
     async fn run(&self, cx: &StepCx) -> StepResult {
         run(self, cx).await
     }

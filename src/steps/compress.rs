@@ -36,10 +36,6 @@ impl Step for CompressConfig {
         }
     }
 
-    fn host(&self) -> Option<&str> {
-        None
-    }
-
     async fn run(&self, cx: &StepCx) -> StepResult {
         run(self, cx, false).await
     }
@@ -77,10 +73,6 @@ impl Step for DecompressConfig {
 
     fn touches(&self) -> Touches {
         self.0.touches()
-    }
-
-    fn host(&self) -> Option<&str> {
-        None
     }
 
     fn problems(&self) -> Vec<ConfigProblem> {

@@ -37,6 +37,7 @@ impl Step for CopyConfig {
     fn touches(&self) -> Touches {
         let mut t = Touches {
             engine: true,
+            host: self.host.clone(),
             ..Touches::default()
         };
         for (end, local_is_written) in [(&self.from, false), (&self.to, true)] {
@@ -68,9 +69,6 @@ impl Step for CopyConfig {
         } else {
             Vec::new()
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 
@@ -110,6 +108,7 @@ impl Step for RunConfig {
     fn touches(&self) -> Touches {
         Touches {
             engine: true,
+            host: self.host.clone(),
             creates: vec![self.name.clone()],
             images: vec![self.image.clone()],
             ..Touches::default()
@@ -118,10 +117,6 @@ impl Step for RunConfig {
 
     async fn run(&self, cx: &StepCx) -> StepResult {
         run_run(self, cx).await
-    }
-
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 
@@ -141,6 +136,7 @@ impl Step for ContainersConfig {
     fn touches(&self) -> Touches {
         Touches {
             engine: true,
+            host: self.host.clone(),
             containers: self.containers.clone(),
             ..Touches::default()
         }
@@ -156,9 +152,6 @@ impl Step for ContainersConfig {
         } else {
             Vec::new()
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 
@@ -197,6 +190,7 @@ impl Step for StopConfig {
     fn touches(&self) -> Touches {
         Touches {
             engine: true,
+            host: self.host.clone(),
             containers: self.containers.clone(),
             ..Touches::default()
         }
@@ -225,9 +219,6 @@ impl Step for StopConfig {
             _ => Vec::new(),
         }
     }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
-    }
 }
 
 /// Remove containers (running ones are killed), waiting until they are gone; a no-op for
@@ -255,6 +246,7 @@ impl Step for RemoveConfig {
     fn touches(&self) -> Touches {
         Touches {
             engine: true,
+            host: self.host.clone(),
             ..Touches::default()
         }
     }
@@ -272,9 +264,6 @@ impl Step for RemoveConfig {
         } else {
             Vec::new()
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 
@@ -296,16 +285,13 @@ impl Step for NetworkConfig {
     fn touches(&self) -> Touches {
         Touches {
             engine: true,
+            host: self.host.clone(),
             ..Touches::default()
         }
     }
 
     async fn run(&self, cx: &StepCx) -> StepResult {
         run_network(self, cx).await
-    }
-
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 

@@ -207,10 +207,6 @@ impl Step for ExecConfig {
         }
     }
 
-    fn host(&self) -> Option<&str> {
-        None
-    }
-
     fn problems(&self) -> Vec<ConfigProblem> {
         process_problems(
             self.command.as_ref(),
@@ -230,14 +226,11 @@ impl Step for ContainerExecConfig {
     fn touches(&self) -> Touches {
         Touches {
             engine: true,
+            host: self.host.clone(),
             containers: vec![self.container.clone()],
             writes: output_files(&self.stdout, &self.stderr),
             ..Touches::default()
         }
-    }
-
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 
     fn problems(&self) -> Vec<ConfigProblem> {

@@ -40,10 +40,6 @@ impl Step for FakeConfig {
         Touches::default()
     }
 
-    fn host(&self) -> Option<&str> {
-        None
-    }
-
     async fn run(&self, cx: &StepCx) -> StepResult {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(self.millis)) => {}

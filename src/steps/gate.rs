@@ -26,10 +26,6 @@ impl Step for GateConfig {
         Touches::default()
     }
 
-    fn host(&self) -> Option<&str> {
-        None
-    }
-
     async fn run(&self, cx: &StepCx) -> StepResult {
         run(self, cx).await
     }

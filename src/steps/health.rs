@@ -52,13 +52,12 @@ impl Step for HealthConfig {
     const TYPE: StepType = plain(&["attempts", "latency_ms"]);
 
     fn touches(&self) -> Touches {
-        match &self.container {
-            Some(probe) => Touches {
-                engine: true,
-                containers: vec![probe.name.clone()],
-                ..Touches::default()
-            },
-            None => Touches::default(),
+        // `host` is checked whatever the probe; only a container probe uses the engine.
+        Touches {
+            engine: self.container.is_some(),
+            host: self.host.clone(),
+            containers: self.container.iter().map(|p| p.name.clone()).collect(),
+            ..Touches::default()
         }
     }
 
@@ -79,9 +78,6 @@ impl Step for HealthConfig {
                 "a health step takes exactly one of `http`, `tcp`, `exec`, `container`",
             )]
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 

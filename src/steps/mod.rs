@@ -17,9 +17,8 @@
 //!    `JsonSchema`, `#[serde(deny_unknown_fields)]`, a `///` on every field: it becomes the
 //!    schema's description) and `impl Step for NameConfig`. The compiler asks for every hook
 //!    that matters: [`Step::TYPE`] (its outputs, whether it is a gate, the keys it evaluates as
-//!    expressions, the key naming a runbook it includes), [`Step::touches`] (engines,
-//!    containers, images, stores and local paths, for `rb plan --check`), [`Step::host`] and
-//!    [`Step::run`]. [`Step::problems`] and [`Step::timeout_problems`] default to none.
+//!    expressions, the key naming a runbook it includes), [`Step::touches`] (engine and host,
+//!    containers, images, stores and local paths, for `rb plan --check`) and [`Step::run`]. [`Step::problems`] and [`Step::timeout_problems`] default to none.
 //! 2. Declare the module below and add one line to the `step_kinds!` registration:
 //!    `Variant(name::NameConfig) = "type.name",`. Two types cannot share a configuration
 //!    struct (wrap one in a `#[serde(transparent)]` newtype, as `decompress` does).
@@ -88,8 +87,11 @@ pub struct StepType {
 /// probes before anything runs. Names may be runtime placeholders (`<…>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Touches {
-    /// It talks to a Docker engine (the one [`Step::host`] names, else the default one).
+    /// It talks to a Docker engine: the one `host` names, else the default one.
     pub engine: bool,
+    /// The `hosts:` entry whose engine it talks to (`None`: the default engine); checked to
+    /// be declared.
+    pub host: Option<String>,
     /// Containers that must exist before it runs.
     pub containers: Vec<String>,
     /// Containers it creates (later steps may name them before they exist).
@@ -110,10 +112,6 @@ pub trait Step: Send + Sync {
 
     /// What the step touches outside rb, for `rb plan --check`.
     fn touches(&self) -> Touches;
-
-    /// The `hosts:` entry whose engine the step talks to (`None`: the default engine, or no
-    /// engine).
-    fn host(&self) -> Option<&str>;
 
     /// Checks across fields that serde cannot express (exactly one of two keys, …).
     fn problems(&self) -> Vec<ConfigProblem> {
@@ -172,11 +170,6 @@ macro_rules! step_kinds {
             /// See [`Step::touches`].
             pub fn touches(&self) -> Touches {
                 match self { $($(#[$attr])* StepKind::$variant(c) => c.touches()),* }
-            }
-
-            /// See [`Step::host`].
-            pub fn host(&self) -> Option<&str> {
-                match self { $($(#[$attr])* StepKind::$variant(c) => c.host()),* }
             }
 
             /// See [`Step::problems`].

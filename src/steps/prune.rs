@@ -53,10 +53,6 @@ impl Step for PruneConfig {
         Touches::default()
     }
 
-    fn host(&self) -> Option<&str> {
-        None
-    }
-
     async fn run(&self, cx: &StepCx) -> StepResult {
         run(self, cx).await
     }

@@ -31,10 +31,6 @@ impl Step for RunbookConfig {
         Touches::default()
     }
 
-    fn host(&self) -> Option<&str> {
-        None
-    }
-
     /// The executor loads, validates and runs the child inside this run: its steps are
     /// journaled as `parent/child`; its outputs are the children's outputs by id.
     async fn run(&self, cx: &StepCx) -> StepResult {
