@@ -352,3 +352,62 @@ pub fn markdown(probes: &[Probe]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::collect;
+    use crate::runbook::params::Overrides;
+    use crate::template::Mode;
+    use std::path::{Path, PathBuf};
+
+    /// What each step type touches comes from its typed configuration: engines, containers
+    /// (not those an earlier step creates, nor placeholders), images and the directories of
+    /// every path a step writes, whatever its key.
+    #[test]
+    fn the_probes_come_from_what_each_step_touches() {
+        let text = "version: 1\nname: t\nhosts:\n  other: { docker: 'tcp://h:2376' }\nsteps:\n\
+            - { id: run, type: container.run, name: web, image: 'nginx:1', host: other }\n\
+            - { id: start, type: container.start, containers: [web, db], host: other }\n\
+            - { id: in, type: container.exec, container: db, command: [x], stdout: { file: out/a.txt } }\n\
+            - { id: copy, type: container.copy, from: 'db:/x', to: copies/x }\n\
+            - { id: sum, type: checksum, files: [a], write: sums/SHA256SUMS }\n\
+            - { id: pack, type: archive, sources: [a], dest: '/abs/packs/<steps.x.outputs.y>.tar' }\n\
+            - { id: probe, type: health, container: { name: '<steps.run.outputs.id>' }, timeout: 1s }\n\
+            - { id: wait, type: sleep, duration: 1s }\n";
+        let loaded = crate::runbook::load::load_str(Path::new("/base/rb.yaml"), text.into());
+        let mut diags = loaded.diagnostics;
+        let runbook = loaded.runbook.expect("loads");
+        let dag = crate::runbook::validate::validate(&runbook, &mut diags);
+        assert!(
+            diags.is_empty(),
+            "{:?}",
+            diags.iter().map(|d| &d.message).collect::<Vec<_>>()
+        );
+        let (_, plan) = crate::plan::build::resolve_and_build(
+            &runbook,
+            &dag,
+            &Overrides::default(),
+            chrono::Utc::now(),
+            Mode::Plan,
+            "run",
+            std::collections::BTreeMap::new(),
+        )
+        .expect("plans");
+        let needs = collect(&plan, Path::new("/base"));
+        let other = Some("other".to_owned());
+        assert_eq!(needs.engines, [other.clone(), None]);
+        assert_eq!(
+            needs.containers,
+            [
+                (other.clone(), "db".into(), "start".into()),
+                (None, "db".into(), "in".into()),
+            ]
+        );
+        assert_eq!(needs.images, [(other, "nginx:1".into())]);
+        let dirs: Vec<PathBuf> = ["/base/out", "/base/copies", "/base/sums", "/abs/packs/"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(needs.dirs, dirs);
+    }
+}
