@@ -23,6 +23,20 @@
 //!    `Variant(name::NameConfig) = "type.name",`. Two types cannot share a configuration
 //!    struct (wrap one in a `#[serde(transparent)]` newtype, as `decompress` does).
 //! 3. Document the type in `docs/runbook-format.md` and regenerate `schemas/*.json`.
+//!
+//! ```text
+//! impl Step for PutConfig {
+//!     const TYPE: StepType = plain(&["key", "bytes", "sha256"]);
+//!
+//!     fn touches(&self) -> Touches {
+//!         Touches { stores: vec![self.store.clone()], ..Touches::default() }
+//!     }
+//!
+//!     async fn run(&self, cx: &StepCx) -> StepResult {
+//!         put(self, cx).await
+//!     }
+//! }
+//! ```
 
 pub mod archive;
 pub mod assert;
