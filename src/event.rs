@@ -154,6 +154,15 @@ pub enum EventKind {
         duration_seconds: f64,
         gate_wait_seconds: f64,
     },
+    /// A `notify:` webhook could not be told (refused, timed out, not found): recorded, never
+    /// a failure of the run. The URL is a secret and never appears, only the secret's name.
+    NotificationFailed {
+        /// The secret holding the webhook's URL.
+        webhook: String,
+        /// What it was to be told: `start`, `success`, `failure`, `over_rto`, `gate`.
+        notification: String,
+        error: String,
+    },
 }
 
 impl RunEvent {

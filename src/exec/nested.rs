@@ -150,6 +150,7 @@ fn forward(parent_emit: Emit, sink: Arc<Mutex<Collected>>, pre: String) -> Emit 
             | EventKind::StepProgressed { step, .. }
             | EventKind::StepRetrying { step, .. }
             | EventKind::GateRequested { step, .. } => step.insert_str(0, &pre),
+            EventKind::NotificationFailed { .. } => {}
         }
         parent_emit(e);
     })

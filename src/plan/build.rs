@@ -7,6 +7,7 @@ use crate::runbook::context::render_error;
 use crate::runbook::diagnostic::Diagnostic;
 use crate::runbook::graph::Dag;
 use crate::runbook::model::{RenderError, Runbook, Step};
+use crate::runbook::notify::Notify;
 use crate::runbook::params::{self, Overrides};
 use crate::steps::StepKind;
 use crate::template::{self, Context, Masker, Mode, Placeholder};
@@ -86,6 +87,10 @@ pub struct Plan {
     /// Target locks the run takes before its first step (rendered `locks:`), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<String>,
+    /// Webhooks told about the run: `***` (the URL is a secret), the secret's name and the
+    /// events, e.g. `*** (ops_webhook) on failure, over_rto, gate`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
     /// Steps in run order.
     pub steps: Vec<PlanStep>,
     /// Every gate the run can ask for, sub-runbooks' included (`parent/child`): the ids
@@ -195,12 +200,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
         .collect();
     let (critical, critical_secs) = dag.critical_path(&weights);
     let groups = dag.groups();
-    let mut group_of = vec![0; runbook.steps.len()];
-    for (g, members) in groups.iter().enumerate() {
-        for &i in members {
-            group_of[i] = g;
-        }
-    }
+    let group_of = group_of(&groups, runbook.steps.len());
     let mut errors = Vec::new();
     let mut steps = Vec::new();
     for i in dag.order() {
@@ -262,6 +262,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .map(|(k, v)| (k.clone(), masker.mask(v)))
             .collect(),
         locks,
+        notify: runbook.notify.iter().map(Notify::planned).collect(),
         missing_params: Vec::new(),
         gates: super::nested::attach(&mut steps, &runbook.base_dir()),
         groups: groups.iter().map(|g| ids(g)).collect(),
@@ -285,6 +286,17 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
         steps,
         predicted_finish: None,
     })
+}
+
+/// Each step's parallel group, by step index.
+fn group_of(groups: &[Vec<usize>], steps: usize) -> Vec<usize> {
+    let mut group_of = vec![0; steps];
+    for (g, members) in groups.iter().enumerate() {
+        for &i in members {
+            group_of[i] = g;
+        }
+    }
+    group_of
 }
 
 /// The runbook's `locks:` rendered (no step outputs: they are taken before the first step),

@@ -165,6 +165,9 @@ fn text_head(o: &mut String, plan: &Plan) {
     for l in &plan.locks {
         let _ = writeln!(o, "  lock   {l}");
     }
+    for n in &plan.notify {
+        let _ = writeln!(o, "  notify {n}");
+    }
 }
 
 /// Plain text for a terminal.
@@ -384,6 +387,10 @@ fn markdown_inputs(o: &mut String, plan: &Plan) {
             .map(|l| format!("`{}`", md_code(l)))
             .collect();
         let _ = writeln!(o, "**Locks:** {}\n", locks.join(", "));
+    }
+    if !plan.notify.is_empty() {
+        let notify: Vec<String> = plan.notify.iter().map(|n| format!("`{n}`")).collect();
+        let _ = writeln!(o, "**Notify:** {}\n", notify.join(", "));
     }
 }
 

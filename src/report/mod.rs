@@ -7,6 +7,7 @@ pub mod junit;
 pub mod markdown;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod objectives;
 pub mod projection;
 pub mod terminal;

@@ -26,6 +26,7 @@ pub const TOP_KEYS: &[&str] = &[
     "vars",
     "hosts",
     "locks",
+    "notify",
     "steps",
 ];
 
@@ -301,6 +302,7 @@ fn decode_root(
         .collect();
     let vars = decode_vars(root.get("vars"), diags);
     let locks = decode_locks(root.get("locks"), diags);
+    let notify = super::notify::decode(root.get("notify"), diags);
     let steps = match root.get_entry("steps") {
         Some((_, n)) => decode_steps(n, diags),
         None => {
@@ -324,6 +326,7 @@ fn decode_root(
         vars,
         hosts,
         locks,
+        notify,
         steps,
     })
 }

@@ -10,5 +10,6 @@ pub mod diagnostic;
 pub mod graph;
 pub mod load;
 pub mod model;
+pub mod notify;
 pub mod params;
 pub mod validate;

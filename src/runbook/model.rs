@@ -35,6 +35,8 @@ pub struct Runbook {
     /// Target locks (templates), taken before the first step and held until the run ends:
     /// two runs, of any runbooks, that name the same lock never run at once.
     pub locks: Vec<String>,
+    /// Webhooks told about the run (`notify:`).
+    pub notify: Vec<super::notify::Notify>,
     pub steps: Vec<Step>,
 }
 

@@ -22,6 +22,7 @@ pub fn validate(runbook: &Runbook, diags: &mut Vec<Diagnostic>) -> Dag {
     }
     params::check_specs(runbook, diags);
     check_secrets(runbook, diags);
+    super::notify::check(runbook, diags);
     check_configs(runbook, diags);
     check_objectives(runbook, diags);
     let ancestors = if cycles.is_empty() {
