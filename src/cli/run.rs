@@ -4,13 +4,13 @@ use super::ParamArgs;
 use super::diagnostics::{load_valid, prepare};
 use crate::event::{EventKind, PlannedMilestone, PlannedStep, RunEvent, RunOutcome};
 use crate::exec::executor::{self, Request};
-use crate::exec::journal::{self, Journal, RunRecord};
 use crate::exec::lock::{RunLock, TargetLock};
 use crate::exec::state;
 use crate::exit_code;
-use crate::plan::build::Mode;
+use crate::journal::{self, Journal, RunRecord};
 use crate::report::terminal::Terminal;
 use crate::report::{self, Format, model};
+use crate::template::Mode;
 use sha2::{Digest, Sha256};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -535,23 +535,18 @@ fn planned_steps(plan: &crate::plan::build::Plan) -> Vec<PlannedStep> {
         .collect()
 }
 
+/// The gates that asked and got no answer (a sub-runbook's as `parent/gate`).
 fn pending_gates(events: &[RunEvent]) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     for e in events {
-        if let EventKind::StepFinished {
-            step,
-            reason: Some(r),
-            ..
-        } = &e.kind
-            && r == "waiting for approval"
-            && !out.contains(step)
-        {
-            out.push(step.clone());
+        match &e.kind {
+            EventKind::GateRequested { step, .. } if !out.contains(step) => {
+                out.push(step.clone());
+            }
+            EventKind::GateAnswered { step, .. } => out.retain(|g| g != step),
+            _ => {}
         }
     }
-    // A sub-runbook's step waits because a gate inside it does: only the gate is approved.
-    let nested: Vec<String> = out.clone();
-    out.retain(|g| !nested.iter().any(|n| n.starts_with(&format!("{g}/"))));
     out
 }
 

@@ -2,8 +2,9 @@
 
 use super::diagnostics::{load_valid, print_diagnostics};
 use crate::exit_code;
-use crate::plan::build::{self, Mode};
+use crate::plan::build;
 use crate::runbook::params::Overrides;
+use crate::template::Mode;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -19,7 +20,7 @@ pub struct Args {
 fn renders_within_limits(
     path: &Path,
     runbook: &crate::runbook::model::Runbook,
-    dag: &crate::plan::graph::Dag,
+    dag: &crate::runbook::graph::Dag,
 ) -> bool {
     let Err(diags) = build::resolve_and_build(
         runbook,
@@ -34,7 +35,7 @@ fn renders_within_limits(
     };
     let limits: Vec<_> = diags
         .into_iter()
-        .filter(|d| d.code == build::RENDER_LIMIT)
+        .filter(|d| d.code == crate::runbook::context::RENDER_LIMIT)
         .collect();
     if limits.is_empty() {
         return true;
