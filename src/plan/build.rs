@@ -286,6 +286,9 @@ pub struct Plan {
     /// Target locks the run takes before its first step (rendered `locks:`), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<String>,
+    /// The object stores (`name: url …`), credentials shown as `***`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<String>,
     /// Steps in run order.
     pub steps: Vec<PlanStep>,
     /// Every gate the run can ask for, sub-runbooks' included (`parent/child`): the ids
@@ -490,6 +493,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .map(|(k, v)| (k.clone(), masker.mask(v)))
             .collect(),
         locks,
+        stores: crate::store::spec::describe_all(&runbook.stores),
         missing_params: Vec::new(),
         gates: super::nested::attach(&mut steps, &runbook.base_dir()),
         groups: groups.iter().map(|g| ids(g)).collect(),

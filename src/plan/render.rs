@@ -165,6 +165,9 @@ fn text_head(o: &mut String, plan: &Plan) {
     for l in &plan.locks {
         let _ = writeln!(o, "  lock   {l}");
     }
+    for s in &plan.stores {
+        let _ = writeln!(o, "  store  {s}");
+    }
 }
 
 /// Plain text for a terminal.
@@ -384,6 +387,9 @@ fn markdown_inputs(o: &mut String, plan: &Plan) {
             .map(|l| format!("`{}`", md_code(l)))
             .collect();
         let _ = writeln!(o, "**Locks:** {}\n", locks.join(", "));
+    }
+    for s in &plan.stores {
+        let _ = writeln!(o, "**Store:** `{}`\n", md_code(s));
     }
 }
 

@@ -23,6 +23,7 @@ pub fn validate(runbook: &Runbook, diags: &mut Vec<Diagnostic>) -> Dag {
     params::check_specs(runbook, diags);
     check_secrets(runbook, diags);
     check_configs(runbook, diags);
+    crate::store::validate::check(runbook, diags);
     check_objectives(runbook, diags);
     let ancestors = if cycles.is_empty() {
         dag.ancestors()

@@ -14,6 +14,7 @@ pub mod container;
 pub mod exec;
 pub mod gate;
 pub mod health;
+pub mod object;
 pub mod process;
 pub mod prune;
 pub mod runbook;
@@ -120,6 +121,10 @@ step_kinds! {
     Sleep(sleep::SleepConfig) = "sleep",
     Assert(assert::AssertConfig) = "assert",
     Runbook(runbook::RunbookConfig) = "runbook",
+    ObjectPut(object::PutConfig) = "object.put",
+    ObjectGet(object::GetConfig) = "object.get",
+    ObjectList(object::ListConfig) = "object.list",
+    ObjectDelete(object::DeleteConfig) = "object.delete",
 }
 
 /// The outputs each step type produces (the README's table), for `rb validate`.
@@ -140,6 +145,18 @@ fn outputs_of(type_name: &str) -> Option<&'static [&'static str]> {
         "gate" => &["approved_by", "approved_at", "waited_seconds"],
         "prune" => &["kept", "removed", "reasons", "incomplete", "dry_run"],
         "sleep" | "assert" => &[],
+        "object.put" => &[
+            "key",
+            "manifest",
+            "bytes",
+            "sha256",
+            "plaintext_bytes",
+            "plaintext_sha256",
+            "skipped",
+        ],
+        "object.get" => &["file", "bytes", "sha256", "key"],
+        "object.list" => &["latest", "objects", "keys", "incomplete"],
+        "object.delete" => &["key", "deleted"],
         _ => return None,
     })
 }
@@ -170,5 +187,9 @@ pub async fn run(
         StepKind::Sleep(c) => sleep::run(c, cx).await,
         StepKind::Assert(c) => assert::run(c, cx, ctx),
         StepKind::Runbook(c) => Box::pin(runbook::run(c, cx)).await,
+        StepKind::ObjectPut(c) => object::run_put(c, cx).await,
+        StepKind::ObjectGet(c) => object::run_get(c, cx).await,
+        StepKind::ObjectList(c) => object::run_list(c, cx).await,
+        StepKind::ObjectDelete(c) => object::run_delete(c, cx).await,
     }
 }
