@@ -17,4 +17,5 @@ mod reports;
 mod resume;
 mod run;
 mod schema;
+mod store;
 mod terminal;
