@@ -635,24 +635,55 @@ fn upload_book(g: &Garage, prefix: &str, extra: &str) -> String {
     )
 }
 
-fn check_uploaded(g: &Garage, prefix: &str, data: &[u8]) {
-    let stored = rclone_cat(g, &format!("{prefix}/big.bin"));
-    assert_eq!(sha256_hex(&stored), sha256_hex(data));
+/// A sparse file of `mb` MiB of zeros (instant to make, cheap to store: Garage deduplicates
+/// blocks), and its SHA-256.
+fn big_file(t: &Test, mb: u64) -> String {
+    let f = std::fs::File::create(t.path("big.bin")).unwrap();
+    f.set_len(mb * 1024 * 1024).unwrap();
+    let out = Command::new("sha256sum")
+        .arg(t.path("big.bin"))
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+/// rclone downloads the object and hashes it; the manifest agrees.
+fn check_uploaded(g: &Garage, prefix: &str, sha256: &str) {
+    let out = rclone(
+        g,
+        &[
+            "hashsum",
+            "sha256",
+            "--download",
+            &format!("g:{}/{prefix}/big.bin", g.bucket),
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(sha256),
+        "rclone hashsum: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let manifest: Value =
         serde_json::from_slice(&rclone_cat(g, &format!("{prefix}/big.bin.manifest.json"))).unwrap();
-    assert_eq!(manifest["stored"]["sha256"], sha256_hex(data));
+    assert_eq!(manifest["stored"]["sha256"], sha256);
 }
 
 #[test]
 fn store_cluster_upload_completes_when_one_node_of_three_is_killed() {
     let g = cluster(0);
     let prefix = unique("cluster");
-    let data = random_bytes(64 * 1024 * 1024, 13);
-    let t = Test::new().file("big.bin", &data).file("key.txt", "");
+    let t = Test::new().file("key.txt", "");
+    let sha = big_file(&t, 256);
     let t = t.file("rb.yaml", upload_book(&g, &prefix, ""));
-    let child = spawn_rb(&t, &[]);
+    let mut child = spawn_rb(&t, &[]);
     wait_progress(&t, "put", 16 * 1024 * 1024);
     garage_ctl("stop", "c3");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the upload still ran when the node stopped"
+    );
     let out = child.wait_with_output().unwrap();
     garage_ctl("start", "c3");
     assert!(
@@ -661,22 +692,26 @@ fn store_cluster_upload_completes_when_one_node_of_three_is_killed() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Read back through another node of the cluster.
-    check_uploaded(&cluster(1), &prefix, &data);
+    check_uploaded(&cluster(1), &prefix, &sha);
 }
 
 #[test]
 fn store_stopped_mid_upload_fails_naming_it_and_resume_finishes() {
     let g = fault();
     let prefix = unique("stopped");
-    let data = random_bytes(64 * 1024 * 1024, 17);
-    let t = Test::new().file("big.bin", &data).file("key.txt", "");
+    let t = Test::new().file("key.txt", "");
+    let sha = big_file(&t, 256);
     let t = t.file(
         "rb.yaml",
         upload_book(&g, &prefix, "    retry_timeout: 3s\n"),
     );
-    let child = spawn_rb(&t, &[]);
+    let mut child = spawn_rb(&t, &[]);
     wait_progress(&t, "put", 16 * 1024 * 1024);
     garage_ctl("stop", "fault");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the upload still ran when the node stopped"
+    );
     let out = child.wait_with_output().unwrap();
     garage_ctl("start", "fault");
     assert_eq!(out.status.code(), Some(1));
@@ -694,15 +729,15 @@ fn store_stopped_mid_upload_fails_naming_it_and_resume_finishes() {
     );
     let (ran, _) = run(&t, &["--resume"]);
     expect(&ran, 0);
-    check_uploaded(&g, &prefix, &data);
+    check_uploaded(&g, &prefix, &sha);
 }
 
 #[test]
 fn store_rb_killed_mid_upload_leaves_no_backup_and_resume_finishes() {
     let g = single();
     let prefix = unique("killed");
-    let data = random_bytes(64 * 1024 * 1024, 19);
-    let t = Test::new().file("big.bin", &data).file("key.txt", "");
+    let t = Test::new().file("key.txt", "");
+    let sha = big_file(&t, 256);
     let t = t.file("rb.yaml", upload_book(&g, &prefix, ""));
     let mut child = spawn_rb(&t, &[]);
     wait_progress(&t, "put", 16 * 1024 * 1024);
@@ -719,5 +754,5 @@ fn store_rb_killed_mid_upload_leaves_no_backup_and_resume_finishes() {
     );
     let (ran, _) = run(&t, &["--resume"]);
     expect(&ran, 0);
-    check_uploaded(&g, &prefix, &data);
+    check_uploaded(&g, &prefix, &sha);
 }
