@@ -81,6 +81,13 @@ pub struct Stdin {
     pub decompress: bool,
     /// This text.
     pub text: Option<String>,
+    /// Stream this object (`STORE:KEY`), checked against its manifest; with `decompress`,
+    /// decompressed as the manifest says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// Decrypt the object with an identity from a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decrypt: Option<super::object::Decrypt>,
 }
 
 /// Standard output or error: `capture` (kept in the step's outputs, capped at 1 MiB) or a file.
@@ -90,6 +97,8 @@ pub enum Output {
     #[default]
     Capture,
     File(OutputFile),
+    /// Uploaded to an object store (`{object: STORE:KEY, compress, encrypt}`).
+    Object(crate::store::stream::OutputObject),
 }
 
 /// A stream written to a file, published atomically when the step succeeds.
@@ -133,8 +142,7 @@ impl<'de> Deserialize<'de> for Output {
                 }
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Output, A::Error> {
-                OutputFile::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(Output::File)
+                crate::store::stream::decode_output(map)
             }
         }
         d.deserialize_any(V)
@@ -147,9 +155,10 @@ impl JsonSchema for Output {
     }
     fn json_schema(g: &mut SchemaGenerator) -> Schema {
         let file = g.subschema_for::<OutputFile>();
+        let object = g.subschema_for::<crate::store::stream::OutputObject>();
         json_schema!({
-            "description": "`capture` (default; kept as an output, capped at 1 MiB) or a file.",
-            "anyOf": [{"const": "capture"}, file]
+            "description": "`capture` (default; kept as an output, capped at 1 MiB), a file, or an object in a store.",
+            "anyOf": [{"const": "capture"}, file, object]
         })
     }
 }
@@ -176,14 +185,16 @@ fn process_problems(
         _ => {}
     }
     if let Some(s) = stdin {
+        let given = [s.file.is_some(), s.text.is_some(), s.object.is_some()];
         match (&s.file, &s.text) {
+            _ if given.iter().filter(|g| **g).count() > 1 => out.push(ConfigProblem::new(
+                "stdin",
+                "`stdin` takes one of `file`, `text` or `object`",
+            )),
+            _ if s.object.is_some() => {}
             (None, None) => out.push(ConfigProblem::new(
                 "stdin",
-                "`stdin` needs `file` or `text`",
-            )),
-            (Some(_), Some(_)) => out.push(ConfigProblem::new(
-                "stdin",
-                "`stdin` takes `file` or `text`, not both",
+                "`stdin` needs `file`, `text` or `object`",
             )),
             (None, Some(_)) if s.decompress => {
                 out.push(ConfigProblem::new(

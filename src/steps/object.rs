@@ -141,8 +141,24 @@ pub fn addresses(kind: &super::StepKind) -> Vec<(&'static str, &str)> {
         super::StepKind::ObjectGet(c) => vec![("source", c.source.as_str())],
         super::StepKind::ObjectList(c) => vec![("prefix", c.prefix.as_str())],
         super::StepKind::ObjectDelete(c) => vec![("target", c.target.as_str())],
+        super::StepKind::Exec(c) => stream_addresses(c.stdin.as_ref(), &c.stdout),
+        super::StepKind::ContainerExec(c) => stream_addresses(c.stdin.as_ref(), &c.stdout),
         _ => Vec::new(),
     }
+}
+
+fn stream_addresses<'a>(
+    stdin: Option<&'a super::exec::Stdin>,
+    stdout: &'a super::exec::Output,
+) -> Vec<(&'static str, &'a str)> {
+    let mut out = Vec::new();
+    if let Some(o) = stdin.and_then(|s| s.object.as_deref()) {
+        out.push(("stdin", o));
+    }
+    if let super::exec::Output::Object(o) = stdout {
+        out.push(("stdout", o.object.as_str()));
+    }
+    out
 }
 
 /// The secrets a step names (`decrypt.identity`), with the key naming each.
@@ -152,6 +168,12 @@ pub fn secrets(kind: &super::StepKind) -> Vec<(&'static str, &str)> {
             .decrypt
             .iter()
             .map(|d| ("decrypt", d.identity.as_str()))
+            .collect(),
+        super::StepKind::Exec(super::exec::ExecConfig { stdin, .. })
+        | super::StepKind::ContainerExec(super::exec::ContainerExecConfig { stdin, .. }) => stdin
+            .iter()
+            .filter_map(|s| s.decrypt.as_ref())
+            .map(|d| ("stdin", d.identity.as_str()))
             .collect(),
         _ => Vec::new(),
     }

@@ -34,6 +34,7 @@ const DEPTH: usize = 4;
 pub enum Sink {
     Capture(TailBuffer),
     File(FileWriter),
+    Object(crate::store::stream::ObjectWriter),
 }
 
 /// An output file being written on a blocking thread.
@@ -49,6 +50,7 @@ impl Sink {
             // Enough past the cap that a secret straddling it is masked before the cut.
             Output::Capture => Sink::Capture(TailBuffer::new(CAPTURE_CAP + cx.masker.longest())),
             Output::File(f) => Sink::File(FileWriter::start(f, cx)),
+            Output::Object(o) => Sink::Object(crate::store::stream::ObjectWriter::start(o, cx)),
         }
     }
 
@@ -57,6 +59,7 @@ impl Sink {
         match self {
             Sink::Capture(t) => t,
             Sink::File(f) => &mut f.pipe,
+            Sink::Object(o) => o.writer(),
         }
     }
 
@@ -83,6 +86,7 @@ impl Sink {
                 }
                 Ok(())
             }
+            Sink::Object(o) => o.finish(ok, outputs).await,
         }
     }
 
@@ -90,7 +94,7 @@ impl Sink {
     pub fn tail(&self) -> String {
         match self {
             Sink::Capture(t) => t.text(),
-            Sink::File(_) => String::new(),
+            Sink::File(_) | Sink::Object(_) => String::new(),
         }
     }
 }
@@ -230,6 +234,14 @@ impl Feeder {
         cx: &StepCx,
         writer: W,
     ) -> JoinHandle<Result<u64, String>> {
+        if let Some(object) = &spec.object {
+            let input = crate::store::stream::InputObject {
+                object,
+                decrypt: spec.decrypt.as_ref(),
+                decompress: spec.decompress,
+            };
+            return crate::store::stream::feed(&input, cx, writer);
+        }
         let file = spec.file.as_ref().map(|f| cx.path(f));
         let text = spec.text.clone();
         let decompress = spec.decompress;

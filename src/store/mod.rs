@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod manifest;
 pub mod probe;
 pub mod spec;
+pub mod stream;
 pub mod upload;
 pub mod validate;
 

@@ -14,7 +14,7 @@ fn var(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-fn engine1() -> String {
+pub(crate) fn engine1() -> String {
     var("DOCKER_HOST", "unix:///var/run/docker.sock")
 }
 fn engine2_tcp() -> String {
@@ -62,14 +62,14 @@ fn docker_ok(host: &str, args: &[&str]) -> String {
 }
 
 /// Removes containers and networks when dropped, also when the test fails.
-struct Guard {
-    host: String,
+pub(crate) struct Guard {
+    pub(crate) host: String,
     containers: Vec<String>,
     networks: Vec<String>,
 }
 
 impl Guard {
-    fn new(host: &str) -> Self {
+    pub(crate) fn new(host: &str) -> Self {
         Self {
             host: host.to_owned(),
             containers: Vec::new(),
@@ -98,7 +98,7 @@ impl Drop for Guard {
 }
 
 /// Start a `PostgreSQL` container (through the CLI) and wait until it accepts connections.
-fn start_pg(guard: &mut Guard, tag: &str) -> String {
+pub(crate) fn start_pg(guard: &mut Guard, tag: &str) -> String {
     let n = guard.container(&name(tag));
     docker_ok(
         &guard.host,
@@ -144,7 +144,7 @@ fn wait_pg(host: &str, n: &str) {
     }
 }
 
-fn psql(host: &str, n: &str, sql: &str) -> String {
+pub(crate) fn psql(host: &str, n: &str, sql: &str) -> String {
     docker_ok(host, &["exec", "-u", "postgres", n, "psql", "-tAc", sql])
         .trim()
         .to_owned()
@@ -158,7 +158,8 @@ fn seed(host: &str, n: &str) {
     );
 }
 
-const FINGERPRINT: &str = "select count(*) || ' ' || md5(string_agg(v, ',' order by id)) from t";
+pub(crate) const FINGERPRINT: &str =
+    "select count(*) || ' ' || md5(string_agg(v, ',' order by id)) from t";
 
 /// Run a runbook written into the test dir, with a state dir and a JSON report.
 fn run_book(t: &Test, extra_env: &[(&str, &str)]) -> (Ran, Value) {

@@ -756,3 +756,63 @@ fn store_rb_killed_mid_upload_leaves_no_backup_and_resume_finishes() {
     expect(&ran, 0);
     check_uploaded(&g, &prefix, &sha);
 }
+
+#[test]
+fn store_pg_dump_streams_to_the_bucket_encrypted_and_back_into_pg_restore() {
+    use crate::containers::{FINGERPRINT, Guard, engine1, psql, start_pg};
+    let g = single();
+    let prefix = unique("pgstream");
+    let mut guard = Guard::new(&engine1());
+    let src = start_pg(&mut guard, "offsrc");
+    let dst = start_pg(&mut guard, "offdst");
+    let t = Test::new();
+    let recipient = age_identity(&t, "key.txt");
+    let steps = format!(
+        r#"  - id: seed
+    type: container.exec
+    container: {src}
+    user: postgres
+    command: [psql, -v, ON_ERROR_STOP=1, -c, "create table t as select g as id, md5(g::text) as v from generate_series(1, 20000) g"]
+  - id: dump
+    type: container.exec
+    needs: [seed]
+    container: {src}
+    user: postgres
+    command: [pg_dump, -Fc, postgres]
+    stdout: {{ object: "off:pg/db.dump.zst.age", compress: zstd, encrypt: {{ recipients: ["{recipient}"] }}, checksum: sha256 }}
+  - id: restore
+    type: container.exec
+    needs: [dump]
+    container: {dst}
+    user: postgres
+    command: [pg_restore, --exit-on-error, -d, postgres]
+    stdin: {{ object: "off:pg/db.dump.zst.age", decrypt: {{ identity: age_key }}, decompress: true }}
+"#
+    );
+    let t = t.file("rb.yaml", book(&g, &prefix, "", &steps));
+    let (ran, report) = run(&t, &[]);
+    expect(&ran, 0);
+    assert_eq!(
+        psql(&guard.host, &dst, FINGERPRINT),
+        psql(&guard.host, &src, FINGERPRINT)
+    );
+    // Nothing on local disk but the runbook, the key and rb's own state.
+    let mut local: Vec<String> = std::fs::read_dir(t.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    local.sort();
+    assert_eq!(local, ["key.txt", "rb.yaml", "report.json", "state"]);
+    // The stored dump is what `age -d | zstd -d` turns into a valid custom-format archive.
+    let stored = rclone_cat(&g, &format!("{prefix}/pg/db.dump.zst.age"));
+    assert_eq!(outputs(&report, "dump")["sha256"], sha256_hex(&stored));
+    std::fs::write(t.path("d.age"), &stored).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("age -d -i key.txt d.age | zstd -dc | head -c 5")
+        .current_dir(t.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"PGDMP");
+}
