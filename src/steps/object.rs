@@ -141,6 +141,7 @@ pub fn addresses(kind: &super::StepKind) -> Vec<(&'static str, &str)> {
         super::StepKind::ObjectGet(c) => vec![("source", c.source.as_str())],
         super::StepKind::ObjectList(c) => vec![("prefix", c.prefix.as_str())],
         super::StepKind::ObjectDelete(c) => vec![("target", c.target.as_str())],
+        super::StepKind::Prune(c) => c.store.iter().map(|s| ("store", s.as_str())).collect(),
         super::StepKind::Exec(c) => stream_addresses(c.stdin.as_ref(), &c.stdout),
         super::StepKind::ContainerExec(c) => stream_addresses(c.stdin.as_ref(), &c.stdout),
         _ => Vec::new(),

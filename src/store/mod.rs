@@ -14,6 +14,7 @@ pub mod client;
 pub mod fetch;
 pub mod manifest;
 pub mod probe;
+pub mod prune;
 pub mod spec;
 pub mod stream;
 pub mod upload;

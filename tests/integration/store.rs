@@ -816,3 +816,57 @@ fn store_pg_dump_streams_to_the_bucket_encrypted_and_back_into_pg_restore() {
         .unwrap();
     assert_eq!(out.stdout, b"PGDMP");
 }
+
+#[test]
+fn store_prune_keeps_the_policy_removes_object_and_manifest_together_and_leaves_incomplete() {
+    let g = single();
+    let prefix = unique("prune");
+    let mut t = Test::new().file("key.txt", "").file("d.bin", b"backup");
+    let days = ["20260101", "20260102", "20260103", "20260104"];
+    let mut steps = String::new();
+    for d in days {
+        steps.push_str(&format!(
+            "  - {{ id: put_{d}, type: object.put, source: d.bin, dest: \"off:db/db-{d}.bin\" }}\n"
+        ));
+    }
+    t = t.file("rb.yaml", book(&g, &prefix, "", &steps));
+    let (ran, _) = run(&t, &[]);
+    expect(&ran, 0);
+    rclone_put(
+        &g,
+        &format!("{prefix}/db/db-20260105.bin"),
+        b"half-written, no manifest",
+    );
+    let prune = |dry: bool| {
+        format!(
+            "  - id: prune\n    type: prune\n    store: \"off:db/\"\n    match: \"db-*.bin\"\n    time: \"name:db-%Y%m%d.bin\"\n    keep: {{ daily: 2 }}\n    dry_run: {dry}\n"
+        )
+    };
+    std::fs::write(t.path("rb.yaml"), book(&g, &prefix, "", &prune(true))).unwrap();
+    let (ran, report) = run(&t, &[]);
+    expect(&ran, 0);
+    assert_eq!(
+        outputs(&report, "prune")["removed"],
+        serde_json::json!(["db-20260102.bin", "db-20260101.bin"])
+    );
+    assert_eq!(rclone_ls(&g, &prefix).len(), 9, "a dry run deletes nothing");
+    std::fs::write(t.path("rb.yaml"), book(&g, &prefix, "", &prune(false))).unwrap();
+    let (ran, report) = run(&t, &[]);
+    expect(&ran, 0);
+    let out = outputs(&report, "prune");
+    assert_eq!(
+        out["kept"],
+        serde_json::json!(["db-20260104.bin", "db-20260103.bin"])
+    );
+    assert_eq!(out["incomplete"], serde_json::json!(["db-20260105.bin"]));
+    assert_eq!(
+        rclone_ls(&g, &prefix),
+        [
+            "db/db-20260103.bin",
+            "db/db-20260103.bin.manifest.json",
+            "db/db-20260104.bin",
+            "db/db-20260104.bin.manifest.json",
+            "db/db-20260105.bin",
+        ]
+    );
+}
