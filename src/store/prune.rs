@@ -8,6 +8,27 @@ use crate::steps::object::{delete, list, resolve};
 use crate::steps::prune::PruneConfig;
 use serde_json::{Map, Value};
 
+/// A backup's time: when its manifest says it started (`mtime`), or read from its name.
+fn time_of(
+    time: &TimeSource,
+    name: &str,
+    m: &super::manifest::Manifest,
+) -> Option<chrono::NaiveDateTime> {
+    match time {
+        TimeSource::Mtime => Some(m.started.naive_utc()),
+        TimeSource::Name(pattern) => {
+            let leaf = name.rsplit('/').next().unwrap_or(name);
+            chrono::NaiveDateTime::parse_from_str(leaf, pattern)
+                .ok()
+                .or_else(|| {
+                    chrono::NaiveDate::parse_from_str(leaf, pattern)
+                        .ok()
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                })
+        }
+    }
+}
+
 /// Plans the prune of `target` and (unless `dry_run`) deletes what the policy does not keep.
 pub async fn run(cfg: &PruneConfig, target: &str, cx: &StepCx) -> StepResult {
     let (store, prefix) = resolve(cx, target)?;
@@ -39,20 +60,7 @@ pub async fn run(cfg: &PruneConfig, target: &str, cx: &StepCx) -> StepResult {
             incomplete.push(name);
             continue;
         };
-        let at = match &time {
-            TimeSource::Mtime => Some(m.started.naive_utc()),
-            TimeSource::Name(pattern) => {
-                let leaf = name.rsplit('/').next().unwrap_or(&name);
-                chrono::NaiveDateTime::parse_from_str(leaf, pattern)
-                    .ok()
-                    .or_else(|| {
-                        chrono::NaiveDate::parse_from_str(leaf, pattern)
-                            .ok()
-                            .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    })
-            }
-        };
-        match at {
+        match time_of(&time, &name, &m) {
             Some(t) => dated.push((key, name, t)),
             None => undated.push(name),
         }
