@@ -823,14 +823,14 @@ fn store_prune_keeps_the_policy_removes_object_and_manifest_together_and_leaves_
     let prefix = unique("prune");
     let mut t = Test::new().file("key.txt", "").file("d.bin", b"backup");
     let days = ["20260101", "20260102", "20260103", "20260104"];
-    let steps: String = days
-        .iter()
-        .map(|d| {
-            format!(
-                "  - {{ id: put_{d}, type: object.put, source: d.bin, dest: \"off:db/db-{d}.bin\" }}\n"
-            )
-        })
-        .collect();
+    let mut steps = String::new();
+    for d in days {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            steps,
+            "  - {{ id: put_{d}, type: object.put, source: d.bin, dest: \"off:db/db-{d}.bin\" }}"
+        );
+    }
     t = t.file("rb.yaml", book(&g, &prefix, "", &steps));
     let (ran, _) = run(&t, &[]);
     expect(&ran, 0);
