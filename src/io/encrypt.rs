@@ -96,6 +96,9 @@ pub struct Identity {
 impl Identity {
     /// Parses the secret `secret`'s value. The error never holds the value.
     pub fn parse(secret: &str, value: &str) -> Result<Self, String> {
+        if value.contains("-----BEGIN") {
+            return Self::parse_ssh(secret, value);
+        }
         let file = age::IdentityFile::from_buffer(value.as_bytes()).map_err(|_| {
             format!(
                 "secret `{secret}` is not an age identity or an unencrypted OpenSSH private key"
@@ -119,6 +122,26 @@ impl Identity {
             public,
             secret: secret.to_owned(),
         })
+    }
+
+    /// An OpenSSH private key (the secret's trailing newline was removed when it was read).
+    fn parse_ssh(secret: &str, value: &str) -> Result<Self, String> {
+        let text = format!("{}\n", value.trim_end());
+        let key = age::ssh::Identity::from_buffer(text.as_bytes(), None)
+            .map_err(|_| format!("secret `{secret}` is not an SSH private key age can read"))?;
+        match key {
+            age::ssh::Identity::Unencrypted(_) => Ok(Self {
+                keys: vec![Box::new(key)],
+                public: Vec::new(),
+                secret: secret.to_owned(),
+            }),
+            age::ssh::Identity::Encrypted(_) => Err(format!(
+                "secret `{secret}` is a passphrase-protected SSH key: give an unencrypted copy"
+            )),
+            age::ssh::Identity::Unsupported(_) => Err(format!(
+                "secret `{secret}` is an SSH key of a type age does not support (ed25519 and RSA are)"
+            )),
+        }
     }
 
     /// Which key this is, for errors: its public half(s), else the secret's name.

@@ -872,3 +872,106 @@ fn store_prune_keeps_the_policy_removes_object_and_manifest_together_and_leaves_
         ]
     );
 }
+
+/// The keys of multipart uploads under way below `prefix`, as rclone lists them.
+fn pending_uploads(g: &Garage, prefix: &str) -> Vec<String> {
+    let out = rclone(
+        g,
+        &[
+            "backend",
+            "list-multipart-uploads",
+            &format!("g:{}", g.bucket),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[&g.bucket]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["Key"].as_str())
+        .filter(|k| k.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn store_interrupted_upload_is_aborted_leaving_nothing_under_the_key() {
+    let g = single();
+    let prefix = unique("sigint");
+    let t = Test::new().file("key.txt", "");
+    big_file(&t, 256);
+    let t = t.file("rb.yaml", upload_book(&g, &prefix, ""));
+    let child = spawn_rb(&t, &[]);
+    wait_progress(&t, "put", 16 * 1024 * 1024);
+    assert_eq!(
+        pending_uploads(&g, &prefix).len(),
+        1,
+        "a multipart upload is under way"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(rclone_ls(&g, &prefix).is_empty());
+    assert!(
+        pending_uploads(&g, &prefix).is_empty(),
+        "the multipart upload was aborted"
+    );
+}
+
+#[test]
+fn store_ssh_ed25519_recipient_interoperates_with_age_both_ways() {
+    let g = single();
+    let prefix = unique("ssh");
+    let t = Test::new().file("data.bin", random_bytes(500_000, 23));
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ops@example", "-f"])
+        .arg(t.path("key.txt"))
+        .output()
+        .expect("ssh-keygen");
+    assert!(out.status.success());
+    let public = std::fs::read_to_string(t.path("key.txt.pub")).unwrap();
+    let steps = format!(
+        r#"  - id: put
+    type: object.put
+    source: data.bin
+    dest: off:s.age
+    compress: gzip
+    encrypt: {{ recipients: ["{}"] }}
+  - id: get
+    type: object.get
+    needs: [put]
+    source: off:s.age
+    dest: out.bin
+    decrypt: {{ identity: age_key }}
+"#,
+        public.trim()
+    );
+    let t = t.file("rb.yaml", book(&g, &prefix, "", &steps));
+    let (ran, _) = run(&t, &[]);
+    expect(&ran, 0);
+    let data = std::fs::read(t.path("data.bin")).unwrap();
+    assert_eq!(std::fs::read(t.path("out.bin")).unwrap(), data);
+    std::fs::write(t.path("s.age"), rclone_cat(&g, &format!("{prefix}/s.age"))).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("age -d -i key.txt s.age | gzip -dc > by-age.bin")
+        .current_dir(t.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(t.path("by-age.bin")).unwrap(), data);
+}
