@@ -207,9 +207,10 @@ impl Store {
     }
 }
 
-/// The error's text with what it usually means.
+/// The error's text with what it usually means; an S3 XML error body is shortened to its
+/// code and message.
 pub fn explain(e: &object_store::Error) -> String {
-    let text = e.to_string();
+    let text = shorten_xml(&e.to_string());
     let hint = if text.contains("NoSuchBucket") {
         " (the bucket does not exist)"
     } else if text.contains("InvalidAccessKeyId")
@@ -224,4 +225,40 @@ pub fn explain(e: &object_store::Error) -> String {
         ""
     };
     format!("{text}{hint}")
+}
+
+/// `…: <?xml …><Error><Code>C</Code><Message>M</Message>…</Error>` → `…: C: M`.
+fn shorten_xml(text: &str) -> String {
+    let Some(start) = text.find("<?xml").or_else(|| text.find("<Error>")) else {
+        return text.to_owned();
+    };
+    let field = |tag: &str| {
+        let open = format!("<{tag}>");
+        let close = format!("</{tag}>");
+        let from = text[start..].find(&open)? + start + open.len();
+        let to = text[from..].find(&close)? + from;
+        Some(text[from..to].to_owned())
+    };
+    let end = text[start..]
+        .find("</Error>")
+        .map_or(text.len(), |i| start + i + "</Error>".len());
+    let body = match (field("Code"), field("Message")) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c,
+        _ => return text.to_owned(),
+    };
+    format!("{}{body}{}", &text[..start], &text[end..])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn s3_error_bodies_are_shortened_to_code_and_message() {
+        let t = "list: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Forbidden: Invalid signature</Message><Resource>/b</Resource></Error>";
+        assert_eq!(
+            super::shorten_xml(t),
+            "list: 403 Forbidden: AccessDenied: Forbidden: Invalid signature"
+        );
+        assert_eq!(super::shorten_xml("plain"), "plain");
+    }
 }
