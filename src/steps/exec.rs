@@ -85,7 +85,8 @@ pub struct Stdin {
     /// decompressed as the manifest says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
-    /// Decrypt the object with an identity from a secret.
+    /// Decrypt the object or file (age) with an identity from a secret; a file's compression
+    /// is then read from the extension before `.age` (`db.dump.zst.age`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decrypt: Option<super::object::Decrypt>,
 }
@@ -196,6 +197,12 @@ fn process_problems(
                 "stdin",
                 "`stdin` needs `file`, `text` or `object`",
             )),
+            (None, Some(_)) if s.decrypt.is_some() => {
+                out.push(ConfigProblem::new(
+                    "stdin.decrypt",
+                    "`decrypt` applies to `file` and `object` only",
+                ));
+            }
             (None, Some(_)) if s.decompress => {
                 out.push(ConfigProblem::new(
                     "stdin.decompress",

@@ -242,6 +242,16 @@ impl Feeder {
             };
             return crate::store::stream::feed(&input, cx, writer);
         }
+        let identity = match super::object::identity(cx, spec.decrypt.as_ref()) {
+            Ok(i) => i,
+            Err(e) => {
+                let message = match e {
+                    StepError::Failed(m) => m,
+                    other => format!("{other:?}"),
+                };
+                return tokio::spawn(async move { Err(message) });
+            }
+        };
         let file = spec.file.as_ref().map(|f| cx.path(f));
         let text = spec.text.clone();
         let decompress = spec.decompress;
@@ -250,7 +260,7 @@ impl Feeder {
             let mut out = SyncIoBridge::new(writer);
             let mut input: Box<dyn Read + Send> = match (&file, text) {
                 (Some(path), _) => {
-                    crate::io::compress::open_input(path, decompress).map_err(|e| e.to_string())?
+                    crate::store::stream::open_file(path, decompress, identity.as_ref())?
                 }
                 (None, Some(t)) => Box::new(std::io::Cursor::new(t.into_bytes())),
                 (None, None) => Box::new(std::io::empty()),

@@ -248,3 +248,29 @@ pub fn decode_output<'de, A: serde::de::MapAccess<'de>>(
         )),
     }
 }
+
+/// Opens a local file for `stdin: {file, decrypt, decompress}`: decrypted with `identity`,
+/// then decompressed by the extension left after `.age` (`db.dump.zst.age`).
+pub fn open_file(
+    path: &std::path::Path,
+    decompress: bool,
+    identity: Option<&crate::io::encrypt::Identity>,
+) -> Result<Box<dyn std::io::Read + Send>, String> {
+    let Some(id) = identity else {
+        return crate::io::compress::open_input(path, decompress).map_err(|e| e.to_string());
+    };
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let plain: Box<dyn std::io::Read + Send> = Box::new(
+        id.decrypt(std::io::BufReader::new(file), &[])
+            .map_err(|e| format!("`{}`: {e}", path.display()))?,
+    );
+    if !decompress {
+        return Ok(plain);
+    }
+    let inner = path.with_extension("");
+    let format = crate::io::compress::Format::for_path(&inner).map_err(|e| e.to_string())?;
+    crate::io::compress::Decoder::new(plain, format)
+        .map(|d| Box::new(d) as Box<dyn std::io::Read + Send>)
+        .map_err(|e| e.to_string())
+}

@@ -975,3 +975,43 @@ fn store_ssh_ed25519_recipient_interoperates_with_age_both_ways() {
     );
     assert_eq!(std::fs::read(t.path("by-age.bin")).unwrap(), data);
 }
+
+#[test]
+fn store_stdin_file_is_decrypted_and_decompressed_from_what_age_wrote() {
+    let data = random_bytes(300_000, 29);
+    let t = Test::new().file("d.bin", &data);
+    let recipient = age_identity(&t, "key.txt");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zstd -q -c d.bin | age -r {recipient} -o d.bin.zst.age"
+        ))
+        .current_dir(t.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = t.file(
+        "rb.yaml",
+        r"version: 1
+name: stdin-decrypt
+secrets:
+  age_key: { file: key.txt }
+steps:
+  - id: sum
+    type: exec
+    command: [sha256sum]
+    stdin: { file: d.bin.zst.age, decrypt: { identity: age_key }, decompress: true }
+",
+    );
+    let (ran, report) = run_book(&t, &[], &[]);
+    expect(&ran, 0);
+    let stdout = outputs(&report, "sum")["stdout"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(stdout.starts_with(&sha256_hex(&data)), "{stdout}");
+}
