@@ -114,6 +114,9 @@ pub struct OutputFile {
     pub level: Option<i32>,
     /// Hash while writing; the digest is the step's `sha256` output.
     pub checksum: Option<ChecksumAlgo>,
+    /// Encrypt with age to these recipients (after compressing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<super::object::Encrypt>,
 }
 
 /// A compression format (`gzip`, `zstd`): the io module's, so no conversion is needed.

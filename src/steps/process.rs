@@ -110,9 +110,14 @@ impl FileWriter {
         let path: PathBuf = cx.path(&spec.file);
         let format = spec.compress;
         let level = spec.level;
+        let encrypt = spec.encrypt.clone();
         let progress = cx.progress.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let mut sink = FileSink::create(&path, format, level).map_err(|e| e.to_string())?;
+            let recipients = encrypt
+                .map(|e| crate::io::encrypt::Recipients::parse(&e.recipients))
+                .transpose()?;
+            let mut sink = FileSink::create_encrypted(&path, format, level, recipients.as_ref())
+                .map_err(|e| e.to_string())?;
             let mut total = 0u64;
             let mut reported = 0u64;
             while let Some(chunk) = chunks.blocking_recv() {

@@ -224,15 +224,13 @@ pub fn decode_output<'de, A: serde::de::MapAccess<'de>>(
     }
     let a = Any::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
     match (a.file, a.object) {
-        (Some(file), None) if a.encrypt.is_none() => Ok(Output::File(OutputFile {
+        (Some(file), None) => Ok(Output::File(OutputFile {
             file,
             compress: a.compress,
             level: a.level,
             checksum: a.checksum,
+            encrypt: a.encrypt,
         })),
-        (Some(_), None) => Err(serde::de::Error::custom(
-            "`encrypt` applies to `object` outputs (a file is encrypted by uploading it with `object.put`)",
-        )),
         (None, Some(object)) => Ok(Output::Object(OutputObject {
             object,
             compress: a.compress,

@@ -1015,3 +1015,39 @@ steps:
         .to_owned();
     assert!(stdout.starts_with(&sha256_hex(&data)), "{stdout}");
 }
+
+#[test]
+fn store_stdout_file_encrypted_by_rb_is_read_by_age() {
+    let data = random_bytes(300_000, 31);
+    let t = Test::new().file("d.bin", &data);
+    let recipient = age_identity(&t, "key.txt");
+    let t = t.file(
+        "rb.yaml",
+        format!(
+            r#"version: 1
+name: stdout-encrypt
+steps:
+  - id: write
+    type: exec
+    command: [cat, d.bin]
+    stdout: {{ file: out/d.bin.zst.age, compress: zstd, checksum: sha256, encrypt: {{ recipients: ["{recipient}"] }} }}
+"#
+        ),
+    );
+    let (ran, report) = run_book(&t, &[], &[]);
+    expect(&ran, 0);
+    let sealed = std::fs::read(t.path("out/d.bin.zst.age")).unwrap();
+    assert_eq!(outputs(&report, "write")["sha256"], sha256_hex(&sealed));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("age -d -i key.txt out/d.bin.zst.age | zstd -dc > back.bin")
+        .current_dir(t.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(t.path("back.bin")).unwrap(), data);
+}
