@@ -4,7 +4,8 @@
 //! `type` with `if`/`then` (editors then report errors against the right type instead of a
 //! `oneOf` that failed everywhere).
 
-use crate::runbook::model::{HostSpec, Objectives, ParamSpec, SecretSpec};
+use crate::docker::HostSpec;
+use crate::runbook::model::{Objectives, ParamSpec, SecretSpec};
 use crate::steps::common::StepCommon;
 use crate::steps::{STEP_TYPES, StepKind};
 use schemars::generate::SchemaSettings;
@@ -49,6 +50,9 @@ pub fn value() -> Value {
     let secret = g.subschema_for::<SecretSpec>().to_value();
     let host = g.subschema_for::<HostSpec>().to_value();
     let store = g.subschema_for::<crate::store::StoreSpec>().to_value();
+    let notify = g
+        .subschema_for::<crate::runbook::notify::NotifySpec>()
+        .to_value();
     let defs: Map<String, Value> = g.take_definitions(true).into_iter().collect();
     let mut schema = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -72,6 +76,11 @@ pub fn value() -> Value {
                 "type": "array",
                 "items": { "type": "string", "minLength": 1 },
                 "description": "Target locks, e.g. `postgres/{{ params.container }}` (templates: params, vars, env, run, now; no secrets, no step outputs). Taken in the state directory before the first step and held until the run ends; a run of any runbook that names the same lock waits (`--lock-wait`) or fails naming the holder."
+            },
+            "notify": {
+                "type": "array",
+                "items": notify,
+                "description": "Webhooks (Slack-compatible: a JSON `text` with `blocks`) told when the run starts, fails, succeeds, goes over its RTO or stops at a gate; a failed post is a warning in the journal, never a failed run."
             },
             "steps": {
                 "type": "array",

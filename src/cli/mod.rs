@@ -11,9 +11,11 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($t)*))) };
 }
 
+mod completions;
 pub mod diagnostics;
 mod graph;
 mod history;
+mod man;
 mod plan;
 mod report;
 mod run;
@@ -38,7 +40,7 @@ pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
     }
 }
 
-/// rb — declarative runbooks for backup, restore, PITR and disaster recovery.
+/// Declarative runbooks for backup, restore, PITR and disaster recovery.
 #[derive(Debug, Parser)]
 #[command(name = "rb", version, about, max_term_width = 100)]
 pub struct Cli {
@@ -78,6 +80,10 @@ pub enum Command {
     History(history::Args),
     /// Check each runbook's RPO against its newest successful run; exit 1 when violated.
     Status(status::Args),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
+    /// Print the manual page rb(1) in roff, or write one page per command into a directory.
+    Man(man::Args),
 }
 
 /// Parse the command line, run the command, and return the exit code.
@@ -103,6 +109,8 @@ pub fn run() -> u8 {
         Command::Report(a) => report::run(&a),
         Command::History(a) => history::run(&a),
         Command::Status(a) => status::run(&a),
+        Command::Completions(a) => completions::run(&a),
+        Command::Man(a) => man::run(&a),
     }
 }
 

@@ -4,13 +4,13 @@ use super::ParamArgs;
 use super::diagnostics::{load_valid, prepare};
 use crate::event::{EventKind, PlannedMilestone, PlannedStep, RunEvent, RunOutcome};
 use crate::exec::executor::{self, Request};
-use crate::exec::journal::{self, Journal, RunRecord};
 use crate::exec::lock::{RunLock, TargetLock};
 use crate::exec::state;
 use crate::exit_code;
-use crate::plan::build::Mode;
+use crate::journal::{self, Journal, RunRecord};
 use crate::report::terminal::Terminal;
 use crate::report::{self, Format, model};
+use crate::template::Mode;
 use sha2::{Digest, Sha256};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -362,6 +362,14 @@ async fn run_async(args: &Args) -> u8 {
     };
     resume.from = args.from.iter().cloned().collect();
     resume.only = args.only.clone().map(|o| vec![o]);
+    // The command that continues this run: the state directory too when it was given.
+    let resume_command = format!(
+        "rb run {}{} --resume {run_id}",
+        args.file.display(),
+        args.state_dir
+            .as_ref()
+            .map_or_else(String::new, |d| format!(" --state-dir {}", d.display()))
+    );
     let masker = prepared.ctx.masker();
     let start = RunEvent::now(EventKind::RunStarted {
         version: crate::event::JOURNAL_VERSION,
@@ -418,6 +426,15 @@ async fn run_async(args: &Args) -> u8 {
     let emit: Arc<dyn Fn(RunEvent) + Send + Sync> = Arc::new(move |e: RunEvent| {
         emit_sinks.lock().expect("sinks").event(e);
     });
+    let (emit, notifier) = report::notify::attach(
+        emit,
+        report::notify::Setup {
+            hooks: report::notify::hooks(&prepared.runbook, &prepared.ctx.secrets),
+            resume_command: resume_command.clone(),
+            first_start: events.first().map(|e| e.at),
+            masker: masker.clone(),
+        },
+    );
     emit(start);
     let ticker = spawn_ticker(sinks.clone());
     spawn_signal_handler(interrupt.clone(), sinks.clone());
@@ -435,6 +452,7 @@ async fn run_async(args: &Args) -> u8 {
         interrupt,
     };
     let outcome = executor::execute(request, emit).await;
+    notifier.finish().await;
     ticker.abort();
     let mut sinks = sinks.lock().expect("sinks");
     if let Some(e) = &sinks.failed_write {
@@ -454,14 +472,6 @@ async fn run_async(args: &Args) -> u8 {
     if journal_failed {
         return exit_code::STEP_FAILED;
     }
-    // The command that continues this run: the state directory too when it was given.
-    let resume = format!(
-        "rb run {}{} --resume {run_id}",
-        args.file.display(),
-        args.state_dir
-            .as_ref()
-            .map_or_else(String::new, |d| format!(" --state-dir {}", d.display()))
-    );
     match outcome {
         RunOutcome::Succeeded => {
             let over = report.as_ref().and_then(|r| r.rto_met) == Some(false);
@@ -472,14 +482,14 @@ async fn run_async(args: &Args) -> u8 {
             }
         }
         RunOutcome::Failed => {
-            eprintln!("fix the cause, then continue with: {resume}");
+            eprintln!("fix the cause, then continue with: {resume_command}");
             exit_code::STEP_FAILED
         }
         RunOutcome::GatePending => {
             let gates = pending_gates(&events);
             let approve: Vec<String> = gates.iter().map(|g| format!("--approve {g}")).collect();
             eprintln!(
-                "waiting for approval of gate {}; approve and continue with:\n  {resume} {}",
+                "waiting for approval of gate {}; approve and continue with:\n  {resume_command} {}",
                 gates
                     .iter()
                     .map(|g| format!("`{g}`"))
@@ -509,23 +519,18 @@ fn planned_steps(plan: &crate::plan::build::Plan) -> Vec<PlannedStep> {
         .collect()
 }
 
+/// The gates that asked and got no answer (a sub-runbook's as `parent/gate`).
 fn pending_gates(events: &[RunEvent]) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     for e in events {
-        if let EventKind::StepFinished {
-            step,
-            reason: Some(r),
-            ..
-        } = &e.kind
-            && r == "waiting for approval"
-            && !out.contains(step)
-        {
-            out.push(step.clone());
+        match &e.kind {
+            EventKind::GateRequested { step, .. } if !out.contains(step) => {
+                out.push(step.clone());
+            }
+            EventKind::GateAnswered { step, .. } => out.retain(|g| g != step),
+            _ => {}
         }
     }
-    // A sub-runbook's step waits because a gate inside it does: only the gate is approved.
-    let nested: Vec<String> = out.clone();
-    out.retain(|g| !nested.iter().any(|n| n.starts_with(&format!("{g}/"))));
     out
 }
 

@@ -98,10 +98,7 @@ pub enum DockerError {
         endpoint: String,
     },
     /// A command run in a container exited with a code the caller does not accept.
-    #[error(
-        "`{program}` in container `{container}` exited with code {code}{}",
-        tail_suffix(stderr_tail)
-    )]
+    #[error("{}", exit_message(program, Some(container), *code, stderr_tail))]
     ExitStatus {
         /// The container name.
         container: String,
@@ -168,12 +165,21 @@ pub enum DockerError {
     },
 }
 
-fn tail_suffix(tail: &str) -> String {
-    let tail = tail.trim_end();
+/// How rb words a command that exited with a code its caller does not accept (a step's
+/// process on this machine or in a container, a command rb runs in a container), with the
+/// end of its standard error when there is any.
+pub fn exit_message(
+    program: &str,
+    container: Option<&str>,
+    code: i64,
+    stderr_tail: &str,
+) -> String {
+    let place = container.map_or_else(String::new, |c| format!(" in container `{c}`"));
+    let tail = stderr_tail.trim_end();
     if tail.is_empty() {
-        String::new()
+        format!("`{program}`{place} exited with code {code}")
     } else {
-        format!("; stderr ends with:\n{tail}")
+        format!("`{program}`{place} exited with code {code}; stderr ends with:\n{tail}")
     }
 }
 

@@ -26,10 +26,10 @@ mod stream;
 
 pub use archive::CopyReport;
 pub use copy::collect;
-pub use engine::{DEFAULT_ENDPOINT, Engine, EngineVersion, TlsFiles};
-pub use error::DockerError;
+pub use engine::{DEFAULT_ENDPOINT, Engine, EngineVersion, HostSpec, TlsFiles, TlsSpec};
+pub use error::{DockerError, exit_message};
 pub use exec::{CAPTURE_LIMIT, ExecOutput, ExecResult, ExecSpec, exit_error};
 pub use health::{HealthProbe, HealthReport};
 pub use lifecycle::{ContainerStatus, NetworkOutcome, PortMapping, RunSpec};
-pub use stream::{HashingWriter, TailBuffer};
+pub use stream::TailBuffer;
 pub use tokio_util::sync::CancellationToken;

@@ -168,6 +168,9 @@ fn text_head(o: &mut String, plan: &Plan) {
     for s in &plan.stores {
         let _ = writeln!(o, "  store  {s}");
     }
+    for n in &plan.notify {
+        let _ = writeln!(o, "  notify {n}");
+    }
 }
 
 /// Plain text for a terminal.
@@ -391,6 +394,10 @@ fn markdown_inputs(o: &mut String, plan: &Plan) {
     for s in &plan.stores {
         let _ = writeln!(o, "**Store:** `{}`\n", md_code(s));
     }
+    if !plan.notify.is_empty() {
+        let notify: Vec<String> = plan.notify.iter().map(|n| format!("`{n}`")).collect();
+        let _ = writeln!(o, "**Notify:** {}\n", notify.join(", "));
+    }
 }
 
 /// Markdown for a pull request or a wiki.
@@ -551,7 +558,7 @@ pub fn dot(plan: &Plan) -> String {
         } else {
             ""
         };
-        let shape = if s.type_name == "gate" {
+        let shape = if super::nested::is_gate(&s.type_name) {
             ", shape=hexagon"
         } else {
             ""
@@ -594,7 +601,7 @@ fn dot_cluster(o: &mut String, s: &PlanStep, sub: &SubPlan) {
         file = dot_escape(&sub.file)
     );
     for c in &sub.steps {
-        let shape = if c.type_name == "gate" {
+        let shape = if super::nested::is_gate(&c.type_name) {
             ", shape=hexagon"
         } else {
             ""

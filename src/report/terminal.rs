@@ -276,6 +276,16 @@ impl Terminal {
                     self.line(e, &format!("⏸ gate {step}: {}", first_line(message)));
                 }
             }
+            EventKind::NotificationFailed {
+                webhook,
+                notification,
+                error,
+            } => self.line(
+                e,
+                &format!(
+                    "warning: the `{notification}` notification to webhook `{webhook}` failed: {error}"
+                ),
+            ),
             EventKind::GateAnswered {
                 step, approved, by, ..
             } => {

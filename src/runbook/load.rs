@@ -1,12 +1,12 @@
 //! Reading a runbook file into the typed model, collecting every problem on the way.
 
-use super::de::{DeError, from_node};
 use super::diagnostic::{Diagnostic, suggest};
 use super::model::{FORMAT_VERSION, Objectives, Runbook, Step};
-use super::node::{self, Node, NodeKind};
 use crate::io::bounded::Bounded;
 use crate::steps::common::{COMMON_KEYS, StepCommon};
 use crate::steps::{STEP_TYPES, StepKind};
+use crate::yaml::de::{DeError, from_node};
+use crate::yaml::node::{self, Node, NodeKind};
 use miette::SourceSpan;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,7 @@ pub const TOP_KEYS: &[&str] = &[
     "hosts",
     "stores",
     "locks",
+    "notify",
     "steps",
 ];
 
@@ -305,6 +306,7 @@ fn decode_root(
         .collect();
     let vars = decode_vars(root.get("vars"), diags);
     let locks = decode_locks(root.get("locks"), diags);
+    let notify = super::notify::decode(root.get("notify"), diags);
     let steps = match root.get_entry("steps") {
         Some((_, n)) => decode_steps(n, diags),
         None => {
@@ -329,6 +331,7 @@ fn decode_root(
         hosts,
         stores,
         locks,
+        notify,
         steps,
     })
 }

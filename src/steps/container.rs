@@ -1,10 +1,10 @@
 //! Container lifecycle steps: `container.copy`, `container.run`, `container.start`,
 //! `container.stop`, `container.remove`, `network.create`.
 
-use super::{ConfigProblem, StepConfig};
+use super::{ConfigProblem, Step, StepType, Touches, plain};
 use crate::docker::{PortMapping, RunSpec};
 use crate::duration::Dur;
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -31,7 +31,29 @@ pub fn split_container_path(s: &str) -> Option<(&str, &str)> {
     (!c.is_empty() && !p.is_empty()).then_some((c, p))
 }
 
-impl StepConfig for CopyConfig {
+impl Step for CopyConfig {
+    const TYPE: StepType = plain(&["path", "bytes", "sha256", "entries"]);
+
+    fn touches(&self) -> Touches {
+        let mut t = Touches {
+            engine: true,
+            host: self.host.clone(),
+            ..Touches::default()
+        };
+        for (end, local_is_written) in [(&self.from, false), (&self.to, true)] {
+            match split_container_path(end) {
+                Some((name, _)) => t.containers.push(name.to_owned()),
+                None if local_is_written => t.writes.push(end.clone()),
+                None => {}
+            }
+        }
+        t
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_copy(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         let from = split_container_path(&self.from).is_some();
         let to = split_container_path(&self.to).is_some();
@@ -47,9 +69,6 @@ impl StepConfig for CopyConfig {
         } else {
             Vec::new()
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 
@@ -83,9 +102,21 @@ pub struct RunConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for RunConfig {
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
+impl Step for RunConfig {
+    const TYPE: StepType = plain(&["id"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            host: self.host.clone(),
+            creates: vec![self.name.clone()],
+            images: vec![self.image.clone()],
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_run(self, cx).await
     }
 }
 
@@ -99,16 +130,28 @@ pub struct ContainersConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for ContainersConfig {
+impl Step for ContainersConfig {
+    const TYPE: StepType = plain(&["changed"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            host: self.host.clone(),
+            containers: self.containers.clone(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_start(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         if self.containers.is_empty() {
             vec![ConfigProblem::new("containers", "`containers` is empty")]
         } else {
             Vec::new()
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 
@@ -141,7 +184,22 @@ impl StopConfig {
     }
 }
 
-impl StepConfig for StopConfig {
+impl Step for StopConfig {
+    const TYPE: StepType = plain(&["changed"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            host: self.host.clone(),
+            containers: self.containers.clone(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_stop(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         if self.containers.is_empty() {
             vec![ConfigProblem::new("containers", "`containers` is empty")]
@@ -160,9 +218,6 @@ impl StepConfig for StopConfig {
             )],
             _ => Vec::new(),
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 
@@ -184,7 +239,22 @@ pub struct RemoveConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for RemoveConfig {
+impl Step for RemoveConfig {
+    const TYPE: StepType = plain(&["changed", "volumes_removed"]);
+
+    /// The containers need not exist (removing a missing one is a no-op).
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            host: self.host.clone(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_remove(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         if self.containers.is_empty() && self.named_volumes.is_empty() {
             vec![ConfigProblem::new(
@@ -194,9 +264,6 @@ impl StepConfig for RemoveConfig {
         } else {
             Vec::new()
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 
@@ -212,9 +279,19 @@ pub struct NetworkConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for NetworkConfig {
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
+impl Step for NetworkConfig {
+    const TYPE: StepType = plain(&["id", "changed"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            host: self.host.clone(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_network(self, cx).await
     }
 }
 

@@ -2,9 +2,9 @@
 //! (`stores:`), each with a manifest written last.
 
 use super::exec::Compression;
-use super::{ConfigProblem, StepConfig};
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use super::{ConfigProblem, Step, StepType, Touches, plain};
 use crate::io::encrypt::{Identity, Recipients, recipient_problem};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use crate::store::manifest::{self, Manifest};
 use crate::store::upload::{self, Transform, Written};
 use crate::store::{Address, Store};
@@ -89,6 +89,13 @@ pub struct DeleteConfig {
     pub target: String,
 }
 
+/// The store an address names (none when it does not parse: `problems` says why).
+fn store_name(text: &str) -> Vec<String> {
+    Address::parse(text)
+        .map(|a| vec![a.store])
+        .unwrap_or_default()
+}
+
 fn address_problem(key: &str, text: &str) -> Vec<ConfigProblem> {
     Address::parse(text)
         .err()
@@ -97,7 +104,28 @@ fn address_problem(key: &str, text: &str) -> Vec<ConfigProblem> {
         .collect()
 }
 
-impl StepConfig for PutConfig {
+impl Step for PutConfig {
+    const TYPE: StepType = plain(&[
+        "key",
+        "manifest",
+        "bytes",
+        "sha256",
+        "plaintext_bytes",
+        "plaintext_sha256",
+        "skipped",
+    ]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            stores: store_name(&self.dest),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_put(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         let mut out = address_problem("dest", &self.dest);
         if let Some(e) = &self.encrypt {
@@ -116,19 +144,59 @@ impl StepConfig for PutConfig {
     }
 }
 
-impl StepConfig for GetConfig {
+impl Step for GetConfig {
+    const TYPE: StepType = plain(&["file", "bytes", "sha256", "key"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            stores: store_name(&self.source),
+            writes: vec![self.dest.clone()],
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_get(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         address_problem("source", &self.source)
     }
 }
 
-impl StepConfig for ListConfig {
+impl Step for ListConfig {
+    const TYPE: StepType = plain(&["latest", "objects", "keys", "incomplete"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            stores: store_name(&self.prefix),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_list(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         address_problem("prefix", &self.prefix)
     }
 }
 
-impl StepConfig for DeleteConfig {
+impl Step for DeleteConfig {
+    const TYPE: StepType = plain(&["key", "deleted"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            stores: store_name(&self.target),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_delete(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         address_problem("target", &self.target)
     }

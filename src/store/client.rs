@@ -2,7 +2,7 @@
 //! use from the store's spec and its secrets.
 
 use super::spec::{Scheme, StoreSpec, StoreUrl};
-use crate::exec::cx::StepError;
+use crate::steps::cx::StepError;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use std::collections::{BTreeMap, HashMap};

@@ -3,9 +3,9 @@
 
 use super::client::Store;
 use super::manifest::{Digest, Manifest};
-use crate::exec::cx::StepError;
 use crate::io::compress::{Decoder, Format};
 use crate::io::encrypt::Identity;
+use crate::steps::cx::StepError;
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use object_store::ObjectStoreExt as _;

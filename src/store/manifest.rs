@@ -2,8 +2,8 @@
 //! what a restore checks the bytes it reads against.
 
 use super::client::Store;
-use crate::exec::cx::StepError;
 use crate::io::compress::Format;
+use crate::steps::cx::StepError;
 use chrono::{DateTime, Utc};
 use object_store::ObjectStoreExt as _;
 use serde::{Deserialize, Serialize};

@@ -7,14 +7,21 @@ use futures_util::StreamExt;
 use object_store::ObjectStore as _;
 
 /// One probe per store (nothing is written).
-pub async fn all(runbook: &Runbook) -> Vec<Probe> {
-    if runbook.stores.is_empty() {
+pub async fn all(
+    runbook: &Runbook,
+    stores: &std::collections::BTreeMap<String, super::StoreSpec>,
+) -> Vec<Probe> {
+    if stores.is_empty() {
         return Vec::new();
     }
     // Credentials are needed to ask; missing secrets are reported by the secret probes.
     let secrets = crate::exec::secrets::read(runbook).unwrap_or_default();
     let mut out = Vec::new();
-    for (name, spec) in &runbook.stores {
+    for (name, spec) in stores {
+        // A store given by a parameter left empty is not used by this run.
+        if spec.url.is_empty() {
+            continue;
+        }
         // A probe answers quickly: a store that is down is not retried for minutes.
         let mut spec = spec.clone();
         spec.retry_timeout = Some(crate::duration::Dur(std::time::Duration::from_secs(5)));

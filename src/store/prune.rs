@@ -2,8 +2,8 @@
 //! backups (objects with a manifest) below a prefix; a removed backup loses its manifest
 //! first, then its object.
 
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
 use crate::retention::{Snapshot, TimeSource, decide_at};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use crate::steps::object::{delete, list, resolve};
 use crate::steps::prune::PruneConfig;
 use serde_json::{Map, Value};

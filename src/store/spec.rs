@@ -89,6 +89,39 @@ pub fn describe(name: &str, spec: &StoreSpec) -> String {
     format!("{name} = {} ({})", spec.url, parts.join(", "))
 }
 
+/// The stores with `url`, `endpoint` and `region` rendered: they may name `params`, `vars`
+/// and `env` (`url: "{{ params.store }}"`, so one runbook serves local-only and off-site runs).
+/// A field that does not render stays as written (using the store then says why).
+pub fn rendered(
+    specs: &std::collections::BTreeMap<String, StoreSpec>,
+    ctx: &minijinja::Value,
+) -> std::collections::BTreeMap<String, StoreSpec> {
+    let env = crate::template::environment();
+    let render = |text: &mut String| {
+        if text.contains("{{")
+            && let Ok(r) = crate::template::render(&env, text, ctx.clone())
+        {
+            *text = r;
+        }
+    };
+    specs
+        .iter()
+        .map(|(name, spec)| {
+            let mut spec = spec.clone();
+            render(&mut spec.url);
+            spec.endpoint.iter_mut().for_each(render);
+            spec.region.iter_mut().for_each(render);
+            (name.clone(), spec)
+        })
+        .collect()
+}
+
+/// Whether a store's url is a template (known only once params are given).
+#[must_use]
+pub fn is_templated(spec: &StoreSpec) -> bool {
+    spec.url.contains("{{")
+}
+
 /// [`describe`] for every store.
 pub fn describe_all(stores: &std::collections::BTreeMap<String, StoreSpec>) -> Vec<String> {
     stores.iter().map(|(n, s)| describe(n, s)).collect()

@@ -4,8 +4,8 @@
 
 use super::manifest::Manifest;
 use super::upload::{self, Transform, Written};
-use crate::exec::cx::{Outputs, StepCx, StepError};
 use crate::io::encrypt::Recipients;
+use crate::steps::cx::{Outputs, StepCx, StepError};
 use crate::steps::exec::{ChecksumAlgo, Compression};
 use crate::steps::object::{
     Decrypt, Encrypt, identity, manifest_outputs, require_manifest, resolve,

@@ -3,9 +3,9 @@
 
 use super::client::Store;
 use super::manifest::{self, Digest, Manifest};
-use crate::exec::cx::{Progress, StepError};
 use crate::io::compress::{Encoder, Format};
 use crate::io::encrypt::Recipients;
+use crate::steps::cx::{Progress, StepError};
 use bytes::Bytes;
 use object_store::ObjectStoreExt as _;
 use object_store::WriteMultipart;

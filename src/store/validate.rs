@@ -15,7 +15,10 @@ pub fn check(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
                 .or(node)
                 .map_or((0, 0).into(), |n| n.span)
         };
-        if let Err(m) = StoreUrl::parse(&spec.url) {
+        if let Err(m) =
+            StoreUrl::parse(&spec.url).map_err(|m| (!super::spec::is_templated(spec)).then_some(m))
+            && let Some(m) = m
+        {
             diags.push(
                 Diagnostic::new("rb::store-url", format!("store `{name}`: {m}"))
                     .label(span_of("url"), "here"),

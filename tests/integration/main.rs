@@ -3,6 +3,7 @@
 mod support;
 
 mod bad_input;
+mod completions;
 mod containers;
 mod gates;
 mod hostile;
@@ -10,12 +11,14 @@ mod hostile_input;
 mod hostile_locks;
 mod hostile_state;
 mod invalid;
+mod notify;
 mod plan;
 mod plan_extra;
 mod prune;
 mod reports;
 mod resume;
 mod run;
+mod scheduling;
 mod schema;
 mod store;
 mod terminal;
