@@ -30,5 +30,6 @@ pub mod retention;
 pub mod runbook;
 pub mod schema;
 pub mod steps;
+pub mod store;
 pub mod template;
 pub mod yaml;

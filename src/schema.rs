@@ -49,6 +49,7 @@ pub fn value() -> Value {
     let param = g.subschema_for::<ParamSpec>().to_value();
     let secret = g.subschema_for::<SecretSpec>().to_value();
     let host = g.subschema_for::<HostSpec>().to_value();
+    let store = g.subschema_for::<crate::store::StoreSpec>().to_value();
     let notify = g
         .subschema_for::<crate::runbook::notify::NotifySpec>()
         .to_value();
@@ -70,6 +71,7 @@ pub fn value() -> Value {
             "secrets": { "type": "object", "description": "Secret values, read from the environment or a file; never printed.", "additionalProperties": secret },
             "vars": { "type": "object", "description": "Values computed once per run, in order (templates).", "additionalProperties": { "type": ["string", "number", "boolean"] } },
             "hosts": { "type": "object", "description": "Docker Engines that steps pick with `host:`.", "additionalProperties": host },
+            "stores": { "type": "object", "description": "Object stores (S3 and S3-compatible, GCS, Azure, a local directory) that steps address as `STORE:KEY`.", "additionalProperties": store },
             "locks": {
                 "type": "array",
                 "items": { "type": "string", "minLength": 1 },

@@ -123,6 +123,7 @@ struct Run {
     outputs: BTreeMap<String, Json>,
     env: minijinja::Environment<'static>,
     engines: Arc<Engines>,
+    stores: Arc<crate::store::Stores>,
     /// A non-`continue_on_error` failure, a rejected gate, or an interrupt happened: only
     /// `always` steps start from now on.
     stopping: Option<RunOutcome>,
@@ -174,6 +175,14 @@ impl Run {
         let base = req.runbook.base_dir();
         let engines = Arc::new(Engines::new(req.runbook.hosts.clone(), base));
         let step_cancel = req.interrupt.child_token();
+        let stores = Arc::new(crate::store::Stores::new(
+            crate::store::spec::rendered(
+                &req.runbook.stores,
+                &req.ctx.value(minijinja::Value::UNDEFINED),
+            ),
+            req.ctx.secrets.clone(),
+            req.runbook.name.clone(),
+        ));
         let selection = Selection::new(&req);
         let undone = undone(&req);
         // One copy, shared with every step (sub-runbooks take their part of it).
@@ -185,6 +194,7 @@ impl Run {
             outputs: BTreeMap::new(),
             env: template::environment(),
             engines,
+            stores,
             stopping: None,
             step_cancel,
             started: Instant::now(),
@@ -429,6 +439,7 @@ impl Run {
             step_id: id.clone(),
             base_dir: self.req.runbook.base_dir(),
             engines: self.engines.clone(),
+            stores: self.stores.clone(),
             progress: Progress::new(id.clone(), emit.clone()),
             cancel,
             masker,

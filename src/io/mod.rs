@@ -21,6 +21,7 @@ pub mod bounded;
 pub mod checksum;
 pub mod compress;
 pub mod digest;
+pub mod encrypt;
 pub mod error;
 pub mod sink;
 

@@ -22,11 +22,22 @@ pub struct FileSink {
     temp_path: PathBuf,
 }
 
-#[derive(Debug)]
-#[expect(clippy::large_enum_variant, reason = "one per output file")]
 enum SinkWriter {
     Plain(HashingWriter<AtomicFile>),
     Compressed(Encoder<HashingWriter<AtomicFile>>),
+    Encrypted(age::stream::StreamWriter<HashingWriter<AtomicFile>>),
+    CompressedEncrypted(Encoder<age::stream::StreamWriter<HashingWriter<AtomicFile>>>),
+}
+
+impl std::fmt::Debug for SinkWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain(_) => "Plain",
+            Self::Compressed(_) => "Compressed",
+            Self::Encrypted(_) => "Encrypted",
+            Self::CompressedEncrypted(_) => "CompressedEncrypted",
+        })
+    }
 }
 
 impl FileSink {
@@ -37,6 +48,17 @@ impl FileSink {
         compress: Option<Format>,
         level: Option<i32>,
     ) -> Result<Self> {
+        Self::create_encrypted(path, compress, level, None)
+    }
+
+    /// [`FileSink::create`], encrypting with age to `recipients` after compressing (the
+    /// digest is of the encrypted bytes on disk).
+    pub fn create_encrypted(
+        path: impl AsRef<Path>,
+        compress: Option<Format>,
+        level: Option<i32>,
+        recipients: Option<&super::encrypt::Recipients>,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let options = AtomicOptions {
             create_dirs: true,
@@ -45,9 +67,16 @@ impl FileSink {
         let atomic = AtomicFile::with_options(path, &options)?;
         let temp_path = atomic.temp_path().to_path_buf();
         let file = HashingWriter::new(atomic);
-        let writer = match compress {
-            None => SinkWriter::Plain(file),
-            Some(format) => SinkWriter::Compressed(Encoder::new(file, format, level, 0)?),
+        let writer = match (compress, recipients) {
+            (None, None) => SinkWriter::Plain(file),
+            (Some(format), None) => SinkWriter::Compressed(Encoder::new(file, format, level, 0)?),
+            (None, Some(r)) => SinkWriter::Encrypted(r.encrypt(file).ctx("write", path)?),
+            (Some(format), Some(r)) => SinkWriter::CompressedEncrypted(Encoder::new(
+                r.encrypt(file).ctx("write", path)?,
+                format,
+                level,
+                0,
+            )?),
         };
         Ok(Self {
             writer,
@@ -73,6 +102,11 @@ impl FileSink {
         let hashing = match self.writer {
             SinkWriter::Plain(w) => w,
             SinkWriter::Compressed(enc) => enc.finish().ctx("write", &self.path)?,
+            SinkWriter::Encrypted(w) => w.finish().ctx("write", &self.path)?,
+            SinkWriter::CompressedEncrypted(enc) => enc
+                .finish()
+                .and_then(age::stream::StreamWriter::finish)
+                .ctx("write", &self.path)?,
         };
         let (atomic, digest) = hashing.finish();
         let path = atomic.commit()?;
@@ -85,6 +119,8 @@ impl Write for FileSink {
         match &mut self.writer {
             SinkWriter::Plain(w) => w.write(buf),
             SinkWriter::Compressed(w) => w.write(buf),
+            SinkWriter::Encrypted(w) => w.write(buf),
+            SinkWriter::CompressedEncrypted(w) => w.write(buf),
         }
     }
 
@@ -92,6 +128,8 @@ impl Write for FileSink {
         match &mut self.writer {
             SinkWriter::Plain(w) => w.flush(),
             SinkWriter::Compressed(w) => w.flush(),
+            SinkWriter::Encrypted(w) => w.flush(),
+            SinkWriter::CompressedEncrypted(w) => w.flush(),
         }
     }
 }

@@ -87,6 +87,13 @@ pub struct Plan {
     /// Target locks the run takes before its first step (rendered `locks:`), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<String>,
+    /// The object stores (`name: url …`), credentials shown as `***`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<String>,
+    /// The stores as rendered for this run (`rb plan --check` lists them).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub store_specs: std::collections::BTreeMap<String, crate::store::StoreSpec>,
     /// Webhooks told about the run: `***` (the URL is a secret), the secret's name and the
     /// events, e.g. `*** (ops_webhook) on failure, over_rto, gate`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -233,6 +240,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             kind,
         });
     }
+    let store_specs = crate::store::spec::rendered(&runbook.stores, &value);
     let locks = render_locks(runbook, &env, ctx).unwrap_or_else(|d| {
         errors.push(d);
         Vec::new()
@@ -260,6 +268,8 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .map(|(k, v)| (k.clone(), masker.mask(v)))
             .collect(),
         locks,
+        stores: crate::store::spec::describe_all(&store_specs),
+        store_specs,
         notify: runbook.notify.iter().map(Notify::planned).collect(),
         missing_params: Vec::new(),
         gates: super::nested::attach(&mut steps, &runbook.base_dir()),

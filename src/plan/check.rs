@@ -239,6 +239,7 @@ pub async fn run(runbook: &Runbook, plan: &Plan) -> Vec<Probe> {
         probes.push(disk_probe(dir));
     }
     probes.extend(secret_probes(runbook));
+    probes.extend(crate::store::probe::all(runbook, &plan.store_specs).await);
     probes
 }
 

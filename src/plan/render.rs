@@ -165,6 +165,9 @@ fn text_head(o: &mut String, plan: &Plan) {
     for l in &plan.locks {
         let _ = writeln!(o, "  lock   {l}");
     }
+    for s in &plan.stores {
+        let _ = writeln!(o, "  store  {s}");
+    }
     for n in &plan.notify {
         let _ = writeln!(o, "  notify {n}");
     }
@@ -387,6 +390,9 @@ fn markdown_inputs(o: &mut String, plan: &Plan) {
             .map(|l| format!("`{}`", md_code(l)))
             .collect();
         let _ = writeln!(o, "**Locks:** {}\n", locks.join(", "));
+    }
+    for s in &plan.stores {
+        let _ = writeln!(o, "**Store:** `{}`\n", md_code(s));
     }
     if !plan.notify.is_empty() {
         let notify: Vec<String> = plan.notify.iter().map(|n| format!("`{n}`")).collect();

@@ -25,6 +25,7 @@ pub const TOP_KEYS: &[&str] = &[
     "secrets",
     "vars",
     "hosts",
+    "stores",
     "locks",
     "notify",
     "steps",
@@ -300,6 +301,9 @@ fn decode_root(
     let hosts: BTreeMap<_, _> = decode_named(root.get("hosts"), "hosts", diags)
         .into_iter()
         .collect();
+    let stores: BTreeMap<_, _> = decode_named(root.get("stores"), "stores", diags)
+        .into_iter()
+        .collect();
     let vars = decode_vars(root.get("vars"), diags);
     let locks = decode_locks(root.get("locks"), diags);
     let notify = super::notify::decode(root.get("notify"), diags);
@@ -325,6 +329,7 @@ fn decode_root(
         secrets,
         vars,
         hosts,
+        stores,
         locks,
         notify,
         steps,

@@ -32,6 +32,8 @@ pub struct Runbook {
     pub secrets: Vec<(String, SecretSpec)>,
     pub vars: Vec<(String, String)>,
     pub hosts: BTreeMap<String, HostSpec>,
+    /// Object stores steps read and write (`STORE:KEY`).
+    pub stores: BTreeMap<String, crate::store::StoreSpec>,
     /// Target locks (templates), taken before the first step and held until the run ends:
     /// two runs, of any runbooks, that name the same lock never run at once.
     pub locks: Vec<String>,

@@ -135,6 +135,8 @@ pub struct StepCx {
     /// The runbook's directory: relative paths in steps resolve against it.
     pub base_dir: PathBuf,
     pub engines: Arc<Engines>,
+    /// The runbook's object stores (and the secrets their steps read).
+    pub stores: Arc<crate::store::Stores>,
     pub progress: Progress,
     /// Fires when the run is interrupted or the step times out.
     pub cancel: CancellationToken,

@@ -81,6 +81,14 @@ pub struct Stdin {
     pub decompress: bool,
     /// This text.
     pub text: Option<String>,
+    /// Stream this object (`STORE:KEY`), checked against its manifest; with `decompress`,
+    /// decompressed as the manifest says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// Decrypt the object or file (age) with an identity from a secret; a file's compression
+    /// is then read from the extension before `.age` (`db.dump.zst.age`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decrypt: Option<super::object::Decrypt>,
 }
 
 /// Standard output or error: `capture` (kept in the step's outputs, capped at 1 MiB) or a file.
@@ -90,6 +98,8 @@ pub enum Output {
     #[default]
     Capture,
     File(OutputFile),
+    /// Uploaded to an object store (`{object: STORE:KEY, compress, encrypt}`).
+    Object(crate::store::stream::OutputObject),
 }
 
 /// A stream written to a file, published atomically when the step succeeds.
@@ -104,6 +114,9 @@ pub struct OutputFile {
     pub level: Option<i32>,
     /// Hash while writing; the digest is the step's `sha256` output.
     pub checksum: Option<ChecksumAlgo>,
+    /// Encrypt with age to these recipients (after compressing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<super::object::Encrypt>,
 }
 
 /// A compression format (`gzip`, `zstd`): the io module's, so no conversion is needed.
@@ -133,8 +146,7 @@ impl<'de> Deserialize<'de> for Output {
                 }
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Output, A::Error> {
-                OutputFile::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(Output::File)
+                crate::store::stream::decode_output(map)
             }
         }
         d.deserialize_any(V)
@@ -147,9 +159,10 @@ impl JsonSchema for Output {
     }
     fn json_schema(g: &mut SchemaGenerator) -> Schema {
         let file = g.subschema_for::<OutputFile>();
+        let object = g.subschema_for::<crate::store::stream::OutputObject>();
         json_schema!({
-            "description": "`capture` (default; kept as an output, capped at 1 MiB) or a file.",
-            "anyOf": [{"const": "capture"}, file]
+            "description": "`capture` (default; kept as an output, capped at 1 MiB), a file, or an object in a store.",
+            "anyOf": [{"const": "capture"}, file, object]
         })
     }
 }
@@ -176,15 +189,23 @@ fn process_problems(
         _ => {}
     }
     if let Some(s) = stdin {
+        let given = [s.file.is_some(), s.text.is_some(), s.object.is_some()];
         match (&s.file, &s.text) {
+            _ if given.iter().filter(|g| **g).count() > 1 => out.push(ConfigProblem::new(
+                "stdin",
+                "`stdin` takes one of `file`, `text` or `object`",
+            )),
+            _ if s.object.is_some() => {}
             (None, None) => out.push(ConfigProblem::new(
                 "stdin",
-                "`stdin` needs `file` or `text`",
+                "`stdin` needs `file`, `text` or `object`",
             )),
-            (Some(_), Some(_)) => out.push(ConfigProblem::new(
-                "stdin",
-                "`stdin` takes `file` or `text`, not both",
-            )),
+            (None, Some(_)) if s.decrypt.is_some() => {
+                out.push(ConfigProblem::new(
+                    "stdin.decrypt",
+                    "`decrypt` applies to `file` and `object` only",
+                ));
+            }
             (None, Some(_)) if s.decompress => {
                 out.push(ConfigProblem::new(
                     "stdin.decompress",
@@ -203,6 +224,7 @@ impl Step for ExecConfig {
     fn touches(&self) -> Touches {
         Touches {
             writes: output_files(&self.stdout, &self.stderr),
+            stores: stream_stores(self.stdin.as_ref(), &self.stdout),
             ..Touches::default()
         }
     }
@@ -229,6 +251,7 @@ impl Step for ContainerExecConfig {
             host: self.host.clone(),
             containers: vec![self.container.clone()],
             writes: output_files(&self.stdout, &self.stderr),
+            stores: stream_stores(self.stdin.as_ref(), &self.stdout),
             ..Touches::default()
         }
     }
@@ -252,8 +275,23 @@ fn output_files(stdout: &Output, stderr: &Output) -> Vec<String> {
         .into_iter()
         .filter_map(|o| match o {
             Output::File(f) => Some(f.file.clone()),
-            Output::Capture => None,
+            Output::Capture | Output::Object(_) => None,
         })
+        .collect()
+}
+
+/// The stores standard input and output stream from and to.
+fn stream_stores(stdin: Option<&Stdin>, stdout: &Output) -> Vec<String> {
+    let input = stdin.and_then(|s| s.object.as_deref());
+    let output = match stdout {
+        Output::Object(o) => Some(o.object.as_str()),
+        _ => None,
+    };
+    input
+        .into_iter()
+        .chain(output)
+        .filter_map(|a| crate::store::Address::parse(a).ok())
+        .map(|a| a.store)
         .collect()
 }
 

@@ -50,6 +50,7 @@ pub mod exec;
 pub mod fake;
 pub mod gate;
 pub mod health;
+pub mod object;
 pub mod process;
 pub mod prune;
 pub mod runbook;
@@ -231,6 +232,10 @@ step_kinds! {
     Sleep(sleep::SleepConfig) = "sleep",
     Assert(assert::AssertConfig) = "assert",
     Runbook(runbook::RunbookConfig) = "runbook",
+    ObjectPut(object::PutConfig) = "object.put",
+    ObjectGet(object::GetConfig) = "object.get",
+    ObjectList(object::ListConfig) = "object.list",
+    ObjectDelete(object::DeleteConfig) = "object.delete",
     // A step for the executor's unit tests (it sleeps, fails, outputs as told).
     #[cfg(test)]
     Fake(fake::FakeConfig) = "fake",

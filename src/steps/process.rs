@@ -32,6 +32,7 @@ const DEPTH: usize = 4;
 pub enum Sink {
     Capture(TailBuffer),
     File(FileWriter),
+    Object(crate::store::stream::ObjectWriter),
 }
 
 /// An output file being written on a blocking thread.
@@ -47,6 +48,7 @@ impl Sink {
             // Enough past the cap that a secret straddling it is masked before the cut.
             Output::Capture => Sink::Capture(TailBuffer::new(CAPTURE_LIMIT + cx.masker.longest())),
             Output::File(f) => Sink::File(FileWriter::start(f, cx)),
+            Output::Object(o) => Sink::Object(crate::store::stream::ObjectWriter::start(o, cx)),
         }
     }
 
@@ -55,6 +57,7 @@ impl Sink {
         match self {
             Sink::Capture(t) => t,
             Sink::File(f) => &mut f.pipe,
+            Sink::Object(o) => o.writer(),
         }
     }
 
@@ -81,6 +84,7 @@ impl Sink {
                 }
                 Ok(())
             }
+            Sink::Object(o) => o.finish(ok, outputs).await,
         }
     }
 
@@ -88,7 +92,7 @@ impl Sink {
     pub fn tail(&self) -> String {
         match self {
             Sink::Capture(t) => t.text(),
-            Sink::File(_) => String::new(),
+            Sink::File(_) | Sink::Object(_) => String::new(),
         }
     }
 }
@@ -104,9 +108,14 @@ impl FileWriter {
         let path: PathBuf = cx.path(&spec.file);
         let format = spec.compress;
         let level = spec.level;
+        let encrypt = spec.encrypt.clone();
         let progress = cx.progress.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let mut sink = FileSink::create(&path, format, level).map_err(|e| e.to_string())?;
+            let recipients = encrypt
+                .map(|e| crate::io::encrypt::Recipients::parse(&e.recipients))
+                .transpose()?;
+            let mut sink = FileSink::create_encrypted(&path, format, level, recipients.as_ref())
+                .map_err(|e| e.to_string())?;
             let mut total = 0u64;
             let mut reported = 0u64;
             while let Some(chunk) = chunks.blocking_recv() {
@@ -228,6 +237,24 @@ impl Feeder {
         cx: &StepCx,
         writer: W,
     ) -> JoinHandle<Result<u64, String>> {
+        if let Some(object) = &spec.object {
+            let input = crate::store::stream::InputObject {
+                object,
+                decrypt: spec.decrypt.as_ref(),
+                decompress: spec.decompress,
+            };
+            return crate::store::stream::feed(&input, cx, writer);
+        }
+        let identity = match super::object::identity(cx, spec.decrypt.as_ref()) {
+            Ok(i) => i,
+            Err(e) => {
+                let message = match e {
+                    StepError::Failed(m) => m,
+                    other => format!("{other:?}"),
+                };
+                return tokio::spawn(async move { Err(message) });
+            }
+        };
         let file = spec.file.as_ref().map(|f| cx.path(f));
         let text = spec.text.clone();
         let decompress = spec.decompress;
@@ -236,7 +263,7 @@ impl Feeder {
             let mut out = SyncIoBridge::new(writer);
             let mut input: Box<dyn Read + Send> = match (&file, text) {
                 (Some(path), _) => {
-                    crate::io::compress::open_input(path, decompress).map_err(|e| e.to_string())?
+                    crate::store::stream::open_file(path, decompress, identity.as_ref())?
                 }
                 (None, Some(t)) => Box::new(std::io::Cursor::new(t.into_bytes())),
                 (None, None) => Box::new(std::io::empty()),

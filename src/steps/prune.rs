@@ -12,7 +12,13 @@ use serde_json::{Map, Value};
 #[serde(deny_unknown_fields)]
 pub struct PruneConfig {
     /// The directory whose entries are pruned (never the directory itself).
-    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Instead of `path`: the backups below `STORE:PREFIX` in an object store (each object
+    /// and its manifest are removed together; an object without a manifest is incomplete
+    /// and left alone; `mtime` is the time the manifest records the backup started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     /// Glob of the entry names considered (default `*`).
     #[serde(rename = "match", default = "all")]
     pub matches: String,
@@ -59,6 +65,21 @@ impl Step for PruneConfig {
 
     fn problems(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
+        match (&self.path, &self.store) {
+            (None, None) => out.push(ConfigProblem::new(
+                "",
+                "a prune step needs `path` or `store`",
+            )),
+            (Some(_), Some(_)) => out.push(ConfigProblem::new(
+                "store",
+                "give `path` or `store`, not both",
+            )),
+            (None, Some(_)) if self.require.is_some() => out.push(ConfigProblem::new(
+                "require",
+                "`require` is for directories: a store backup is complete when it has its manifest",
+            )),
+            _ => {}
+        }
         if self.keep.is_none() && self.keep_within.is_none() {
             out.push(ConfigProblem::new(
                 "",
@@ -92,7 +113,10 @@ impl Step for PruneConfig {
 
 /// Plan the prune and (unless `dry_run`) remove what the policy does not keep.
 pub async fn run(cfg: &PruneConfig, cx: &StepCx) -> StepResult {
-    let dir = cx.path(&cfg.path);
+    if let Some(target) = &cfg.store {
+        return crate::store::prune::run(cfg, target, cx).await;
+    }
+    let dir = cx.path(cfg.path.as_deref().unwrap_or_default());
     let time: TimeSource = cfg
         .time
         .parse()

@@ -23,4 +23,5 @@ mod resume;
 mod run;
 mod scheduling;
 mod schema;
+mod store;
 mod terminal;
