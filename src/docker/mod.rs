@@ -19,6 +19,7 @@ mod copy;
 mod engine;
 mod error;
 mod exec;
+mod fifo;
 mod health;
 mod lifecycle;
 mod reap;
@@ -29,6 +30,9 @@ pub use copy::collect;
 pub use engine::{DEFAULT_ENDPOINT, Engine, EngineVersion, TlsFiles};
 pub use error::DockerError;
 pub use exec::{CAPTURE_LIMIT, ExecOutput, ExecResult, ExecSpec, exit_error};
+pub use fifo::{
+    FifoKind, FifoRoute, OWNER_LABEL as FIFO_OWNER_LABEL, SIDECAR_DIR, host_paths_shared,
+};
 pub use health::{HealthProbe, HealthReport};
 pub use lifecycle::{ContainerStatus, NetworkOutcome, PortMapping, RunSpec};
 pub use stream::{HashingWriter, TailBuffer};

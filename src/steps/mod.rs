@@ -18,6 +18,7 @@ pub mod process;
 pub mod prune;
 pub mod runbook;
 pub mod sleep;
+pub mod transport;
 
 use crate::runbook::de::{DeError, from_node};
 use crate::runbook::node::Node;
@@ -125,8 +126,19 @@ step_kinds! {
 /// The outputs each step type produces (the README's table), for `rb validate`.
 fn outputs_of(type_name: &str) -> Option<&'static [&'static str]> {
     const PROCESS: &[&str] = &["exit_code", "stdout", "stderr", "file", "bytes", "sha256"];
+    const CONTAINER_PROCESS: &[&str] = &[
+        "exit_code",
+        "stdout",
+        "stderr",
+        "file",
+        "bytes",
+        "sha256",
+        "transport",
+        "fifo",
+    ];
     Some(match type_name {
-        "exec" | "container.exec" => PROCESS,
+        "exec" => PROCESS,
+        "container.exec" => CONTAINER_PROCESS,
         "container.copy" => &["path", "bytes", "sha256", "entries"],
         "container.run" => &["id"],
         "container.start" | "container.stop" => &["changed"],
