@@ -3,9 +3,14 @@
 //! writes) the other end. Every byte of an exec stream otherwise passes through dockerd and
 //! the container's shim, which costs more CPU than the dump itself.
 //!
-//! Two routes, both only for a local engine (a `unix://` socket, in the same mount namespace
+//! Three routes, all only for a local engine (a `unix://` socket, in the same mount namespace
 //! as rb, so that the engine's host paths are rb's):
 //!
+//! - **target**: rb may reach the container's file system through `/proc/PID/root` of its
+//!   main process (rb runs as root, or as the container's user); the FIFOs go in a fresh
+//!   directory in its `/tmp` (or `/dev/shm`, `/run`) and the command is exec'd in the
+//!   target: nothing about where it runs changes. The PID is checked against the
+//!   container's id in its cgroup, so a PID from another PID namespace is never used.
 //! - **mount**: the target container already has a writable bind mount of a host directory;
 //!   the FIFOs go in a fresh directory inside it and the command is exec'd in the target.
 //! - **sidecar**: rb starts a container from the target's image (the same image id, so
@@ -53,6 +58,9 @@ const PIPE_SIZE: i32 = 1024 * 1024;
 /// How the FIFOs reach the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FifoKind {
+    /// In the target's own file system (its `/tmp`, `/dev/shm` or `/run`), made by rb
+    /// through `/proc/PID/root` of the container's main process.
+    Target,
     /// A bind mount the target container already has.
     Mount,
     /// A sidecar container rb started.
@@ -63,6 +71,7 @@ impl FifoKind {
     /// `mount` or `sidecar`, as reported.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Target => "target",
             Self::Mount => "mount",
             Self::Sidecar => "sidecar",
         }
@@ -237,9 +246,27 @@ fn make_dir(dir: &Path, names: &[&str]) -> io::Result<()> {
     Ok(())
 }
 
+/// `/proc/PID/root` of the target's main process, when rb may use it and the PID is the
+/// target's (its cgroup names the container's id: rb sees the engine's PID namespace).
+fn proc_root(target: &Target) -> Option<PathBuf> {
+    if target.pid <= 0 {
+        return None;
+    }
+    let proc = PathBuf::from(format!("/proc/{}", target.pid));
+    let cgroup = std::fs::read_to_string(proc.join("cgroup")).ok()?;
+    if !cgroup.contains(&target.id) {
+        return None;
+    }
+    let root = proc.join("root");
+    std::fs::read_dir(&root).ok()?;
+    Some(root)
+}
+
 /// What the route needs to know of the target.
 struct Target {
     id: String,
+    /// Its main process, as this machine numbers it (0: not running).
+    pid: i64,
     image: String,
     env: Vec<String>,
     /// Writable bind mounts: (host source, container destination).
@@ -268,6 +295,7 @@ impl Engine {
             .collect();
         let config = info.config.unwrap_or_default();
         Ok(Target {
+            pid: info.state.and_then(|s| s.pid).unwrap_or(0),
             id: info.id.unwrap_or_else(|| container.to_owned()),
             image: info.image.or(config.image).unwrap_or_default(),
             env: config.env.unwrap_or_default(),
@@ -275,24 +303,42 @@ impl Engine {
         })
     }
 
-    /// A FIFO route to `container` for step `owner` (`RUN_ID/STEP`): through one of its
-    /// writable bind mounts when it has one rb can write into, else through a sidecar.
+    /// A FIFO route to `container` for step `owner` (`RUN_ID/STEP`): in its own file
+    /// system when rb can reach it, else through one of its writable bind mounts, else
+    /// (when `sidecar` allows it) through a sidecar; `None` when none applies.
     pub async fn fifo_route(
         &self,
         container: &str,
         owner: &str,
         stdin: bool,
-    ) -> Result<FifoRoute, DockerError> {
+        sidecar: bool,
+    ) -> Result<Option<FifoRoute>, DockerError> {
         let target = self.fifo_target(container).await?;
         let name = slug(owner);
         let mut fifos = vec![STDOUT];
         if stdin {
             fifos.push(STDIN);
         }
+        if let Some(root) = proc_root(&target) {
+            for dir in ["/tmp", "/dev/shm", "/run"] {
+                let host_dir = root.join(&dir[1..]).join(format!(".{name}"));
+                if make_dir(&host_dir, &fifos).is_ok() {
+                    return Ok(Some(FifoRoute {
+                        engine: self.clone(),
+                        kind: FifoKind::Target,
+                        container: container.to_owned(),
+                        host_dir,
+                        container_dir: format!("{dir}/.{name}"),
+                        sidecar: None,
+                        lifeline: None,
+                    }));
+                }
+            }
+        }
         for (source, destination) in &target.binds {
             let dir = Path::new(source).join(format!(".{name}"));
             if Path::new(source).is_dir() && make_dir(&dir, &fifos).is_ok() {
-                return Ok(FifoRoute {
+                return Ok(Some(FifoRoute {
                     engine: self.clone(),
                     kind: FifoKind::Mount,
                     container: container.to_owned(),
@@ -300,10 +346,15 @@ impl Engine {
                     container_dir: format!("{}/.{name}", destination.trim_end_matches('/')),
                     sidecar: None,
                     lifeline: None,
-                });
+                }));
             }
         }
-        self.sidecar_route(&target, &name, owner, fifos).await
+        if !sidecar {
+            return Ok(None);
+        }
+        self.sidecar_route(&target, &name, owner, fifos)
+            .await
+            .map(Some)
     }
 
     async fn sidecar_route(

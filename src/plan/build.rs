@@ -439,13 +439,13 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
     let mut steps = Vec::new();
     for i in dag.order() {
         let step = &runbook.steps[i];
-        let config = match render_step(step, &env, &value, &masker) {
-            Ok((c, _)) => c,
-            Err(d) => {
-                errors.push(d);
-                continue;
-            }
+        let Ok((config, kind)) =
+            render_step(step, &env, &value, &masker).map_err(|d| errors.push(d))
+        else {
+            continue;
         };
+        let fingerprint = fingerprint(step, &config);
+        let config = crate::steps::transport::annotate(config, kind.as_ref(), &runbook.hosts);
         steps.push(PlanStep {
             id: step.id().to_owned(),
             type_name: step.common.type_name.clone(),
@@ -454,7 +454,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
                 .iter()
                 .map(|&j| runbook.steps[j].id().to_owned())
                 .collect(),
-            fingerprint: fingerprint(step, &config),
+            fingerprint,
             config,
             when: step.common.when.clone(),
             timeout: step.common.timeout,

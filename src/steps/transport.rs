@@ -46,18 +46,45 @@ pub fn planned(cfg: &ContainerExecConfig, endpoint: &str) -> Option<String> {
     }
 }
 
-/// Whether this attempt uses a FIFO.
-fn use_fifo(cfg: &ContainerExecConfig, engine: &Engine) -> Result<bool, StepError> {
+/// A `container.exec` step's planned config with its `transport` as it will be chosen
+/// (`auto` resolved by the engine's endpoint: the runbook's `hosts`, else `DOCKER_HOST`);
+/// other steps' unchanged.
+pub fn annotate(
+    mut config: serde_json::Value,
+    kind: Option<&super::StepKind>,
+    hosts: &std::collections::BTreeMap<String, crate::runbook::model::HostSpec>,
+) -> serde_json::Value {
+    let Some(super::StepKind::ContainerExec(cfg)) = kind else {
+        return config;
+    };
+    let endpoint = match &cfg.host {
+        Some(h) => hosts.get(h).map(|s| s.docker.clone()).unwrap_or_default(),
+        None => std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(|| crate::docker::DEFAULT_ENDPOINT.to_owned()),
+    };
+    if let (Some(text), serde_json::Value::Object(map)) = (planned(cfg, &endpoint), &mut config) {
+        map.insert("transport".into(), text.into());
+    }
+    config
+}
+
+/// Whether this attempt may use a FIFO, and whether a sidecar may carry it.
+fn fifo_mode(cfg: &ContainerExecConfig, engine: &Engine) -> Result<Option<bool>, StepError> {
     match cfg.transport.unwrap_or_default() {
-        Transport::Engine => Ok(false),
+        Transport::Engine => Ok(None),
         Transport::Fifo if !engine.is_local() => Err(StepError::failed(format!(
             "`transport: fifo` needs a local engine (`unix://`), not `{}`",
             engine.endpoint()
         ))),
-        Transport::Fifo => Ok(true),
-        Transport::Auto => {
-            Ok(engine.is_local() && streams_a_file(cfg) && crate::docker::host_paths_shared())
-        }
+        Transport::Fifo => Ok(Some(true)),
+        // No sidecar unasked: the command would not see the container's unix sockets and
+        // files, and a runbook that works must keep working.
+        Transport::Auto => Ok((engine.is_local()
+            && streams_a_file(cfg)
+            && crate::docker::host_paths_shared())
+        .then_some(false)),
     }
 }
 
@@ -74,10 +101,20 @@ pub async fn run_if_fifo(
         // Best effort, as for the target's leftovers.
         let _ = engine.remove_fifo_leftovers(&owner).await;
     }
-    match use_fifo(cfg, engine) {
-        Ok(false) => None,
-        Err(e) => Some(Err(e)),
-        Ok(true) => Some(run_fifo(cfg, cx, engine, spec, &owner).await),
+    let sidecar = match fifo_mode(cfg, engine) {
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
+        Ok(Some(sidecar)) => sidecar,
+    };
+    let route = engine
+        .fifo_route(&spec.container, &owner, cfg.stdin.is_some(), sidecar)
+        .await;
+    match route {
+        Ok(Some(route)) => Some(run_fifo(cfg, cx, engine, spec, route).await),
+        Ok(None) => None,
+        // `auto` leaves the reporting of an engine or container problem to the exec.
+        Err(_) if !sidecar => None,
+        Err(e) => Some(Err(StepError::from(e).masked(&cx.masker))),
     }
 }
 
@@ -86,13 +123,9 @@ async fn run_fifo(
     cx: &StepCx,
     engine: &Engine,
     spec: &ExecSpec,
-    owner: &str,
+    route: FifoRoute,
 ) -> StepResult {
     let program = spec.program().to_owned();
-    let route = engine
-        .fifo_route(&spec.container, owner, cfg.stdin.is_some())
-        .await
-        .map_err(|e| StepError::from(e).masked(&cx.masker))?;
     let mut fifo_spec = spec.clone();
     fifo_spec.container = route.container().to_owned();
     fifo_spec.argv = route.wrap(&spec.argv, cfg.stdin.is_some(), true);
