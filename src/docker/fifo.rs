@@ -23,6 +23,9 @@
 //!   sidecar ends and the engine removes it (`AutoRemove`). It is labelled
 //!   [`OWNER_LABEL`]`=RUN_ID/STEP`, and a resumed step removes whatever carries its label.
 //!
+//! `RB_FIFO_ROUTES` (e.g. `sidecar`, `target,mount`) limits the routes tried, in that order:
+//! for tests and benchmarks of one route.
+//!
 //! Either way the command runs as the runbook gives it, through `sh -c 'exec "$@" >FIFO'`:
 //! the exec itself (its stderr, exit code, cancellation and the reaping of its processes)
 //! is the same as on the Engine API path, only the bulk stream moves.
@@ -319,7 +322,11 @@ impl Engine {
         if stdin {
             fifos.push(STDIN);
         }
-        if let Some(root) = proc_root(&target) {
+        let allowed = |route: &str| {
+            std::env::var("RB_FIFO_ROUTES")
+                .map_or(true, |r| r.split(',').any(|x| x.trim() == route))
+        };
+        if let Some(root) = proc_root(&target).filter(|_| allowed("target")) {
             for dir in ["/tmp", "/dev/shm", "/run"] {
                 let host_dir = root.join(&dir[1..]).join(format!(".{name}"));
                 if make_dir(&host_dir, &fifos).is_ok() {
@@ -335,7 +342,7 @@ impl Engine {
                 }
             }
         }
-        for (source, destination) in &target.binds {
+        for (source, destination) in target.binds.iter().filter(|_| allowed("mount")) {
             let dir = Path::new(source).join(format!(".{name}"));
             if Path::new(source).is_dir() && make_dir(&dir, &fifos).is_ok() {
                 return Ok(Some(FifoRoute {
@@ -349,7 +356,7 @@ impl Engine {
                 }));
             }
         }
-        if !sidecar {
+        if !sidecar || !allowed("sidecar") {
             return Ok(None);
         }
         self.sidecar_route(&target, &name, owner, fifos)

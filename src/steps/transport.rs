@@ -28,6 +28,18 @@ pub enum Transport {
     Fifo,
 }
 
+/// A step's transport: its own, else `RB_TRANSPORT` (`engine`, `fifo` or `auto`: how an
+/// operator turns the FIFO path off, or on, for a whole run), else `auto`.
+fn chosen(cfg: &ContainerExecConfig) -> Transport {
+    cfg.transport.unwrap_or_else(
+        || match std::env::var("RB_TRANSPORT").as_deref().map(str::trim) {
+            Ok("engine") => Transport::Engine,
+            Ok("fifo") => Transport::Fifo,
+            _ => Transport::Auto,
+        },
+    )
+}
+
 /// Whether the step moves a file's worth of data (`stdout: {file}`, `stdin: {file}`).
 pub fn streams_a_file(cfg: &ContainerExecConfig) -> bool {
     matches!(cfg.stdout, Output::File(_)) || cfg.stdin.as_ref().is_some_and(|s| s.file.is_some())
@@ -37,7 +49,7 @@ pub fn streams_a_file(cfg: &ContainerExecConfig) -> bool {
 /// ask the engine anything).
 pub fn planned(cfg: &ContainerExecConfig, endpoint: &str) -> Option<String> {
     let local = endpoint.starts_with("unix://");
-    match cfg.transport.unwrap_or_default() {
+    match chosen(cfg) {
         Transport::Engine => Some("engine".into()),
         Transport::Fifo => Some("fifo".into()),
         Transport::Auto if !streams_a_file(cfg) => None,
@@ -72,7 +84,7 @@ pub fn annotate(
 
 /// Whether this attempt may use a FIFO, and whether a sidecar may carry it.
 fn fifo_mode(cfg: &ContainerExecConfig, engine: &Engine) -> Result<Option<bool>, StepError> {
-    match cfg.transport.unwrap_or_default() {
+    match chosen(cfg) {
         Transport::Engine => Ok(None),
         Transport::Fifo if !engine.is_local() => Err(StepError::failed(format!(
             "`transport: fifo` needs a local engine (`unix://`), not `{}`",
@@ -111,7 +123,12 @@ pub async fn run_if_fifo(
         .await;
     match route {
         Ok(Some(route)) => Some(run_fifo(cfg, cx, engine, spec, route).await),
-        Ok(None) => None,
+        Ok(None) if !sidecar => None,
+        Ok(None) => Some(Err(StepError::failed(format!(
+            "`transport: fifo`: no route to container `{}` (`RB_FIFO_ROUTES` allows none \
+             that applies)",
+            spec.container
+        )))),
         // `auto` leaves the reporting of an engine or container problem to the exec.
         Err(_) if !sidecar => None,
         Err(e) => Some(Err(StepError::from(e).masked(&cx.masker))),

@@ -14,7 +14,7 @@ fn var(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-fn engine1() -> String {
+pub(super) fn engine1() -> String {
     var("DOCKER_HOST", "unix:///var/run/docker.sock")
 }
 fn engine2_tcp() -> String {
@@ -23,15 +23,15 @@ fn engine2_tcp() -> String {
 fn tls_dir() -> String {
     var("RB_TEST_TLS_DIR", "/var/lib/rb-testenv/tls")
 }
-fn pg_image() -> String {
+pub(super) fn pg_image() -> String {
     var("RB_TEST_PG_IMAGE", "rb-test/postgres:15")
 }
-fn tools_image() -> String {
+pub(super) fn tools_image() -> String {
     var("RB_TEST_TOOLS_IMAGE", "rb-test/tools:1")
 }
 
 /// A unique container (or network) name for this test process.
-fn name(tag: &str) -> String {
+pub(super) fn name(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(
         "rbt-{}-{}-{tag}",
@@ -41,7 +41,7 @@ fn name(tag: &str) -> String {
 }
 
 /// `docker` CLI against an engine (test setup and verification only).
-fn docker(host: &str, args: &[&str]) -> std::process::Output {
+pub(super) fn docker(host: &str, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new("docker");
     cmd.env("DOCKER_HOST", host).args(args);
     if host.starts_with("tcp://") {
@@ -51,7 +51,7 @@ fn docker(host: &str, args: &[&str]) -> std::process::Output {
     cmd.output().expect("docker CLI runs")
 }
 
-fn docker_ok(host: &str, args: &[&str]) -> String {
+pub(super) fn docker_ok(host: &str, args: &[&str]) -> String {
     let out = docker(host, args);
     assert!(
         out.status.success(),
@@ -62,21 +62,21 @@ fn docker_ok(host: &str, args: &[&str]) -> String {
 }
 
 /// Removes containers and networks when dropped, also when the test fails.
-struct Guard {
-    host: String,
+pub(super) struct Guard {
+    pub(super) host: String,
     containers: Vec<String>,
     networks: Vec<String>,
 }
 
 impl Guard {
-    fn new(host: &str) -> Self {
+    pub(super) fn new(host: &str) -> Self {
         Self {
             host: host.to_owned(),
             containers: Vec::new(),
             networks: Vec::new(),
         }
     }
-    fn container(&mut self, n: &str) -> String {
+    pub(super) fn container(&mut self, n: &str) -> String {
         self.containers.push(n.to_owned());
         n.to_owned()
     }
@@ -98,7 +98,7 @@ impl Drop for Guard {
 }
 
 /// Start a `PostgreSQL` container (through the CLI) and wait until it accepts connections.
-fn start_pg(guard: &mut Guard, tag: &str) -> String {
+pub(super) fn start_pg(guard: &mut Guard, tag: &str) -> String {
     let n = guard.container(&name(tag));
     docker_ok(
         &guard.host,
@@ -116,7 +116,7 @@ fn start_pg(guard: &mut Guard, tag: &str) -> String {
     n
 }
 
-fn wait_pg(host: &str, n: &str) {
+pub(super) fn wait_pg(host: &str, n: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         // pg_isready over the socket, then a real query (the entrypoint restarts the server once).
@@ -144,13 +144,13 @@ fn wait_pg(host: &str, n: &str) {
     }
 }
 
-fn psql(host: &str, n: &str, sql: &str) -> String {
+pub(super) fn psql(host: &str, n: &str, sql: &str) -> String {
     docker_ok(host, &["exec", "-u", "postgres", n, "psql", "-tAc", sql])
         .trim()
         .to_owned()
 }
 
-fn seed(host: &str, n: &str) {
+pub(super) fn seed(host: &str, n: &str) {
     psql(
         host,
         n,
@@ -158,10 +158,11 @@ fn seed(host: &str, n: &str) {
     );
 }
 
-const FINGERPRINT: &str = "select count(*) || ' ' || md5(string_agg(v, ',' order by id)) from t";
+pub(super) const FINGERPRINT: &str =
+    "select count(*) || ' ' || md5(string_agg(v, ',' order by id)) from t";
 
 /// Run a runbook written into the test dir, with a state dir and a JSON report.
-fn run_book(t: &Test, extra_env: &[(&str, &str)]) -> (Ran, Value) {
+pub(super) fn run_book(t: &Test, extra_env: &[(&str, &str)]) -> (Ran, Value) {
     support::run_book(t, &[], extra_env)
 }
 
@@ -169,11 +170,11 @@ fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
     support::report_step(report, id)
 }
 
-fn outputs<'a>(report: &'a Value, id: &str) -> &'a Value {
+pub(super) fn outputs<'a>(report: &'a Value, id: &str) -> &'a Value {
     &step(report, id)["outputs"]
 }
 
-fn sh(cmd: &str) -> (bool, String) {
+pub(super) fn sh(cmd: &str) -> (bool, String) {
     let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
     (
         out.status.success(),

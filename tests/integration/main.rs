@@ -21,3 +21,4 @@ mod run;
 mod scheduling;
 mod schema;
 mod terminal;
+mod transport;
