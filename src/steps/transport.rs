@@ -53,8 +53,8 @@ pub fn planned(cfg: &ContainerExecConfig, endpoint: &str) -> Option<String> {
         Transport::Engine => Some("engine".into()),
         Transport::Fifo => Some("fifo".into()),
         Transport::Auto if !streams_a_file(cfg) => None,
-        Transport::Auto if local => Some("fifo (auto: local engine)".into()),
-        Transport::Auto => Some(format!("engine (auto: `{endpoint}` is not local)")),
+        Transport::Auto if local => Some("auto (local engine: fifo, else engine)".into()),
+        Transport::Auto => Some(format!("auto (engine: `{endpoint}` is not local)")),
     }
 }
 
