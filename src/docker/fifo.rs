@@ -278,17 +278,7 @@ struct Target {
 
 impl Engine {
     async fn fifo_target(&self, container: &str) -> Result<Target, DockerError> {
-        let info = self
-            .docker
-            .inspect_container(container, None)
-            .await
-            .map_err(|e| {
-                self.err(
-                    Subject::Container(container),
-                    &format!("to inspect container `{container}`"),
-                    e,
-                )
-            })?;
+        let info = self.inspect(container).await?;
         let binds = info
             .mounts
             .unwrap_or_default()
