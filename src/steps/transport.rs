@@ -217,13 +217,16 @@ async fn pump(
         r
     };
     let feed = async {
-        let Some(mut src) = stdin else {
+        let Some(src) = stdin else {
             return;
         };
         if let Ok(mut tx) = route.open_stdin().await {
+            // Writes of up to a pipe's worth: one wake-up of the process per MiB, not per
+            // 8 KiB (what `copy` would use).
+            let mut src = BufReader::with_capacity(READ_BUF, src);
             // A process that stops reading early closes its end: not our error (its exit
             // code tells), as on the Engine API path.
-            if tokio::io::copy(&mut src, &mut tx).await.is_ok() {
+            if tokio::io::copy_buf(&mut src, &mut tx).await.is_ok() {
                 let _ = tx.shutdown().await;
             }
         }
