@@ -2,10 +2,9 @@
 //! the journal and the reports consume them, and `--resume` reads them back.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-
-pub use crate::runbook::model::RestorePoint;
 
 /// Version of the journal's event format; bumped on incompatible changes.
 pub const JOURNAL_VERSION: u32 = 1;
@@ -171,6 +170,38 @@ impl RunEvent {
         Self {
             at: Utc::now(),
             kind,
+        }
+    }
+}
+
+/// Where a recovery run finds the time of the data it restores: one step output, or one
+/// param. The value is an RFC 3339 time (a space for `T` and an offset of hours only, as
+/// `PostgreSQL` prints them, are accepted) or Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestorePoint {
+    /// The step whose output holds the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// With `step`: the output's name (default `stdout`); `child.name` for an output of a
+    /// sub-runbook's step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// The param holding the time (instead of `step`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+}
+
+impl RestorePoint {
+    /// `step `choose` output `stdout`` / `param `target_time``, for reports.
+    pub fn describe(&self) -> String {
+        match (&self.step, &self.param) {
+            (Some(s), _) => format!(
+                "step `{s}` output `{}`",
+                self.output.as_deref().unwrap_or("stdout")
+            ),
+            (None, Some(p)) => format!("param `{p}`"),
+            (None, None) => "nothing".to_owned(),
         }
     }
 }

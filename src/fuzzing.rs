@@ -2,7 +2,7 @@
 //! corpus (`tests/fuzz_corpus.rs`): each takes arbitrary bytes and drives the real code the
 //! way `rb` does. None of them may panic, hang or exhaust memory, whatever the input.
 
-use crate::plan::build::{self, Context, Mode};
+use crate::plan::build;
 use crate::plan::{diff, render};
 use crate::runbook::diagnostic::Diagnostic;
 use crate::runbook::load;
@@ -10,6 +10,7 @@ use crate::runbook::model::{ParamType, Runbook};
 use crate::runbook::params::Overrides;
 use crate::runbook::validate;
 use crate::template::{self, Placeholder};
+use crate::template::{Context, Mode};
 use chrono::{DateTime, Utc};
 use minijinja::Value;
 use std::collections::BTreeMap;
@@ -195,7 +196,7 @@ fn fixed_context(mode: Mode) -> Context {
 /// journal holds (garbage, unknown events, events out of order, torn lines). Returns how
 /// many events were read.
 pub fn read_journal(data: &[u8]) -> usize {
-    let contents = crate::exec::journal::parse(data);
+    let contents = crate::journal::parse(data);
     let _ = crate::report::model::build(&contents.events);
     contents.events.len()
 }

@@ -4,7 +4,8 @@
 //! `type` with `if`/`then` (editors then report errors against the right type instead of a
 //! `oneOf` that failed everywhere).
 
-use crate::runbook::model::{HostSpec, Objectives, ParamSpec, SecretSpec};
+use crate::docker::HostSpec;
+use crate::runbook::model::{Objectives, ParamSpec, SecretSpec};
 use crate::steps::common::StepCommon;
 use crate::steps::{STEP_TYPES, StepKind};
 use schemars::generate::SchemaSettings;

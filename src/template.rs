@@ -8,6 +8,11 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
+pub mod context;
+mod mask;
+pub use context::{Context, Mode, render_node};
+pub use mask::Masker;
+
 /// Instructions a template may execute before rendering stops (a loop bomb ends here).
 pub const FUEL: u64 = 200_000;
 
@@ -21,7 +26,6 @@ pub const RECURSION: usize = 64;
 /// 128 KiB on Linux anyway.)
 pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
 
-/// Render `text` with `ctx`, stopping with an error once the output passes [`MAX_OUTPUT`].
 /// What `omit` renders to: a field whose value is exactly this is left out (Ansible's
 /// `omit`), as if the runbook had not written it.
 pub const OMIT: &str = "__rb_omit__";
@@ -39,8 +43,13 @@ pub enum Field {
 
 /// Render a field's template. A field that is a single `{{ expression }}` evaluating to a
 /// list or mapping gets that value (`command: "{{ ['sh', '-c', x] if x else omit }}"`);
-/// one that renders to `omit` is left out; anything else is text.
-pub fn render_field(env: &Environment<'_>, text: &str, ctx: Value) -> Result<Field, Error> {
+/// one that renders to `omit` is left out; anything else is text. Bounded like [`render`].
+pub fn render_field(env: &Environment<'static>, text: &str, ctx: Value) -> Result<Field, Error> {
+    let text = text.to_owned();
+    bounded(env, move |env| render_field_in(env, &text, ctx))
+}
+
+fn render_field_in(env: &Environment<'_>, text: &str, ctx: Value) -> Result<Field, Error> {
     if let Some(expr) = single_expression(text) {
         let value = env.compile_expression(expr)?.eval(ctx.clone())?;
         if matches!(
@@ -53,7 +62,7 @@ pub fn render_field(env: &Environment<'_>, text: &str, ctx: Value) -> Result<Fie
             return Ok(Field::Native(drop_omitted(json)));
         }
     }
-    let out = render(env, text, ctx)?;
+    let out = render_in(env, text, ctx)?;
     Ok(if out == OMIT {
         Field::Omit
     } else {
@@ -84,16 +93,91 @@ fn single_expression(text: &str) -> Option<&str> {
     (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then_some(inner)
 }
 
-pub fn render(env: &Environment<'_>, text: &str, ctx: Value) -> Result<String, Error> {
+/// Render `text` with `ctx` on rb's environment: stopped with an error once the output
+/// passes [`MAX_OUTPUT`], or once it has taken [`DEADLINE`].
+pub fn render(env: &Environment<'static>, text: &str, ctx: Value) -> Result<String, Error> {
+    let text = text.to_owned();
+    bounded(env, move |env| render_in(env, &text, ctx))
+}
+
+/// Evaluate an expression (`when:`, `assert`) with `ctx`, bounded like [`render`].
+pub fn eval(env: &Environment<'static>, expr: &str, ctx: Value) -> Result<Value, Error> {
+    let expr = expr.to_owned();
+    bounded(env, move |env| env.compile_expression(&expr)?.eval(ctx))
+}
+
+/// Longest one template may take to render (or an expression to evaluate). Fuel bounds
+/// the instructions a template runs, not the work a single one does: minijinja keeps `+` on
+/// lists lazy, so a list doubled 30 times costs 30 instructions, and `~` (or `format`, or
+/// any filter that reads it as a string) then prints its two billion items in one. A
+/// runbook's templates render in microseconds (a template that runs out of fuel in 0.2 s
+/// in a debug build): ten times that is still an error within seconds.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The error of a template stopped by a limit (time, output size, fuel, recursion), which
+/// `rb validate` reports too: a runbook that cannot render whatever its params are.
+#[derive(Debug)]
+pub struct LimitExceeded;
+
+impl fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a template limit was exceeded")
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
+/// Whether rendering stopped at one of rb's limits rather than on an error of the template.
+pub fn is_limit(e: &Error) -> bool {
+    e.kind() == ErrorKind::OutOfFuel
+        || std::error::Error::source(e).is_some_and(<dyn std::error::Error>::is::<LimitExceeded>)
+}
+
+fn limit(detail: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, detail).with_source(LimitExceeded)
+}
+
+/// Run `work` with (a copy of) `env` on its own thread and wait for it at most [`DEADLINE`].
+/// A render past the deadline is abandoned, not stopped (a thread cannot be, and minijinja
+/// has no hook inside one operation): it ends with the process, and `rb` goes on at once
+/// with a clear error.
+fn bounded<T: Send + 'static>(
+    env: &Environment<'static>,
+    work: impl FnOnce(&Environment<'static>) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let env = env.clone();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("rb-render".into())
+        // minijinja recurses per nested expression and macro call (RECURSION bounds it).
+        .stack_size(8 * 1024 * 1024)
+        .spawn(move || {
+            let _ = tx.send(work(&env));
+        })
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("cannot render: {e}")))?;
+    match rx.recv_timeout(DEADLINE) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(limit(format!(
+            "rendering took longer than {} s and was stopped (a list or string too large to build or print)",
+            DEADLINE.as_secs()
+        ))),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "the template engine failed (a bug in rb)",
+        )),
+    }
+}
+
+fn render_in(env: &Environment<'_>, text: &str, ctx: Value) -> Result<String, Error> {
     let tmpl = env.template_from_str(text)?;
     let mut out = Capped(Vec::new());
     match tmpl.render_captured_to(ctx, &mut out) {
         Ok(_) => String::from_utf8(out.0)
             .map_err(|_| Error::new(ErrorKind::InvalidOperation, "output is not UTF-8")),
-        Err(_) if out.0.len() >= MAX_OUTPUT => Err(Error::new(
-            ErrorKind::InvalidOperation,
-            format!("the output is larger than {} MiB", MAX_OUTPUT / 1_048_576),
-        )),
+        Err(_) if out.0.len() >= MAX_OUTPUT => Err(limit(format!(
+            "the output is larger than {} MiB",
+            MAX_OUTPUT / 1_048_576
+        ))),
         Err(e) => Err(e),
     }
 }
@@ -215,10 +299,9 @@ fn yaml_bool(value: &Value) -> Option<&'static str> {
 fn printable(value: &Value) -> Result<(), Error> {
     let mut budget = MAX_PRINTED_ITEMS;
     if too_many_items(value, &mut budget) {
-        return Err(Error::new(
-            ErrorKind::InvalidOperation,
-            format!("cannot print more than {MAX_PRINTED_ITEMS} list or mapping items"),
-        ));
+        return Err(limit(format!(
+            "cannot print more than {MAX_PRINTED_ITEMS} list or mapping items"
+        )));
     }
     Ok(())
 }
@@ -410,7 +493,7 @@ fn syntax(e: &Error) -> Finding {
     }
 }
 
-/// Filters a secret may pass through: the masker knows what they write ([`ENCODINGS`]), or
+/// Filters a secret may pass through: the masker knows what they write (its encodings), or
 /// they write nothing of the secret (`length`, `default`).
 const MASKABLE_FILTERS: &[&str] = &[
     "tojson",
@@ -455,107 +538,6 @@ pub fn unmaskable_secret_use(text: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// Replaces every secret value in text with `***`: the value itself and every encoding of it
-/// that rb's own templates produce (`tojson`, `escape`, `shell_quote`, a list or
-/// mapping rendered whole, `debug()`), so a password holding `'`, `"`, `\\`, `<` or `&` is
-/// masked however it was written into a command. Values under 4 bytes are masked only where
-/// they are the whole text (masking `ab` everywhere would garble ordinary output).
-#[derive(Debug, Clone, Default)]
-pub struct Masker {
-    secrets: Vec<String>,
-}
-
-/// How a value is written by each encoding a template can apply to a secret.
-const ENCODINGS: &[&str] = &[
-    "{{ v | tojson }}",
-    "{{ v | escape }}",
-    "{{ v | shell_quote }}",
-    "{{ [v] }}",
-    "{{ debug(v) }}",
-];
-
-/// Every form of `secret` an encoding produces, without the quotes or brackets the encoding
-/// puts around any value (found by rendering the empty string the same way).
-fn encoded_forms(secret: &str) -> Vec<String> {
-    let env = environment();
-    let render = |t: &str, v: &str| env.render_str(t, minijinja::context! { v => v }).ok();
-    let mut forms = vec![secret.to_owned()];
-    for t in ENCODINGS {
-        let (Some(full), Some(empty)) = (render(t, secret), render(t, "")) else {
-            continue;
-        };
-        let prefix = full
-            .bytes()
-            .zip(empty.bytes())
-            .take_while(|(a, b)| a == b)
-            .count();
-        let suffix = full
-            .bytes()
-            .rev()
-            .zip(empty.bytes().rev())
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(full.len() - prefix);
-        let inner = full
-            .get(prefix..full.len() - suffix)
-            .unwrap_or(full.as_str());
-        forms.push(inner.to_owned());
-    }
-    forms
-}
-
-impl Masker {
-    /// Mask these values and their encodings.
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut all: Vec<String> = secrets
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .flat_map(|s| encoded_forms(&s))
-            .filter(|s| !s.is_empty())
-            .collect();
-        // Longest first, so a secret that contains another is masked whole.
-        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        all.dedup();
-        Self { secrets: all }
-    }
-
-    pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for s in &self.secrets {
-            if s.len() >= 4 {
-                out = out.replace(s.as_str(), "***");
-            } else if out == *s {
-                out = "***".into();
-            }
-        }
-        out
-    }
-
-    /// The longest text one secret can be written as: output kept for masking must reach this
-    /// far past what is finally kept, so no secret is cut in half before it is masked.
-    pub fn longest(&self) -> usize {
-        self.secrets.first().map_or(0, String::len)
-    }
-
-    /// Mask `text`, then keep at most its last `cap` bytes (at a character boundary, `…`
-    /// first when something was dropped or `text` already started with one).
-    pub fn mask_tail(&self, text: &str, cap: usize) -> String {
-        let masked = self.mask(text);
-        if masked.len() <= cap {
-            return masked;
-        }
-        let mut start = masked.len() - cap;
-        while !masked.is_char_boundary(start) {
-            start += 1;
-        }
-        format!("…{}", &masked[start..])
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -653,30 +635,6 @@ mod tests {
     }
 
     #[test]
-    fn masking() {
-        let m = Masker::new(["s3cr3t-pw".to_string()]);
-        assert_eq!(m.mask("password=s3cr3t-pw;"), "password=***;");
-    }
-
-    #[test]
-    fn every_encoding_rb_produces_of_a_secret_is_masked() {
-        let pw = r#"p'a"s\s<w>&rd/é x"#;
-        let m = Masker::new([pw.to_owned()]);
-        let env = environment();
-        let mut templates: Vec<&str> = ENCODINGS.to_vec();
-        templates.extend(["{{ v }}", "{{ {'k': v} }}", "{{ [v, v] }}", "{{ v | e }}"]);
-        for t in templates {
-            let out = env.render_str(t, context! { v => pw }).unwrap();
-            let masked = m.mask(&out);
-            // Whatever is left may hold quotes or brackets, never a piece of the secret.
-            for piece in ["p'a", "s<w", "w>&", "rd/", "&amp;", "\\u0027", "%27"] {
-                assert!(!masked.contains(piece), "{t}: {out} → {masked}");
-            }
-            assert!(masked.contains("***"), "{t}: {out} → {masked}");
-        }
-    }
-
-    #[test]
     fn transformations_the_masker_cannot_follow_are_found() {
         for t in [
             "{{ secrets.pw | reverse }}",
@@ -698,17 +656,6 @@ mod tests {
         ] {
             assert_eq!(unmaskable_secret_use(t), None, "{t}");
         }
-    }
-
-    #[test]
-    fn a_secret_straddling_the_capture_cut_is_masked_whole() {
-        let m = Masker::new(["0123456789".to_owned()]);
-        let text = format!("{}0123456789tail", "x".repeat(100));
-        // Kept: the last 12 bytes; the secret starts 14 bytes from the end.
-        let kept = m.mask_tail(&text, 12);
-        assert!(!kept.contains("89"), "{kept}");
-        assert!(kept.ends_with("***tail"), "{kept}");
-        assert!(m.longest() >= 10);
     }
 }
 

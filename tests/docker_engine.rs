@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rb::docker::{
-    CancellationToken, DockerError, Engine, ExecSpec, HashingWriter, HealthProbe, RunSpec,
-    TailBuffer, TlsFiles,
+    CancellationToken, DockerError, Engine, ExecSpec, HealthProbe, RunSpec, TailBuffer, TlsFiles,
 };
+use rb::io::digest::HashingWriter;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
@@ -233,7 +233,8 @@ async fn pg_dump_streams_out_byte_exact_and_restores_through_stdin() {
         .await
         .unwrap();
     assert_eq!(r.exit_code, 0);
-    let (_, direct_bytes, direct_sha) = hashing.finish();
+    let (_, digest) = hashing.finish();
+    let (direct_bytes, direct_sha) = (digest.bytes, digest.sha256);
     assert!(direct_bytes > 100_000, "dump of {direct_bytes} bytes");
     assert_eq!(direct_sha, sha256_file(&direct));
 
@@ -307,7 +308,8 @@ async fn dump_inside_streams_out_byte_exact(engine: &Engine, src: &str, tmp: &Pa
         .await
         .unwrap();
     assert_eq!(r.exit_code, 0, "{}", err.text());
-    let (_, bytes, sha) = hashing.finish();
+    let (_, digest) = hashing.finish();
+    let (bytes, sha) = (digest.bytes, digest.sha256);
     assert_eq!(sha, inside_sha, "exec stdout is byte-exact");
     assert_eq!(sha, sha256_file(&streamed));
     // The archive API gives the same bytes.

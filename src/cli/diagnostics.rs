@@ -1,13 +1,14 @@
 //! Loading, validating and planning a file from the command line, with diagnostics printed.
 
 use super::ParamArgs;
-use crate::plan::build::{self, Context, Mode, Plan};
-use crate::plan::graph::Dag;
+use crate::plan::build::{self, Plan};
 use crate::runbook::diagnostic::{Diagnostic, FileDiagnostic};
+use crate::runbook::graph::Dag;
 use crate::runbook::load::{self, Loaded};
 use crate::runbook::model::Runbook;
 use crate::runbook::params::Overrides;
 use crate::runbook::validate;
+use crate::template::{Context, Mode};
 use chrono::{DateTime, Utc};
 use miette::NamedSource;
 use std::collections::BTreeMap;

@@ -3,8 +3,8 @@
 use super::ParamArgs;
 use super::diagnostics::prepare;
 use crate::exit_code;
-use crate::plan::build::Mode;
 use crate::plan::render;
+use crate::template::Mode;
 use std::path::PathBuf;
 
 /// Graph formats.

@@ -15,6 +15,7 @@ mod completions;
 pub mod diagnostics;
 mod graph;
 mod history;
+mod interrupt;
 mod man;
 mod plan;
 mod report;

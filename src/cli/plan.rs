@@ -4,10 +4,12 @@ use super::ParamArgs;
 use super::diagnostics::prepare;
 use super::history::median;
 use crate::event::{EventKind, Outcome};
-use crate::exec::{journal, state};
+use crate::exec::state;
 use crate::exit_code;
-use crate::plan::build::{self, HistoryEstimate, Mode};
+use crate::journal;
+use crate::plan::build::{self, HistoryEstimate};
 use crate::plan::{check, diff, render};
+use crate::template::Mode;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,8 @@
 //! `rb report RUN_ID`: render a past run's report again from its journal.
 
-use crate::exec::{journal, state};
+use crate::exec::state;
 use crate::exit_code;
+use crate::journal;
 use crate::report::{self, Format, model};
 use std::path::PathBuf;
 

@@ -4,13 +4,13 @@ use super::ParamArgs;
 use super::diagnostics::{load_valid, prepare};
 use crate::event::{EventKind, PlannedMilestone, PlannedStep, RunEvent, RunOutcome};
 use crate::exec::executor::{self, Request};
-use crate::exec::journal::{self, Journal, RunRecord};
 use crate::exec::lock::{RunLock, TargetLock};
 use crate::exec::state;
 use crate::exit_code;
-use crate::plan::build::Mode;
+use crate::journal::{self, Journal, RunRecord};
 use crate::report::terminal::Terminal;
 use crate::report::{self, Format, model};
+use crate::template::Mode;
 use sha2::{Digest, Sha256};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -421,6 +421,7 @@ async fn run_async(args: &Args) -> u8 {
         events: Vec::new(),
         failed_write: None,
         stop: interrupt.clone(),
+        held: None,
     }));
     let emit_sinks = sinks.clone();
     let emit: Arc<dyn Fn(RunEvent) + Send + Sync> = Arc::new(move |e: RunEvent| {
@@ -437,7 +438,7 @@ async fn run_async(args: &Args) -> u8 {
     );
     emit(start);
     let ticker = spawn_ticker(sinks.clone());
-    spawn_signal_handler(interrupt.clone(), sinks.clone());
+    super::interrupt::spawn_signal_handler(interrupt.clone(), sinks.clone());
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let request = Request {
         runbook: Arc::new(prepared.runbook.clone()),
@@ -454,6 +455,21 @@ async fn run_async(args: &Args) -> u8 {
     let outcome = executor::execute(request, emit).await;
     notifier.finish().await;
     ticker.abort();
+    if sinks.lock().expect("sinks").held.is_some() {
+        // A second interrupt is stopping what the steps started (their end is what let the
+        // executor finish): it journals the end of the run and exits.
+        std::future::pending::<()>().await;
+    }
+    // A container exec whose step gave up waiting for it (a timeout's grace ran out) is
+    // being stopped in the background: rb does not exit before that stop is done.
+    for left in crate::docker::stop_running_execs(std::time::Duration::from_secs(20)).await {
+        if let Err(e) = left.result {
+            eprintln!(
+                "warning: a process in container `{}` may still run ({e}); `--resume` stops it",
+                left.container
+            );
+        }
+    }
     let mut sinks = sinks.lock().expect("sinks");
     if let Some(e) = &sinks.failed_write {
         eprintln!(
@@ -519,23 +535,18 @@ fn planned_steps(plan: &crate::plan::build::Plan) -> Vec<PlannedStep> {
         .collect()
 }
 
+/// The gates that asked and got no answer (a sub-runbook's as `parent/gate`).
 fn pending_gates(events: &[RunEvent]) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     for e in events {
-        if let EventKind::StepFinished {
-            step,
-            reason: Some(r),
-            ..
-        } = &e.kind
-            && r == "waiting for approval"
-            && !out.contains(step)
-        {
-            out.push(step.clone());
+        match &e.kind {
+            EventKind::GateRequested { step, .. } if !out.contains(step) => {
+                out.push(step.clone());
+            }
+            EventKind::GateAnswered { step, .. } => out.retain(|g| g != step),
+            _ => {}
         }
     }
-    // A sub-runbook's step waits because a gate inside it does: only the gate is approved.
-    let nested: Vec<String> = out.clone();
-    out.retain(|g| !nested.iter().any(|n| n.starts_with(&format!("{g}/"))));
     out
 }
 
@@ -587,18 +598,25 @@ fn write_file(path: &Path, text: &str, what: &str) {
 
 /// The sinks every event goes to, in order: journal first (on disk before anything else
 /// happens), then the terminal.
-struct Sinks {
+pub(super) struct Sinks {
     journal: Journal,
     terminal: Terminal,
-    events: Vec<RunEvent>,
+    pub(super) events: Vec<RunEvent>,
     failed_write: Option<String>,
     /// Cancels the run: a run whose journal cannot be written starts no further step (it
     /// could neither be resumed nor reported), and runs its `always` steps.
     stop: CancellationToken,
+    /// While a second interrupt stops everything, events are held here: a step whose
+    /// process it kills must be journaled as stopped by it, not as failed with code 143.
+    pub(super) held: Option<Vec<RunEvent>>,
 }
 
 impl Sinks {
-    fn event(&mut self, e: RunEvent) {
+    pub(super) fn event(&mut self, e: RunEvent) {
+        if let Some(held) = &mut self.held {
+            held.push(e);
+            return;
+        }
         if let Err(err) = self.journal.append(&e)
             && self.failed_write.is_none()
         {
@@ -624,52 +642,6 @@ fn spawn_ticker(sinks: Arc<Mutex<Sinks>>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
-}
-
-/// First SIGINT/SIGTERM/SIGHUP: cancel the run (running steps are stopped, `always` steps
-/// run). Second: stop at once, recording the interruption in the journal, but never leaving
-/// a process a step started behind: their process groups are killed before rb exits (a
-/// container exec left running is stopped by the next `--resume`, which reaps it).
-fn spawn_signal_handler(interrupt: CancellationToken, sinks: Arc<Mutex<Sinks>>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return;
-        };
-        let mut count = 0;
-        loop {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-            }
-            count += 1;
-            if count == 1 {
-                eprintln!(
-                    "\ninterrupted: stopping running steps and running cleanup steps (again to stop at once)"
-                );
-                interrupt.cancel();
-            } else {
-                crate::steps::exec::kill_running_groups();
-                if let Ok(mut s) = sinks.try_lock() {
-                    // This attempt's time so far: its `RunStarted` is the first event.
-                    let duration_seconds = s.events.first().map_or(0.0, |e| {
-                        (chrono::Utc::now() - e.at).num_milliseconds() as f64 / 1000.0
-                    });
-                    s.event(RunEvent::now(EventKind::RunFinished {
-                        outcome: RunOutcome::Interrupted,
-                        duration_seconds,
-                        gate_wait_seconds: 0.0,
-                    }));
-                }
-                std::process::exit(i32::from(exit_code::INTERRUPTED));
-            }
-        }
-    });
 }
 
 /// `$USER`, else the name of the current uid.

@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
 use bollard::{API_DEFAULT_VERSION, Docker};
 
 use super::error::{DockerError, Subject, map_err};
@@ -231,4 +234,28 @@ fn open(endpoint: &str, tls: Option<&TlsFiles>) -> Result<Docker, DockerError> {
         },
         e => bad(super::error::chain(&e).to_lowercase()),
     })
+}
+
+/// A Docker Engine a step may use with `host:`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Engine endpoint: `unix:///var/run/docker.sock`, `tcp://HOST:PORT`, `ssh://USER@HOST`.
+    pub docker: String,
+    /// TLS client files for `tcp://` endpoints (relative to the runbook).
+    pub tls: Option<TlsSpec>,
+    /// What this engine is.
+    pub description: Option<String>,
+}
+
+/// TLS client files.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// CA certificate (PEM).
+    pub ca: String,
+    /// Client certificate (PEM).
+    pub cert: String,
+    /// Client key (PEM).
+    pub key: String,
 }

@@ -45,9 +45,9 @@ pub enum DockerError {
         /// The endpoint as written.
         endpoint: String,
     },
-    /// The image is not present on the engine; rb never pulls.
+    /// The image is not present on the engine (and was not to be pulled: `pull: never`).
     #[error(
-        "image `{image}` not found on engine `{endpoint}` (rb never pulls: load or build it there first)"
+        "image `{image}` not found on engine `{endpoint}` (`pull: never`: load or build it there first)"
     )]
     ImageMissing {
         /// The image reference asked for.
@@ -98,10 +98,7 @@ pub enum DockerError {
         endpoint: String,
     },
     /// A command run in a container exited with a code the caller does not accept.
-    #[error(
-        "`{program}` in container `{container}` exited with code {code}{}",
-        tail_suffix(stderr_tail)
-    )]
+    #[error("{}", exit_message(program, Some(container), *code, stderr_tail))]
     ExitStatus {
         /// The container name.
         container: String,
@@ -157,6 +154,23 @@ pub enum DockerError {
         source: io::Error,
     },
     /// Any other answer of the engine.
+    /// Pulling an image failed: `reason` says whether the registry does not have it, does
+    /// not answer, or refused the credentials; `message` is the engine's.
+    #[error(
+        "cannot pull image `{image}` from registry `{registry}` on engine `{endpoint}`: {reason} ({message})"
+    )]
+    PullFailed {
+        /// The image reference asked for.
+        image: String,
+        /// `host[:port]` of its registry.
+        registry: String,
+        /// Why, in rb's words.
+        reason: String,
+        /// The engine's message.
+        message: String,
+        /// The endpoint as written.
+        endpoint: String,
+    },
     #[error("docker engine `{endpoint}` refused {what}: {message}")]
     Api {
         /// What was asked, as a fragment: "to start container `db`".
@@ -168,12 +182,21 @@ pub enum DockerError {
     },
 }
 
-fn tail_suffix(tail: &str) -> String {
-    let tail = tail.trim_end();
+/// How rb words a command that exited with a code its caller does not accept (a step's
+/// process on this machine or in a container, a command rb runs in a container), with the
+/// end of its standard error when there is any.
+pub fn exit_message(
+    program: &str,
+    container: Option<&str>,
+    code: i64,
+    stderr_tail: &str,
+) -> String {
+    let place = container.map_or_else(String::new, |c| format!(" in container `{c}`"));
+    let tail = stderr_tail.trim_end();
     if tail.is_empty() {
-        String::new()
+        format!("`{program}`{place} exited with code {code}")
     } else {
-        format!("; stderr ends with:\n{tail}")
+        format!("`{program}`{place} exited with code {code}; stderr ends with:\n{tail}")
     }
 }
 

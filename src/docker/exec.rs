@@ -14,7 +14,8 @@ use super::error::{DockerError, Subject};
 use super::reap::{ExecGuard, MARKER_VAR, OWNER_VAR, new_token};
 use super::stream::TailBuffer;
 
-/// How much of stdout and stderr [`Engine::exec_capture`] keeps (the last bytes).
+/// How much of a captured stdout or stderr rb keeps, the last bytes: [`Engine::exec_capture`]
+/// and a process step's `capture`.
 pub const CAPTURE_LIMIT: usize = 1024 * 1024;
 
 /// A command to run in a running container, as an argument vector (no shell).
@@ -164,6 +165,7 @@ impl Engine {
             &created.id,
             token,
             spec.user.clone(),
+            spec.owner.clone(),
         );
 
         let pump = async {

@@ -75,7 +75,7 @@ impl PortMapping {
 pub struct RunSpec {
     /// The container name.
     pub name: String,
-    /// The image reference; it must already be on the engine (rb never pulls).
+    /// The image reference; it must already be on the engine (`container.run` pulls first).
     pub image: String,
     /// Environment variables.
     pub env: Vec<(String, String)>,
@@ -123,7 +123,7 @@ pub struct NetworkOutcome {
 
 impl Engine {
     /// Creates and starts a container, then waits until it runs (or has exited with 0).
-    /// Fails when the image is missing (never pulls), when the name is taken and
+    /// Fails when the image is missing (the step pulls it first), when the name is taken and
     /// `replace` is false, or when the container exits with a non-zero code at once.
     /// Returns the container's id.
     pub async fn run(&self, spec: &RunSpec) -> Result<String, DockerError> {
@@ -482,7 +482,7 @@ impl Engine {
             .collect())
     }
 
-    /// Whether the image is on the engine (never pulls).
+    /// Whether the image is on the engine.
     pub async fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),

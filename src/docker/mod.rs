@@ -12,7 +12,8 @@
 //!   and reports whether anything changed.
 //! - [`Engine::container_health_check`]: running, and a command succeeds.
 //!
-//! rb never pulls images: a missing image is [`DockerError::ImageMissing`].
+//! - [`Engine::pull`], [`Engine::image_info`]: an image from its registry (with credentials,
+//!   progress, by tag or pinned digest) and the digest of the image a container runs.
 
 mod archive;
 mod copy;
@@ -22,18 +23,21 @@ mod exec;
 mod fifo;
 mod health;
 mod lifecycle;
+mod pull;
 mod reap;
 mod stream;
 
 pub use archive::CopyReport;
 pub use copy::collect;
-pub use engine::{DEFAULT_ENDPOINT, Engine, EngineVersion, TlsFiles};
-pub use error::DockerError;
+pub use engine::{DEFAULT_ENDPOINT, Engine, EngineVersion, HostSpec, TlsFiles, TlsSpec};
+pub use error::{DockerError, exit_message};
 pub use exec::{CAPTURE_LIMIT, ExecOutput, ExecResult, ExecSpec, exit_error};
 pub use fifo::{
     FifoKind, FifoRoute, OWNER_LABEL as FIFO_OWNER_LABEL, SIDECAR_DIR, host_paths_shared,
 };
 pub use health::{HealthProbe, HealthReport};
 pub use lifecycle::{ContainerStatus, NetworkOutcome, PortMapping, RunSpec};
-pub use stream::{HashingWriter, TailBuffer};
+pub use pull::{ImageInfo, Reference, RegistryAuth};
+pub use reap::{StoppedExec, stop_running_execs};
+pub use stream::TailBuffer;
 pub use tokio_util::sync::CancellationToken;

@@ -105,16 +105,97 @@ pub(crate) struct ExecGuard {
     token: String,
     user: Option<String>,
     armed: bool,
+    /// Its entry in [`RUNNING`] while the process may run.
+    key: u64,
+}
+
+/// An exec that may still be running, as [`stop_running_execs`] stops it.
+#[derive(Clone)]
+struct Running {
+    engine: Engine,
+    container: String,
+    exec_id: String,
+    token: String,
+    user: Option<String>,
+    owner: Option<String>,
+}
+
+/// The execs whose process may still run (armed guards, and stops under way): what a
+/// second Ctrl-C stops before rb exits, since it cannot wait for each step to do it.
+static RUNNING: std::sync::Mutex<std::collections::BTreeMap<u64, Running>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn unregister(key: u64) {
+    if let Ok(mut running) = RUNNING.lock() {
+        running.remove(&key);
+    }
+}
+
+/// What [`stop_running_execs`] did for one exec.
+#[derive(Debug, Clone)]
+pub struct StoppedExec {
+    /// Who started it (`RUN_ID/STEP`), when known.
+    pub owner: Option<String>,
+    pub container: String,
+    /// `Err`: why it may still be running.
+    pub result: Result<(), String>,
+}
+
+/// Stop every exec whose process may still run (all at once), waiting at most `within`:
+/// rb is about to exit without waiting for its steps (a second Ctrl-C), and must not leave
+/// a `pg_dump` or `sleep` behind in a container. Each stop is the one a cancelled exec
+/// gets (leaves first, SIGTERM then SIGKILL), confirmed by the engine.
+pub async fn stop_running_execs(within: Duration) -> Vec<StoppedExec> {
+    let running: Vec<Running> = RUNNING
+        .lock()
+        .map(|r| r.values().cloned().collect())
+        .unwrap_or_default();
+    let stops = running.into_iter().map(|r| async move {
+        let target = Target {
+            container: &r.container,
+            exec_id: &r.exec_id,
+            token: &r.token,
+            user: r.user.as_deref(),
+        };
+        let result = match tokio::time::timeout(within, stop_exec(&r.engine, &target)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("not confirmed within {} s", within.as_secs())),
+        };
+        StoppedExec {
+            owner: r.owner.clone(),
+            container: r.container.clone(),
+            result,
+        }
+    });
+    futures_util::future::join_all(stops).await
 }
 
 impl ExecGuard {
+    /// A guard for an exec just created; `owner` is the `RUN_ID/STEP` that started it.
     pub(crate) fn new(
         engine: Engine,
         container: &str,
         exec_id: &str,
         token: String,
         user: Option<String>,
+        owner: Option<String>,
     ) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let key = NEXT.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut running) = RUNNING.lock() {
+            running.insert(
+                key,
+                Running {
+                    engine: engine.clone(),
+                    container: container.to_owned(),
+                    exec_id: exec_id.to_owned(),
+                    token: token.clone(),
+                    user: user.clone(),
+                    owner,
+                },
+            );
+        }
         Self {
             engine,
             container: container.to_owned(),
@@ -122,12 +203,14 @@ impl ExecGuard {
             token,
             user,
             armed: true,
+            key,
         }
     }
 
     /// The exec ended normally: nothing to stop.
     pub(crate) fn disarm(&mut self) {
         self.armed = false;
+        unregister(self.key);
     }
 
     /// Stops the process now and waits until the engine reports it gone.
@@ -139,7 +222,11 @@ impl ExecGuard {
             token: &self.token,
             user: self.user.as_deref(),
         };
-        stop_exec(&self.engine, &target).await
+        let result = stop_exec(&self.engine, &target).await;
+        if result.is_ok() {
+            unregister(self.key);
+        }
+        result
     }
 
     /// Waits for the engine to record the exit code of an exec whose output has ended.
@@ -167,16 +254,18 @@ impl ExecGuard {
 impl Drop for ExecGuard {
     fn drop(&mut self) {
         if !self.armed {
+            unregister(self.key);
             return;
         }
         // Drop cannot wait: the stop runs on the runtime the exec ran on.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let (engine, container, exec_id, token, user) = (
+            let (engine, container, exec_id, token, user, key) = (
                 self.engine.clone(),
                 std::mem::take(&mut self.container),
                 std::mem::take(&mut self.exec_id),
                 std::mem::take(&mut self.token),
                 self.user.take(),
+                self.key,
             );
             handle.spawn(async move {
                 let target = Target {
@@ -185,7 +274,9 @@ impl Drop for ExecGuard {
                     token: &token,
                     user: user.as_deref(),
                 };
-                let _ = stop_exec(&engine, &target).await;
+                if stop_exec(&engine, &target).await.is_ok() {
+                    unregister(key);
+                }
             });
         }
     }

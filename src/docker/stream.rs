@@ -1,11 +1,11 @@
-//! Small writers for exec streams: keep a bounded tail, hash and count while passing through.
+//! A small writer for exec streams: keeps a bounded tail (hashing while passing through is
+//! [`crate::io::digest::HashingWriter`]'s job).
 
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWrite;
 
 /// An `AsyncWrite` sink that keeps only the last `cap` bytes written: the stderr tail of a
@@ -41,10 +41,15 @@ impl TailBuffer {
         self.buf.iter().copied().collect()
     }
 
+    /// Whether older bytes were dropped.
+    pub fn cut(&self) -> bool {
+        self.total > self.buf.len() as u64
+    }
+
     /// The kept bytes, lossily decoded; starts with `…` when older bytes were dropped.
     pub fn text(&self) -> String {
         let text = String::from_utf8_lossy(&self.bytes()).into_owned();
-        if self.total > self.buf.len() as u64 {
+        if self.cut() {
             format!("…{text}")
         } else {
             text
@@ -73,57 +78,6 @@ impl AsyncWrite for TailBuffer {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-/// An `AsyncWrite` that hashes (sha256) and counts what passes through to the inner writer.
-#[derive(Debug)]
-pub struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W> HashingWriter<W> {
-    /// Wraps `inner`.
-    pub fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
-    }
-
-    /// Bytes written so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    /// The inner writer, the byte count and the lowercase hex sha256 of what was written.
-    pub fn finish(self) -> (W, u64, String) {
-        (self.inner, self.bytes, hex::encode(self.hasher.finalize()))
-    }
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for HashingWriter<W> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let n = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-        this.hasher.update(&buf[..n]);
-        this.bytes += n as u64;
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -2,13 +2,14 @@
 //! `when`, `continue_on_error`, `always`, fail-fast and cancellation. It emits events and
 //! never prints.
 
-use super::cx::{Engines, Outputs, Progress, StepCx, StepError};
 use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
-use crate::plan::build::{self, Context};
-use crate::plan::graph::Dag;
+use crate::runbook::graph::Dag;
+use crate::runbook::model::RenderError;
 use crate::runbook::model::Runbook;
 use crate::steps::common::Retries;
+use crate::steps::cx::{Engines, Outputs, Progress, StepCx, StepError};
 use crate::template;
+use crate::template::Context;
 use minijinja::Value;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
@@ -105,6 +106,8 @@ struct Finished {
     attempts: u32,
     started: Instant,
     fingerprint: String,
+    /// Seconds people took to approve its gates.
+    gate_wait: f64,
 }
 
 /// Run the request; returns how the run ended.
@@ -392,9 +395,8 @@ impl Run {
                 return None;
             }
         };
-        let masked_config =
-            serde_json::to_value(&kind).map_or(Json::Null, |v| build::mask_json(v, &masker));
-        let fingerprint = build::fingerprint(&step, &masked_config);
+        let masked_config = serde_json::to_value(&kind).map_or(Json::Null, |v| masker.mask_json(v));
+        let fingerprint = step.fingerprint(&masked_config);
         let note = match self.resume_shared.done.get(&id) {
             Some(_) if self.forced[i] || self.resume_shared.all => {
                 Some("asked to run again (--from/--only)".to_owned())
@@ -437,31 +439,27 @@ impl Run {
             emit: emit.clone(),
             now: self.req.ctx.now,
             run_id: self.req.ctx.run_id.clone(),
-            resume: Arc::new(self.resume_shared.child(&id, self.whole[i])),
-            jobs: self.req.jobs,
             resumed: self.req.resumed,
+            template: ctx,
+            runbooks: Arc::new(super::nested::SubRunbooks {
+                resume: self.resume_shared.child(&id, self.whole[i]),
+                jobs: self.req.jobs,
+            }),
+            gate_wait: crate::steps::cx::GateWait::default(),
         };
-        let template_ctx = ctx.clone();
         let retries = step.common.retries.clone();
         let type_name = step.common.type_name.clone();
         Some(async move {
             let started = Instant::now();
-            let (result, attempts) = attempt_loop(
-                &kind,
-                &cx,
-                &template_ctx,
-                retries.as_ref(),
-                &type_name,
-                &fingerprint,
-                note,
-            )
-            .await;
+            let (result, attempts) =
+                attempt_loop(&kind, &cx, retries.as_ref(), &type_name, &fingerprint, note).await;
             Finished {
                 index: i,
                 result,
                 attempts,
                 started,
                 fingerprint,
+                gate_wait: cx.gate_wait.seconds(),
             }
         })
     }
@@ -474,23 +472,14 @@ impl Run {
         ctx: &Value,
         masker: &crate::template::Masker,
     ) -> Result<crate::steps::StepKind, String> {
-        build::render_node(&step.config_node, &self.env, ctx)
-            .map_err(|(e, span)| {
-                // Name the field and the template, not only minijinja's "<string>:1".
-                let what = match step.config_node.string_at(span) {
-                    Some((field, text)) => format!("field `{field}` (`{}`)", text.trim()),
-                    None => "a field".to_owned(),
-                };
-                masker.mask(&format!(
-                    "cannot render {what} of step `{}`: {}",
-                    step.id(),
-                    e.detail().unwrap_or(&e.to_string())
-                ))
-            })
-            .and_then(|node| {
-                crate::steps::StepKind::decode(&step.common.type_name, &node)
-                    .map_err(|e| masker.mask(&format!("after rendering: {}", e.message)))
-            })
+        step.render(&self.env, ctx).map_err(|e| match e {
+            RenderError::Template(e, span) => masker.mask(&format!(
+                "cannot render {}: {}",
+                step.field_at(span),
+                e.detail().unwrap_or(&e.to_string())
+            )),
+            RenderError::Decode(e) => masker.mask(&format!("after rendering: {}", e.message)),
+        })
     }
 
     /// Evaluate the step's `when`; a false or failing one ends the step.
@@ -498,11 +487,7 @@ impl Run {
         let Some(when) = self.req.runbook.steps[i].common.when.clone() else {
             return true;
         };
-        match self
-            .env
-            .compile_expression(&when)
-            .and_then(|e| e.eval(ctx.clone()))
-        {
+        match template::eval(&self.env, &when, ctx.clone()) {
             Ok(v) if v.is_true() => true,
             Ok(_) => {
                 self.skipped_by_choice[i] = true;
@@ -614,8 +599,8 @@ impl Run {
                 (Outcome::Failed, Outputs::new(), Some(m))
             }
         };
-        if let Some(g) = outputs.get("waited_seconds").and_then(Json::as_f64) {
-            self.gate_wait += g;
+        if outcome == Outcome::Succeeded {
+            self.gate_wait += f.gate_wait;
         }
         self.state[f.index] = State::Ended(outcome);
         if outcome == Outcome::Succeeded {
@@ -625,7 +610,7 @@ impl Run {
         // Later steps of this run see the real values; what is recorded or shown is masked
         // (a secret in a file name, in an I/O error naming that file, …).
         let masker = self.req.ctx.masker();
-        let outputs = mask_outputs(outputs, &masker);
+        let outputs = masker.mask_map(outputs);
         let error = error.map(|e| masker.mask(&e));
         self.emit(EventKind::StepFinished {
             step: id,
@@ -718,25 +703,6 @@ fn undone(req: &Request) -> Vec<Option<String>> {
     out
 }
 
-/// Outputs with every secret masked, in keys (file names) as well as values.
-fn mask_outputs(outputs: Outputs, masker: &crate::template::Masker) -> Outputs {
-    fn mask(v: Json, masker: &crate::template::Masker) -> Json {
-        match v {
-            Json::String(s) => Json::String(masker.mask(&s)),
-            Json::Array(a) => Json::Array(a.into_iter().map(|x| mask(x, masker)).collect()),
-            Json::Object(o) => Json::Object(mask_outputs(o, masker)),
-            other => other,
-        }
-    }
-    if masker.is_empty() {
-        return outputs;
-    }
-    outputs
-        .into_iter()
-        .map(|(k, v)| (masker.mask(&k), mask(v, masker)))
-        .collect()
-}
-
 /// How long a timed-out step may take to stop what it started, once cancelled (a container
 /// exec's stop has its own 20 s deadline).
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -745,7 +711,6 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 async fn attempt_loop(
     kind: &crate::steps::StepKind,
     cx: &StepCx,
-    ctx: &Value,
     retries: Option<&Retries>,
     type_name: &str,
     fingerprint: &str,
@@ -765,10 +730,10 @@ async fn attempt_loop(
         let attempt_cancel = cx.cancel.child_token();
         let mut acx = cx.clone();
         acx.cancel = attempt_cancel.clone();
-        let fut = crate::steps::run(kind, &acx, ctx);
+        let fut = kind.run(&acx);
         let result = match cx.timeout {
             // Gates measure their own timeout (a person's time, not the machine's).
-            Some(t) if !matches!(kind, crate::steps::StepKind::Gate(_)) => {
+            Some(t) if !kind.step_type().gate => {
                 tokio::pin!(fut);
                 tokio::select! {
                     r = &mut fut => r,
@@ -814,3 +779,7 @@ async fn attempt_loop(
         attempt += 1;
     }
 }
+
+#[cfg(test)]
+#[path = "executor_tests.rs"]
+mod tests;

@@ -72,18 +72,6 @@ fn waited_text(waited: Duration) -> String {
     }
 }
 
-/// Whether process `pid` exists (on this machine).
-pub(crate) fn alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    // Signal 0 checks existence; EPERM still means the process exists.
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) => true,
-        Err(e) => e == nix::errno::Errno::EPERM,
-    }
-}
-
 /// Where target locks live: `--lock-dir`, else `$RB_LOCK_DIR`, else [`MACHINE_LOCK_DIR`]
 /// when `/run/lock` exists (every user's runs share it), else `$XDG_RUNTIME_DIR/rb/locks`,
 /// else `STATE/locks/targets`.

@@ -159,7 +159,7 @@ fn remove_stale_temps(dir: &Path, name: &str) {
             continue;
         };
         let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|p| !crate::exec::lock::alive(p)) {
+        if pid.is_some_and(|p| !alive(p)) {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -187,5 +187,17 @@ impl Write for AtomicFile {
 
     fn flush(&mut self) -> io::Result<()> {
         self.writer.as_mut().expect("writer present").flush()
+    }
+}
+
+/// Whether process `pid` exists (on this machine).
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // Signal 0 checks existence; EPERM still means the process exists.
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
     }
 }

@@ -77,7 +77,7 @@ pub struct HashingWriter<W> {
     hasher: Hasher,
 }
 
-impl<W: Write> HashingWriter<W> {
+impl<W> HashingWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
         Self {
@@ -99,6 +99,34 @@ impl<W: Write> HashingWriter<W> {
     /// Returns the inner writer (not flushed) and the digest of everything written.
     pub fn finish(self) -> (W, StreamDigest) {
         (self.inner, self.hasher.finish())
+    }
+}
+
+/// The same over an async writer (a stream from the Docker engine to a file).
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for HashingWriter<W> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        this.hasher.update(&buf[..n]);
+        std::task::Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -2,225 +2,21 @@
 //! the RTO budget. Used by `rb plan` (runtime values as placeholders, secrets as `***`) and by
 //! `rb run` (which renders each step again with real values right before it starts).
 
-use super::graph::Dag;
 use crate::duration::Dur;
+use crate::runbook::context::render_error;
 use crate::runbook::diagnostic::Diagnostic;
-use crate::runbook::model::{Runbook, Step};
-use crate::runbook::node::{Node, NodeKind};
+use crate::runbook::graph::Dag;
+use crate::runbook::model::{RenderError, Runbook, Step};
 use crate::runbook::notify::Notify;
 use crate::runbook::params::{self, Overrides};
 use crate::steps::StepKind;
-use crate::template::{self, Masker, Placeholder};
+use crate::template::{self, Context, Masker, Mode, Placeholder};
 use chrono::{DateTime, SecondsFormat, Utc};
 use minijinja::{Environment, Value};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
-
-/// What a rendering context is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `rb plan`: secrets are `***`, step outputs are placeholders.
-    Plan,
-    /// `rb run`: real values.
-    Run,
-}
-
-/// The values templates see, except step outputs.
-#[derive(Debug, Clone)]
-pub struct Context {
-    pub params: BTreeMap<String, Json>,
-    pub secrets: BTreeMap<String, String>,
-    pub vars: Vec<(String, String)>,
-    pub now: DateTime<Utc>,
-    pub run_id: String,
-    pub run_name: String,
-    pub mode: Mode,
-    /// The environment variables templates may read (`env.NAME`): those the runbook names,
-    /// nothing else, so `{{ env }}` cannot dump the whole environment.
-    pub env_names: BTreeSet<String>,
-    /// Environment variables secrets are read from: `***` in a plan.
-    pub secret_env: BTreeSet<String>,
-}
-
-impl Context {
-    /// The base context (no vars yet).
-    pub fn new(
-        runbook: &Runbook,
-        params: BTreeMap<String, Json>,
-        secrets: BTreeMap<String, String>,
-        now: DateTime<Utc>,
-        run_id: String,
-        mode: Mode,
-    ) -> Self {
-        Self {
-            params,
-            secrets,
-            vars: Vec::new(),
-            now,
-            run_id,
-            run_name: runbook.name.clone(),
-            mode,
-            env_names: env_names(runbook),
-            secret_env: runbook
-                .secrets
-                .iter()
-                .filter_map(|(_, s)| s.env.clone())
-                .collect(),
-        }
-    }
-
-    /// A masker for every secret value.
-    pub fn masker(&self) -> Masker {
-        Masker::new(self.secrets.values().cloned())
-    }
-
-    fn secrets_value(&self) -> Value {
-        match self.mode {
-            Mode::Plan => Value::from(minijinja::value::Serde(
-                self.secrets
-                    .keys()
-                    .map(|k| (k.clone(), "***"))
-                    .collect::<BTreeMap<_, _>>(),
-            )),
-            Mode::Run => Value::from(minijinja::value::Serde(&self.secrets)),
-        }
-    }
-
-    /// The minijinja context, with `steps` as given.
-    pub fn value(&self, steps: Value) -> Value {
-        let vars: BTreeMap<&str, &str> = self
-            .vars
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let env: BTreeMap<&str, String> = self
-            .env_names
-            .iter()
-            .filter_map(|k| {
-                let v = std::env::var(k).ok()?;
-                let shown = self.mode == Mode::Plan && self.secret_env.contains(k);
-                Some((k.as_str(), if shown { "***".to_owned() } else { v }))
-            })
-            .collect();
-        minijinja::context! {
-            params => Value::from(minijinja::value::Serde(&self.params)),
-            secrets => self.secrets_value(),
-            vars => Value::from(minijinja::value::Serde(vars)),
-            steps => steps,
-            run => minijinja::context! { id => self.run_id.clone(), name => self.run_name.clone() },
-            now => self.now.to_rfc3339_opts(SecondsFormat::Secs, true),
-            env => Value::from(minijinja::value::Serde(env)),
-        }
-    }
-
-    /// Render the vars in order, each seeing the earlier ones.
-    pub fn render_vars(
-        &mut self,
-        runbook: &Runbook,
-        env: &Environment<'_>,
-    ) -> Result<(), Diagnostic> {
-        self.vars.clear();
-        for (name, text) in &runbook.vars {
-            let span = runbook
-                .root
-                .get("vars")
-                .and_then(|v| v.get(name))
-                .map_or(runbook.root.span, |n| n.span);
-            let ctx = self.value(Value::UNDEFINED);
-            let out = template::render(env, text, ctx)
-                .map_err(|e| render_error(&e, span, &format!("var `{name}`"), &self.masker()))?;
-            self.vars.push((name.clone(), out));
-        }
-        Ok(())
-    }
-}
-
-/// The `NAME`s of every `env.NAME` the runbook's templates and expressions read.
-fn env_names(runbook: &Runbook) -> BTreeSet<String> {
-    let env = template::environment();
-    let mut names = BTreeSet::new();
-    runbook.root.for_each_string(&mut |_, text| {
-        let refs = template::references(&env, text)
-            .unwrap_or_default()
-            .into_iter()
-            .chain(template::expression_references(&env, text).unwrap_or_default());
-        for r in refs {
-            if let Some(name) = r.strip_prefix("env.") {
-                names.insert(name.split('.').next().unwrap_or(name).to_owned());
-            }
-        }
-    });
-    names
-}
-
-/// A rendering failure as a diagnostic, secrets masked.
-pub fn render_error(
-    e: &minijinja::Error,
-    span: miette::SourceSpan,
-    what: &str,
-    masker: &Masker,
-) -> Diagnostic {
-    let detail = e
-        .detail()
-        .map_or_else(|| e.kind().to_string(), str::to_owned);
-    Diagnostic::new(
-        "rb::render",
-        masker.mask(&format!("cannot render {what}: {detail}")),
-    )
-    .label(span, "here")
-}
-
-/// Render every string of a node tree. A rendered string stays the exact text (`007` is not
-/// `7`); a field that wants a number or boolean reads it as one (`level: "{{ params.level }}"`).
-pub fn render_node(
-    node: &Node,
-    env: &Environment<'_>,
-    ctx: &Value,
-) -> Result<Node, (minijinja::Error, miette::SourceSpan)> {
-    let kind = match &node.kind {
-        NodeKind::Str(s) if s.contains("{{") || s.contains("{%") => {
-            NodeKind::Rendered(template::render(env, s, ctx.clone()).map_err(|e| (e, node.span))?)
-        }
-        NodeKind::Seq(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for n in items {
-                let r = render_node(n, env, ctx)?;
-                // `omit` in a list leaves the item out.
-                if !matches!(&r.kind, NodeKind::Rendered(s) if s == template::OMIT) {
-                    out.push(r);
-                }
-            }
-            NodeKind::Seq(out)
-        }
-        NodeKind::Map(entries) => {
-            let mut out = Vec::with_capacity(entries.len());
-            for (k, v) in entries {
-                match &v.kind {
-                    NodeKind::Str(s) if s.contains("{{") || s.contains("{%") => {
-                        match template::render_field(env, s, ctx.clone())
-                            .map_err(|e| (e, v.span))?
-                        {
-                            template::Field::Omit => {}
-                            template::Field::Text(t) => {
-                                out.push((k.clone(), Node::new(NodeKind::Rendered(t), v.span)));
-                            }
-                            template::Field::Native(json) => {
-                                out.push((k.clone(), Node::from_json(&json, v.span)));
-                            }
-                        }
-                    }
-                    _ => out.push((k.clone(), render_node(v, env, ctx)?)),
-                }
-            }
-            NodeKind::Map(out)
-        }
-        other => other.clone(),
-    };
-    Ok(Node::new(kind, node.span))
-}
+use std::collections::BTreeMap;
 
 /// One step as a plan shows it.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -250,6 +46,10 @@ pub struct PlanStep {
     /// For a `runbook` step: the steps of the sub-runbook (ids `parent/child`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<super::nested::SubPlan>,
+    /// The rendered configuration, typed (what `--check` probes is asked of it).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub kind: StepKind,
 }
 
 /// An estimate taken from past runs.
@@ -319,14 +119,13 @@ pub struct Plan {
 /// The placeholder-rendered step, decoded again, for plans and dry runs.
 pub fn render_step(
     step: &Step,
-    env: &Environment<'_>,
+    env: &Environment<'static>,
     ctx: &Value,
     masker: &Masker,
-) -> Result<(Json, Option<StepKind>), Diagnostic> {
-    let rendered = render_node(&step.config_node, env, ctx)
-        .map_err(|(e, span)| render_error(&e, span, &format!("step `{}`", step.id()), masker))?;
-    let kind = StepKind::decode(&step.common.type_name, &rendered).map_err(|e| {
-        Diagnostic::new(
+) -> Result<(Json, StepKind), Diagnostic> {
+    let kind = step.render(env, ctx).map_err(|e| match e {
+        RenderError::Template(e, span) => render_error(&e, span, &step.field_at(span), masker),
+        RenderError::Decode(e) => Diagnostic::new(
             "rb::render",
             masker.mask(&format!(
                 "step `{}` after rendering: {}",
@@ -334,40 +133,10 @@ pub fn render_step(
                 e.message
             )),
         )
-        .label(e.span.unwrap_or(step.node.span), "here")
+        .label(e.span.unwrap_or(step.node.span), "here"),
     })?;
-    let config = mask_json(serde_json::to_value(&kind).unwrap_or(Json::Null), masker);
-    Ok((config, Some(kind)))
-}
-
-/// Mask every string of a JSON value.
-pub fn mask_json(v: Json, masker: &Masker) -> Json {
-    if masker.is_empty() {
-        return v;
-    }
-    match v {
-        Json::String(s) => Json::String(masker.mask(&s)),
-        Json::Array(a) => Json::Array(a.into_iter().map(|x| mask_json(x, masker)).collect()),
-        Json::Object(o) => Json::Object(
-            o.into_iter()
-                .map(|(k, x)| (k, mask_json(x, masker)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-/// The fingerprint of a rendered step definition.
-pub fn fingerprint(step: &Step, config: &Json) -> String {
-    let doc = serde_json::json!({
-        "type": step.common.type_name,
-        "config": config,
-        "when": step.common.when,
-        "always": step.common.always,
-        "continue_on_error": step.common.continue_on_error,
-    });
-    let digest = Sha256::digest(doc.to_string().as_bytes());
-    hex::encode(&digest[..8])
+    let config = masker.mask_json(serde_json::to_value(&kind).unwrap_or(Json::Null));
+    Ok((config, kind))
 }
 
 /// Resolve the params (defaults, then `overrides`), render the vars and build the plan of a
@@ -429,23 +198,20 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
         .collect();
     let (critical, critical_secs) = dag.critical_path(&weights);
     let groups = dag.groups();
-    let mut group_of = vec![0; runbook.steps.len()];
-    for (g, members) in groups.iter().enumerate() {
-        for &i in members {
-            group_of[i] = g;
-        }
-    }
+    let group_of = group_of(&groups, runbook.steps.len());
     let mut errors = Vec::new();
     let mut steps = Vec::new();
     for i in dag.order() {
         let step = &runbook.steps[i];
-        let Ok((config, kind)) =
-            render_step(step, &env, &value, &masker).map_err(|d| errors.push(d))
-        else {
-            continue;
+        let (config, kind) = match render_step(step, &env, &value, &masker) {
+            Ok(rendered) => rendered,
+            Err(d) => {
+                errors.push(d);
+                continue;
+            }
         };
-        let fingerprint = fingerprint(step, &config);
-        let config = crate::steps::transport::annotate(config, kind.as_ref(), &runbook.hosts);
+        let fingerprint = step.fingerprint(&config);
+        let config = crate::steps::transport::annotate(config, &kind, &runbook.hosts);
         steps.push(PlanStep {
             id: step.id().to_owned(),
             type_name: step.common.type_name.clone(),
@@ -466,6 +232,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             group: group_of[i],
             on_critical_path: critical.contains(&i),
             sub: None,
+            kind,
         });
     }
     let locks = render_locks(runbook, &env, ctx).unwrap_or_else(|d| {
@@ -513,7 +280,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .objectives
             .restore_point
             .as_ref()
-            .map(crate::runbook::model::RestorePoint::describe),
+            .map(crate::event::RestorePoint::describe),
         rto_margin_seconds: rto.map(|r| r - critical_secs),
         milestones,
         steps,
@@ -521,11 +288,22 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
     })
 }
 
+/// Each step's parallel group, by step index.
+fn group_of(groups: &[Vec<usize>], steps: usize) -> Vec<usize> {
+    let mut group_of = vec![0; steps];
+    for (g, members) in groups.iter().enumerate() {
+        for &i in members {
+            group_of[i] = g;
+        }
+    }
+    group_of
+}
+
 /// The runbook's `locks:` rendered (no step outputs: they are taken before the first step),
 /// sorted and without duplicates, which is also the order they are taken in.
 fn render_locks(
     runbook: &Runbook,
-    env: &Environment<'_>,
+    env: &Environment<'static>,
     ctx: &Context,
 ) -> Result<Vec<String>, Diagnostic> {
     let nodes = runbook

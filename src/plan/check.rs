@@ -4,19 +4,18 @@
 //! - every engine a container step uses is reachable (its version is shown);
 //! - every container a step names exists (its state is shown), except names that are runtime
 //!   placeholders (`<…>`) and names an earlier `container.run` step creates;
-//! - the image of every `container.run` is present on its engine (rb never pulls);
-//! - the free space in the directory each output path (`stdout`/`stderr` file, `dest`, `to`,
-//!   `write`) goes into (the nearest existing ancestor);
+//! - the image of every `container.run` is present on its engine, or says it would be pulled
+//!   (`pull: missing`, the default, or `always`; a missing one with `pull: never` fails);
+//! - the free space in the directory each path a step writes (its [`crate::steps::Touches`]) goes into (the
+//!   nearest existing ancestor);
 //! - every secret's source exists (the variable is set, the file is readable), never read out.
 //!
 //! Nothing is created, started or written.
 
 use super::build::Plan;
-use crate::exec::cx::{Engines, StepError};
 use crate::runbook::model::Runbook;
-use crate::steps::container::split_container_path;
+use crate::steps::cx::{Engines, StepError};
 use serde::Serialize;
-use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -44,6 +43,8 @@ struct Needs {
     containers: Vec<(Option<String>, String, String)>,
     /// (engine, image) of `container.run` steps.
     images: Vec<(Option<String>, String)>,
+    /// Their `pull` (`missing`, `always`, `never`).
+    pull: BTreeMap<(Option<String>, String), &'static str>,
     /// Directories that outputs go into.
     dirs: Vec<PathBuf>,
 }
@@ -52,7 +53,6 @@ fn is_placeholder(s: &str) -> bool {
     s.contains('<') && s.contains('>')
 }
 
-#[expect(clippy::too_many_lines, reason = "one match arm per step type")]
 fn collect(plan: &Plan, base: &Path) -> Needs {
     let mut needs = Needs::default();
     let mut created: BTreeSet<(Option<String>, String)> = BTreeSet::new();
@@ -66,68 +66,19 @@ fn collect(plan: &Plan, base: &Path) -> Needs {
         }
     };
     for step in &plan.steps {
-        let c = &step.config;
-        let host = c.get("host").and_then(Json::as_str).map(str::to_owned);
-        let mut named: Vec<String> = Vec::new();
-        let mut outputs: Vec<String> = Vec::new();
-        let s = |k: &str| c.get(k).and_then(Json::as_str).map(str::to_owned);
-        let is_container_step = step.type_name.starts_with("container.")
-            || step.type_name == "network.create"
-            || (step.type_name == "health" && c.get("container").is_some_and(|v| !v.is_null()));
-        match step.type_name.as_str() {
-            "exec" | "container.exec" => {
-                if let Some(n) = s("container") {
-                    named.push(n);
-                }
-                for stream in ["stdout", "stderr"] {
-                    if let Some(f) = c
-                        .get(stream)
-                        .and_then(|o| o.get("file"))
-                        .and_then(Json::as_str)
-                    {
-                        outputs.push(f.to_owned());
-                    }
-                }
-            }
-            "container.copy" => {
-                for (key, local_is_output) in [("from", false), ("to", true)] {
-                    let Some(v) = s(key) else { continue };
-                    match split_container_path(&v) {
-                        Some((name, _)) => named.push(name.to_owned()),
-                        None if local_is_output => outputs.push(v),
-                        None => {}
-                    }
-                }
-            }
-            "container.start" | "container.stop" => {
-                if let Some(list) = c.get("containers").and_then(Json::as_array) {
-                    named.extend(list.iter().filter_map(Json::as_str).map(str::to_owned));
-                }
-            }
-            "container.run" => {
-                if let (Some(name), Some(image)) = (s("name"), s("image")) {
-                    created.insert((host.clone(), name));
-                    needs.images.push((host.clone(), image));
-                }
-            }
-            "health" => {
-                if let Some(n) = c
-                    .get("container")
-                    .and_then(|p| p.get("name"))
-                    .and_then(Json::as_str)
-                {
-                    named.push(n.to_owned());
-                }
-            }
-            _ => {
-                for key in ["dest", "write"] {
-                    if let Some(v) = s(key) {
-                        outputs.push(v);
-                    }
-                }
-            }
+        let touches = step.kind.touches();
+        let host = touches.host;
+        for name in touches.creates {
+            created.insert((host.clone(), name));
         }
-        if is_container_step && !needs.engines.contains(&host) {
+        for image in touches.images {
+            needs
+                .pull
+                .insert((host.clone(), image.clone()), touches.pull);
+            needs.images.push((host.clone(), image));
+        }
+        let (named, outputs) = (touches.containers, touches.writes);
+        if touches.engine && !needs.engines.contains(&host) {
             needs.engines.push(host.clone());
         }
         for name in named {
@@ -253,19 +204,29 @@ pub async fn run(runbook: &Runbook, plan: &Plan) -> Vec<Probe> {
             continue;
         };
         let subject = format!("{image} on {}", engine_label(host.as_deref()));
+        let pull = needs
+            .pull
+            .get(&(host.clone(), image.clone()))
+            .copied()
+            .unwrap_or("never");
         probes.push(match engine.image_exists(image).await {
-            Ok(true) => Probe {
-                kind: "image",
-                subject,
-                ok: true,
-                detail: "present".into(),
-            },
-            Ok(false) => Probe {
-                kind: "image",
-                subject,
-                ok: false,
-                detail: "missing (rb never pulls: load or build it there first)".into(),
-            },
+            Ok(present) => {
+                let (ok, detail) = match (present, pull) {
+                    (true, "always") => (true, "present; would be pulled again (`pull: always`)"),
+                    (true, _) => (true, "present"),
+                    (false, "missing" | "always") => (true, "missing: would be pulled"),
+                    (false, _) => (
+                        false,
+                        "missing (`pull: never`: load or build it there first)",
+                    ),
+                };
+                Probe {
+                    kind: "image",
+                    subject,
+                    ok,
+                    detail: detail.into(),
+                }
+            }
             Err(e) => Probe {
                 kind: "image",
                 subject,
@@ -406,4 +367,63 @@ pub fn markdown(probes: &[Probe]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::collect;
+    use crate::runbook::params::Overrides;
+    use crate::template::Mode;
+    use std::path::{Path, PathBuf};
+
+    /// What each step type touches comes from its typed configuration: engines, containers
+    /// (not those an earlier step creates, nor placeholders), images and the directories of
+    /// every path a step writes, whatever its key.
+    #[test]
+    fn the_probes_come_from_what_each_step_touches() {
+        let text = "version: 1\nname: t\nhosts:\n  other: { docker: 'tcp://h:2376' }\nsteps:\n\
+            - { id: run, type: container.run, name: web, image: 'nginx:1', host: other }\n\
+            - { id: start, type: container.start, containers: [web, db], host: other }\n\
+            - { id: in, type: container.exec, container: db, command: [x], stdout: { file: out/a.txt } }\n\
+            - { id: copy, type: container.copy, from: 'db:/x', to: copies/x }\n\
+            - { id: sum, type: checksum, files: [a], write: sums/SHA256SUMS }\n\
+            - { id: pack, type: archive, sources: [a], dest: '/abs/packs/<steps.x.outputs.y>.tar' }\n\
+            - { id: probe, type: health, container: { name: '<steps.run.outputs.id>' }, timeout: 1s }\n\
+            - { id: wait, type: sleep, duration: 1s }\n";
+        let loaded = crate::runbook::load::load_str(Path::new("/base/rb.yaml"), text.into());
+        let mut diags = loaded.diagnostics;
+        let runbook = loaded.runbook.expect("loads");
+        let dag = crate::runbook::validate::validate(&runbook, &mut diags);
+        assert!(
+            diags.is_empty(),
+            "{:?}",
+            diags.iter().map(|d| &d.message).collect::<Vec<_>>()
+        );
+        let (_, plan) = crate::plan::build::resolve_and_build(
+            &runbook,
+            &dag,
+            &Overrides::default(),
+            chrono::Utc::now(),
+            Mode::Plan,
+            "run",
+            std::collections::BTreeMap::new(),
+        )
+        .expect("plans");
+        let needs = collect(&plan, Path::new("/base"));
+        let other = Some("other".to_owned());
+        assert_eq!(needs.engines, [other.clone(), None]);
+        assert_eq!(
+            needs.containers,
+            [
+                (other.clone(), "db".into(), "start".into()),
+                (None, "db".into(), "in".into()),
+            ]
+        );
+        assert_eq!(needs.images, [(other, "nginx:1".into())]);
+        let dirs: Vec<PathBuf> = ["/base/out", "/base/copies", "/base/sums", "/abs/packs/"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(needs.dirs, dirs);
+    }
 }

@@ -40,10 +40,8 @@ pub struct SubPlan {
 
 /// The sub-plan of a rendered `runbook` step of the runbook in `base_dir`, if it is one.
 pub fn sub_plan(step: &PlanStep, base_dir: &Path) -> Option<SubPlan> {
-    if step.type_name != "runbook" {
-        return None;
-    }
-    let file = step.config.get("file")?.as_str()?.to_owned();
+    let key = step.kind.step_type().includes?;
+    let file = step.config.get(key)?.as_str()?.to_owned();
     let mut seen = Vec::new();
     Some(expand(&file, base_dir, &step.id, 1, &mut seen))
 }
@@ -97,8 +95,8 @@ fn expand(
             always: s.common.always,
             depth,
         });
-        if s.common.type_name == "runbook"
-            && let Some(f) = s.config_node.get("file").and_then(|n| n.as_str())
+        if let Some(key) = crate::steps::step_type(&s.common.type_name).and_then(|t| t.includes)
+            && let Some(f) = s.config_node.get(key).and_then(|n| n.as_str())
         {
             let deeper = expand(f, &child_dir, &id, depth + 1, seen);
             plan.steps.extend(deeper.steps);
@@ -123,14 +121,19 @@ pub fn attach(steps: &mut [PlanStep], base_dir: &Path) -> Vec<String> {
 pub fn all_ids(steps: &[PlanStep]) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     for s in steps {
-        out.push((s.id.clone(), s.type_name == "gate"));
+        out.push((s.id.clone(), is_gate(&s.type_name)));
         if let Some(sub) = &s.sub {
             out.extend(
                 sub.steps
                     .iter()
-                    .map(|c| (c.id.clone(), c.type_name == "gate")),
+                    .map(|c| (c.id.clone(), is_gate(&c.type_name))),
             );
         }
     }
     out
+}
+
+/// Whether steps of the type named `type_name` are gates.
+pub fn is_gate(type_name: &str) -> bool {
+    crate::steps::step_type(type_name).is_some_and(|t| t.gate)
 }

@@ -552,7 +552,7 @@ pub fn dot(plan: &Plan) -> String {
         } else {
             ""
         };
-        let shape = if s.type_name == "gate" {
+        let shape = if super::nested::is_gate(&s.type_name) {
             ", shape=hexagon"
         } else {
             ""
@@ -595,7 +595,7 @@ fn dot_cluster(o: &mut String, s: &PlanStep, sub: &SubPlan) {
         file = dot_escape(&sub.file)
     );
     for c in &sub.steps {
-        let shape = if c.type_name == "gate" {
+        let shape = if super::nested::is_gate(&c.type_name) {
             ", shape=hexagon"
         } else {
             ""

@@ -311,6 +311,7 @@ pub fn render(r: &Report, history: &[Report]) -> String {
         );
     }
     out.push_str("</table>\n");
+    images_table(&mut out, r);
     if !r.artifacts.is_empty() {
         out.push_str("<h2>Artifacts</h2>\n<table id=\"artifacts\">\n<tr><th>File</th><th>Step</th><th>Size</th><th>SHA-256</th></tr>\n");
         for a in &r.artifacts {
@@ -330,4 +331,22 @@ pub fn render(r: &Report, history: &[Report]) -> String {
     out.push_str(&trend(r, history));
     out.push_str("</body>\n</html>\n");
     out
+}
+
+/// The images `container.run` steps ran, with their digests.
+fn images_table(out: &mut String, r: &Report) {
+    if !r.images.is_empty() {
+        out.push_str("<h2>Images</h2>\n<table id=\"images\">\n<tr><th>Image</th><th>Step</th><th>Digest</th><th>Pulled</th></tr>\n");
+        for i in &r.images {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                esc(&i.image),
+                esc(&i.step),
+                esc(&i.digest),
+                if i.pulled { "yes" } else { "no" }
+            );
+        }
+        out.push_str("</table>\n");
+    }
 }

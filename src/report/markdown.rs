@@ -106,6 +106,22 @@ pub fn render(r: &Report) -> String {
 
 /// The files the run wrote, and each failed step's whole error (a stderr tail) in a block.
 fn artifacts_and_failures(out: &mut String, r: &Report) {
+    if !r.images.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n| Image | Step | Digest | Pulled |\n|---|---|---|---|"
+        );
+        for i in &r.images {
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | `{}` | {} |",
+                cell(&i.image).replace('`', "'"),
+                i.step,
+                i.digest,
+                if i.pulled { "yes" } else { "no" }
+            );
+        }
+    }
     if !r.artifacts.is_empty() {
         let _ = writeln!(
             out,

@@ -259,7 +259,7 @@ pub(crate) fn rpo_verdict(r: &Report) -> Option<String> {
 /// The reports of every finished run in a state directory (of one runbook if named), oldest
 /// first. Unreadable journals are left out.
 pub fn history(state: &Path, runbook: Option<&str>) -> std::io::Result<Vec<Report>> {
-    Ok(crate::exec::journal::runs(state, runbook)?
+    Ok(crate::journal::runs(state, runbook)?
         .iter()
         .filter_map(|r| model::build(&r.events))
         .collect())

@@ -53,6 +53,33 @@ pub struct Artifact {
     pub sha256: Option<String>,
 }
 
+/// An image a `container.run` step started its container from.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ImageUsed {
+    pub step: String,
+    /// The reference as the runbook gave it.
+    pub image: String,
+    /// Its registry digest (`sha256:…`), else its id for an image that came from no registry.
+    pub digest: String,
+    /// Pulled from its registry by this run.
+    pub pulled: bool,
+}
+
+impl ImageUsed {
+    fn of(s: &StepReport) -> Option<Self> {
+        if s.status != Outcome::Succeeded {
+            return None;
+        }
+        let text = |k: &str| s.outputs.get(k).and_then(Value::as_str).map(str::to_owned);
+        Some(Self {
+            step: s.id.clone(),
+            image: text("image")?,
+            digest: text("image_digest")?,
+            pulled: s.outputs.get("pulled").and_then(Value::as_bool) == Some(true),
+        })
+    }
+}
+
 impl Artifact {
     /// The artifact of a step that succeeded and reported `file` and `bytes`.
     fn of(s: &StepReport) -> Option<Self> {
@@ -155,6 +182,9 @@ pub struct Report {
     pub gates: Vec<GateReport>,
     /// Files the run wrote (steps that report `file`, `bytes` and `sha256`), in step order.
     pub artifacts: Vec<Artifact>,
+    /// The images `container.run` steps started containers from, with their digests.
+    #[serde(default)]
+    pub images: Vec<ImageUsed>,
 }
 
 #[expect(
@@ -395,6 +425,7 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         milestones,
         rpo,
         artifacts: steps.iter().filter_map(Artifact::of).collect(),
+        images: steps.iter().filter_map(ImageUsed::of).collect(),
         steps,
         gates,
     })

@@ -111,6 +111,16 @@ pub fn render(r: &Report) -> String {
 /// The files the run wrote; each failed step's whole error when it has more than the line
 /// in the table (the stderr tail of a command).
 fn artifacts_and_failures(out: &mut String, r: &Report) {
+    for i in &r.images {
+        let _ = writeln!(
+            out,
+            "image {} ({}): {}{}",
+            i.image,
+            i.step,
+            i.digest,
+            if i.pulled { ", pulled" } else { "" }
+        );
+    }
     for a in &r.artifacts {
         let _ = writeln!(
             out,

@@ -1,12 +1,12 @@
 //! Reading a runbook file into the typed model, collecting every problem on the way.
 
-use super::de::{DeError, from_node};
 use super::diagnostic::{Diagnostic, suggest};
 use super::model::{FORMAT_VERSION, Objectives, Runbook, Step};
-use super::node::{self, Node, NodeKind};
 use crate::io::bounded::Bounded;
 use crate::steps::common::{COMMON_KEYS, StepCommon};
 use crate::steps::{STEP_TYPES, StepKind};
+use crate::yaml::de::{DeError, from_node};
+use crate::yaml::node::{self, Node, NodeKind};
 use miette::SourceSpan;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

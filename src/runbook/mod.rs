@@ -1,15 +1,15 @@
 //! Runbooks: from YAML text to a validated, typed model.
 //!
-//! `node` reads YAML into a tree that remembers source spans, `de` decodes typed structs from
-//! that tree, `load` assembles the [`model::Runbook`] collecting every decoding problem, and
-//! `validate` adds the checks across steps (ids, needs, cycles, templates). Both return
+//! The YAML is read with spans by [`crate::yaml`]; `load` assembles the [`model::Runbook`]
+//! collecting every decoding problem, and `validate` adds the checks across steps (ids, needs,
+//! cycles, templates) and resolves `needs` into the step graph (`graph`). Both return
 //! [`diagnostic::Diagnostic`]s; nothing here touches the outside world.
 
-pub mod de;
+pub mod context;
 pub mod diagnostic;
+pub mod graph;
 pub mod load;
 pub mod model;
-pub mod node;
 pub mod notify;
 pub mod params;
 pub mod validate;

@@ -1,11 +1,17 @@
 //! The typed runbook model (before templates are rendered).
 
-use super::node::Node;
+use crate::docker::HostSpec;
 use crate::duration::Dur;
+use crate::event::RestorePoint;
 use crate::steps::StepKind;
 use crate::steps::common::StepCommon;
+use crate::yaml::de::DeError;
+use crate::yaml::node::Node;
+use minijinja::{Environment, Value};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,6 +67,52 @@ impl Step {
     pub fn id(&self) -> &str {
         &self.common.id
     }
+
+    /// Render the step's configuration with `ctx` and decode it into its type: what a plan
+    /// shows and what a run starts (each says what went wrong in its own words).
+    /// Where in the step a render failed: "field `command[1]` (`{{ … }}`) of step `use`", the
+    /// template cut to 80 characters; minijinja alone would say "<string>:1".
+    pub fn field_at(&self, span: miette::SourceSpan) -> String {
+        let what = match self.config_node.string_at(span) {
+            Some((field, text)) => {
+                let text = text.trim();
+                let short: String = text.chars().take(80).collect();
+                let more = if short.len() < text.len() { "…" } else { "" };
+                format!("field `{field}` (`{short}{more}`)")
+            }
+            None => "a field".to_owned(),
+        };
+        format!("{what} of step `{}`", self.id())
+    }
+
+    pub fn render(&self, env: &Environment<'static>, ctx: &Value) -> Result<StepKind, RenderError> {
+        let node = crate::template::render_node(&self.config_node, env, ctx)
+            .map_err(|(e, span)| RenderError::Template(e, span))?;
+        StepKind::decode(&self.common.type_name, &node).map_err(RenderError::Decode)
+    }
+
+    /// The fingerprint of the step's definition rendered as `config` (masked): resume runs a
+    /// step again when it changed.
+    pub fn fingerprint(&self, config: &Json) -> String {
+        let doc = serde_json::json!({
+            "type": self.common.type_name,
+            "config": config,
+            "when": self.common.when,
+            "always": self.common.always,
+            "continue_on_error": self.common.continue_on_error,
+        });
+        let digest = Sha256::digest(doc.to_string().as_bytes());
+        hex::encode(&digest[..8])
+    }
+}
+
+/// Why a step's configuration could not be rendered.
+#[derive(Debug)]
+pub enum RenderError {
+    /// A template failed, at this span of the step.
+    Template(minijinja::Error, miette::SourceSpan),
+    /// The rendered configuration does not decode into the step's type.
+    Decode(DeError),
 }
 
 /// Recovery objectives.
@@ -78,38 +130,6 @@ pub struct Objectives {
     /// backup's timestamp, or the PITR target). The report's achieved RPO is its age at the
     /// start of the run.
     pub restore_point: Option<RestorePoint>,
-}
-
-/// Where a recovery run finds the time of the data it restores: one step output, or one
-/// param. The value is an RFC 3339 time (a space for `T` and an offset of hours only, as
-/// `PostgreSQL` prints them, are accepted) or Unix seconds.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RestorePoint {
-    /// The step whose output holds the time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
-    /// With `step`: the output's name (default `stdout`); `child.name` for an output of a
-    /// sub-runbook's step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-    /// The param holding the time (instead of `step`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub param: Option<String>,
-}
-
-impl RestorePoint {
-    /// `step `choose` output `stdout`` / `param `target_time``, for reports.
-    pub fn describe(&self) -> String {
-        match (&self.step, &self.param) {
-            (Some(s), _) => format!(
-                "step `{s}` output `{}`",
-                self.output.as_deref().unwrap_or("stdout")
-            ),
-            (None, Some(p)) => format!("param `{p}`"),
-            (None, None) => "nothing".to_owned(),
-        }
-    }
 }
 
 /// A partial objective.
@@ -165,28 +185,4 @@ pub struct SecretSpec {
     pub file: Option<String>,
     /// What the secret is.
     pub description: Option<String>,
-}
-
-/// A Docker Engine a step may use with `host:`.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HostSpec {
-    /// Engine endpoint: `unix:///var/run/docker.sock`, `tcp://HOST:PORT`, `ssh://USER@HOST`.
-    pub docker: String,
-    /// TLS client files for `tcp://` endpoints (relative to the runbook).
-    pub tls: Option<TlsSpec>,
-    /// What this engine is.
-    pub description: Option<String>,
-}
-
-/// TLS client files.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSpec {
-    /// CA certificate (PEM).
-    pub ca: String,
-    /// Client certificate (PEM).
-    pub cert: String,
-    /// Client key (PEM).
-    pub key: String,
 }

@@ -4,8 +4,8 @@
 use super::diagnostic::{Diagnostic, suggest};
 use super::load::decode_all;
 use super::model::Runbook;
-use super::node::{Node, NodeKind};
 use crate::duration::Dur;
+use crate::yaml::node::{Node, NodeKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -2,8 +2,8 @@
 
 use super::diagnostic::{Diagnostic, suggest};
 use super::model::{ParamSpec, ParamType, Runbook};
-use super::node::{self, NodeKind};
 use crate::duration::Dur;
+use crate::yaml::node::{self, NodeKind};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -83,7 +83,7 @@ pub fn coerce(ty: ParamType, value: &Value) -> Result<Value, String> {
         (ParamType::Int, Value::Number(n)) if n.is_i64() => Ok(value.clone()),
         (ParamType::Int, Value::String(s)) => {
             s.trim().parse::<i64>().map(Value::from).map_err(|_| {
-                if crate::runbook::node::is_decimal_integer(s.trim()) {
+                if crate::yaml::node::is_decimal_integer(s.trim()) {
                     format!("`{s}` is too large: integers are at most {}", i64::MAX)
                 } else {
                     format!("expected an integer, found \"{s}\"")

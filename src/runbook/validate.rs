@@ -2,12 +2,12 @@
 //! Pure: it reads the model and returns diagnostics.
 
 use super::diagnostic::{Diagnostic, suggest};
+use super::graph::{self, Dag};
 use super::load::valid_id;
 use super::model::{Runbook, Step};
-use super::node::Node;
 use super::params;
-use crate::plan::graph::{self, Dag};
 use crate::template::{self, Finding};
+use crate::yaml::node::Node;
 use miette::SourceSpan;
 use minijinja::Environment;
 use std::collections::HashMap;
@@ -179,12 +179,11 @@ fn check_configs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
     let hosts: Vec<&str> = runbook.hosts.keys().map(String::as_str).collect();
     for step in &runbook.steps {
         let Some(kind) = &step.kind else { continue };
-        let config = kind.config();
         let timeout = step.common.timeout.map(|t| t.0);
-        for p in config
+        for p in kind
             .problems()
             .into_iter()
-            .chain(config.timeout_problems(timeout))
+            .chain(kind.timeout_problems(timeout))
         {
             // A value held by a template is known only once rendered (and decoded again).
             if !p.key.is_empty() && node_at(&step.node, &p.key).is_some_and(holds_template) {
@@ -205,9 +204,9 @@ fn check_configs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
                 .label(span, "here"),
             );
         }
-        if let Some(host) = config.host()
+        if let Some(host) = kind.touches().host
             && !host.contains("{{")
-            && !hosts.contains(&host)
+            && !hosts.contains(&host.as_str())
         {
             let span = step.node.get("host").map_or(step.node.span, |n| n.span);
             diags.push(
@@ -216,7 +215,7 @@ fn check_configs(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
                     format!("step `{}` uses unknown host `{host}`", step.id()),
                 )
                 .label(span, "not a key of `hosts`")
-                .help(suggest(host, &hosts, "hosts")),
+                .help(suggest(&host, &hosts, "hosts")),
             );
         }
         if let Some(t) = step.common.timeout
@@ -389,9 +388,16 @@ impl<'a> Templates<'a> {
             {
                 self.check_text(text, w.span, &Scope::Step(i), true, diags);
             }
-            if let Some(crate::steps::StepKind::Assert(_)) = &step.kind
-                && let Some(items) = step.node.get("that").and_then(|t| t.as_seq())
-            {
+            // Keys the type evaluates as expressions when the step runs.
+            let expressions = step
+                .kind
+                .as_ref()
+                .map_or(&[][..], |k| k.step_type().expressions);
+            for key in expressions {
+                let Some(value) = step.node.get(key) else {
+                    continue;
+                };
+                let items = value.as_seq().unwrap_or(std::slice::from_ref(value));
                 for item in items {
                     if let Some(text) = item.as_str() {
                         self.check_text(text, item.span, &Scope::Step(i), true, diags);
@@ -643,10 +649,7 @@ impl<'a> Templates<'a> {
         }
         let (Some(output), Some(known)) = (
             output,
-            target
-                .kind
-                .as_ref()
-                .and_then(crate::steps::StepKind::outputs),
+            target.kind.as_ref().and_then(|k| k.step_type().outputs),
         ) else {
             return None;
         };

@@ -1,7 +1,7 @@
 //! `archive` and `extract`: tar, tar.gz, tar.zst.
 
-use super::StepConfig;
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use super::{Step, StepType, Touches, plain};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -39,8 +39,34 @@ pub struct ExtractConfig {
     pub format: Option<ArchiveFormat>,
 }
 
-impl StepConfig for ArchiveConfig {}
-impl StepConfig for ExtractConfig {}
+impl Step for ArchiveConfig {
+    const TYPE: StepType = plain(&["file", "bytes", "sha256", "entries"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            writes: vec![self.dest.clone()],
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_archive(self, cx).await
+    }
+}
+impl Step for ExtractConfig {
+    const TYPE: StepType = plain(&["path", "entries", "bytes", "sha256"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            writes: vec![self.dest.clone()],
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_extract(self, cx).await
+    }
+}
 
 /// Pack the sources into one archive.
 pub async fn run_archive(cfg: &ArchiveConfig, cx: &StepCx) -> StepResult {

@@ -1,7 +1,7 @@
 //! `assert`: expressions that must all be true.
 
-use super::{ConfigProblem, StepConfig};
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use super::{ConfigProblem, Step, StepType, Touches};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +15,22 @@ pub struct AssertConfig {
     pub message: Option<String>,
 }
 
-impl StepConfig for AssertConfig {
+impl Step for AssertConfig {
+    const TYPE: StepType = StepType {
+        outputs: Some(&[]),
+        gate: false,
+        expressions: &["that"],
+        includes: None,
+    };
+
+    fn touches(&self) -> Touches {
+        Touches::default()
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run(self, cx, &cx.template)
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         if self.that.is_empty() {
             vec![ConfigProblem::new("that", "`that` is empty")]
@@ -29,12 +44,9 @@ impl StepConfig for AssertConfig {
 pub fn run(cfg: &AssertConfig, cx: &StepCx, ctx: &minijinja::Value) -> StepResult {
     let env = crate::template::environment();
     for expr in &cfg.that {
-        let value = env
-            .compile_expression(expr)
-            .and_then(|e| e.eval(ctx.clone()))
-            .map_err(|e| {
-                StepError::failed(cx.masker.mask(&format!("cannot evaluate `{expr}`: {e}")))
-            })?;
+        let value = crate::template::eval(&env, expr, ctx.clone()).map_err(|e| {
+            StepError::failed(cx.masker.mask(&format!("cannot evaluate `{expr}`: {e}")))
+        })?;
         if !value.is_true() {
             let msg = cfg
                 .message

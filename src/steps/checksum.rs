@@ -1,7 +1,7 @@
 //! `checksum`: write or verify a `sha256sum`-format file.
 
-use super::{ConfigProblem, StepConfig};
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use super::{ConfigProblem, Step, StepType, Touches, plain};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -20,7 +20,20 @@ pub struct ChecksumConfig {
     pub verify: Option<String>,
 }
 
-impl StepConfig for ChecksumConfig {
+impl Step for ChecksumConfig {
+    const TYPE: StepType = plain(&["sha256", "files"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            writes: self.write.iter().cloned().collect(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         match (&self.write, &self.verify) {
             (None, None) => vec![ConfigProblem::new(

@@ -109,7 +109,7 @@ impl<'de> Deserialize<'de> for Retries {
                 self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Retries, E> {
-                if crate::runbook::node::is_decimal_integer(s) {
+                if crate::yaml::node::is_decimal_integer(s) {
                     return Err(E::custom(format_args!(
                         "`{s}` is too large for a number of retries"
                     )));

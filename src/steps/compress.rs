@@ -1,9 +1,9 @@
 //! `compress` and `decompress`: gzip or zstd, streaming, published atomically.
 
 use super::exec::Compression;
-use super::{ConfigProblem, StepConfig};
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use super::{ConfigProblem, Step, StepType, Touches, plain};
 use crate::io::compress::Format;
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,20 @@ pub struct CompressConfig {
     pub remove_source: bool,
 }
 
-impl StepConfig for CompressConfig {
+impl Step for CompressConfig {
+    const TYPE: StepType = plain(&["file", "bytes", "sha256"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            writes: self.dest.iter().cloned().collect(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run(self, cx, false).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         match (self.format, self.level) {
             (Some(Compression::Gzip), Some(l)) if !(1..=9).contains(&l) => {
@@ -37,6 +50,37 @@ impl StepConfig for CompressConfig {
             }
             _ => Vec::new(),
         }
+    }
+}
+
+/// Decompress one file: the same keys as `compress` (the same schema too).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct DecompressConfig(pub CompressConfig);
+
+impl JsonSchema for DecompressConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        CompressConfig::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        CompressConfig::json_schema(generator)
+    }
+}
+
+impl Step for DecompressConfig {
+    const TYPE: StepType = CompressConfig::TYPE;
+
+    fn touches(&self) -> Touches {
+        self.0.touches()
+    }
+
+    fn problems(&self) -> Vec<ConfigProblem> {
+        self.0.problems()
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run(&self.0, cx, true).await
     }
 }
 

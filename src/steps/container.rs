@@ -1,10 +1,10 @@
 //! Container lifecycle steps: `container.copy`, `container.run`, `container.start`,
 //! `container.stop`, `container.remove`, `network.create`.
 
-use super::{ConfigProblem, StepConfig};
+use super::{ConfigProblem, Step, StepType, Touches, plain};
 use crate::docker::{PortMapping, RunSpec};
 use crate::duration::Dur;
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -31,7 +31,29 @@ pub fn split_container_path(s: &str) -> Option<(&str, &str)> {
     (!c.is_empty() && !p.is_empty()).then_some((c, p))
 }
 
-impl StepConfig for CopyConfig {
+impl Step for CopyConfig {
+    const TYPE: StepType = plain(&["path", "bytes", "sha256", "entries"]);
+
+    fn touches(&self) -> Touches {
+        let mut t = Touches {
+            engine: true,
+            host: self.host.clone(),
+            ..Touches::default()
+        };
+        for (end, local_is_written) in [(&self.from, false), (&self.to, true)] {
+            match split_container_path(end) {
+                Some((name, _)) => t.containers.push(name.to_owned()),
+                None if local_is_written => t.writes.push(end.clone()),
+                None => {}
+            }
+        }
+        t
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_copy(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         let from = split_container_path(&self.from).is_some();
         let to = split_container_path(&self.to).is_some();
@@ -48,19 +70,46 @@ impl StepConfig for CopyConfig {
             Vec::new()
         }
     }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
-    }
 }
 
-/// Create and start a container. Images are never pulled: the image must be present.
+/// When `container.run` pulls its image from its registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Pull {
+    /// Only when the engine does not have it (as `docker run` does).
+    #[default]
+    Missing,
+    /// Every time: the tag may point at a newer image.
+    Always,
+    /// Never: a missing image fails the step.
+    Never,
+}
+
+/// A user and password for the image's registry (from secrets: they are masked).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuthConfig {
+    /// The registry user.
+    pub username: String,
+    /// Its password or token, e.g. `"{{ secrets.registry_password }}"`.
+    pub password: String,
+}
+
+/// Create and start a container, pulling its image first when `pull` says so.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// Container name.
     pub name: String,
-    /// Image (must be present on the engine).
+    /// Image: `[registry/]repository[:tag]`, or pinned `…@sha256:DIGEST` (pulled by digest,
+    /// and run only with exactly that content).
     pub image: String,
+    /// When to pull the image from its registry: `missing` (default, as `docker run`),
+    /// `always`, or `never`.
+    #[serde(default)]
+    pub pull: Pull,
+    /// Credentials for the image's registry.
+    pub registry_auth: Option<RegistryAuthConfig>,
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -83,9 +132,37 @@ pub struct RunConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for RunConfig {
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
+impl Step for RunConfig {
+    const TYPE: StepType = plain(&["id", "image", "image_digest", "pulled"]);
+
+    fn problems(&self) -> Vec<ConfigProblem> {
+        // Written in the runbook, a password would be shown by every plan and journal.
+        match &self.registry_auth {
+            Some(a) if !a.password.contains("secrets.") => vec![ConfigProblem::new(
+                "registry_auth.password",
+                "the registry password must come from a secret (`\"{{ secrets.NAME }}\"`)",
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            host: self.host.clone(),
+            creates: vec![self.name.clone()],
+            images: vec![self.image.clone()],
+            pull: match self.pull {
+                Pull::Missing => "missing",
+                Pull::Always => "always",
+                Pull::Never => "never",
+            },
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_run(self, cx).await
     }
 }
 
@@ -99,16 +176,28 @@ pub struct ContainersConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for ContainersConfig {
+impl Step for ContainersConfig {
+    const TYPE: StepType = plain(&["changed"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            host: self.host.clone(),
+            containers: self.containers.clone(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_start(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         if self.containers.is_empty() {
             vec![ConfigProblem::new("containers", "`containers` is empty")]
         } else {
             Vec::new()
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 
@@ -141,7 +230,22 @@ impl StopConfig {
     }
 }
 
-impl StepConfig for StopConfig {
+impl Step for StopConfig {
+    const TYPE: StepType = plain(&["changed"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            host: self.host.clone(),
+            containers: self.containers.clone(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_stop(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         if self.containers.is_empty() {
             vec![ConfigProblem::new("containers", "`containers` is empty")]
@@ -160,9 +264,6 @@ impl StepConfig for StopConfig {
             )],
             _ => Vec::new(),
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 
@@ -184,7 +285,22 @@ pub struct RemoveConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for RemoveConfig {
+impl Step for RemoveConfig {
+    const TYPE: StepType = plain(&["changed", "volumes_removed"]);
+
+    /// The containers need not exist (removing a missing one is a no-op).
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            host: self.host.clone(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_remove(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         if self.containers.is_empty() && self.named_volumes.is_empty() {
             vec![ConfigProblem::new(
@@ -194,9 +310,6 @@ impl StepConfig for RemoveConfig {
         } else {
             Vec::new()
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 
@@ -212,9 +325,19 @@ pub struct NetworkConfig {
     pub host: Option<String>,
 }
 
-impl StepConfig for NetworkConfig {
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
+impl Step for NetworkConfig {
+    const TYPE: StepType = plain(&["id", "changed"]);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            host: self.host.clone(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_network(self, cx).await
     }
 }
 
@@ -253,9 +376,54 @@ pub async fn run_copy(cfg: &CopyConfig, cx: &StepCx) -> StepResult {
     Ok(out)
 }
 
-/// Create and start a container.
+/// Make sure the engine has the image as `pull` asks; whether it was pulled.
+async fn ensure_image(
+    engine: &crate::docker::Engine,
+    cfg: &RunConfig,
+    cx: &StepCx,
+) -> Result<bool, StepError> {
+    let present = engine
+        .image_info(&cfg.image)
+        .await
+        .map_err(StepError::from)?
+        .is_some();
+    let pull = match cfg.pull {
+        Pull::Never if !present => {
+            return Err(crate::docker::DockerError::ImageMissing {
+                image: cfg.image.clone(),
+                endpoint: engine.endpoint().to_owned(),
+            }
+            .into());
+        }
+        Pull::Never => false,
+        Pull::Missing => !present,
+        Pull::Always => true,
+    };
+    if !pull {
+        return Ok(false);
+    }
+    let auth = cfg
+        .registry_auth
+        .as_ref()
+        .map(|a| crate::docker::RegistryAuth {
+            username: a.username.clone(),
+            password: a.password.clone(),
+        });
+    let progress = cx.progress.clone();
+    tokio::select! {
+        r = engine.pull(&cfg.image, auth.as_ref(), move |b| progress.bytes(b)) => {
+            r.map_err(|e| StepError::from(e).masked(&cx.masker))?;
+        }
+        () = cx.cancel.cancelled() => return Err(StepError::Cancelled),
+    }
+    Ok(true)
+}
+
+/// Create and start a container (pulling its image first when `pull` says so). Outputs its
+/// `id`, the image's `image_digest` (its registry digest, else its id) and `pulled`.
 pub async fn run_run(cfg: &RunConfig, cx: &StepCx) -> StepResult {
     let engine = cx.engines.get(cfg.host.as_deref())?;
+    let pulled = ensure_image(&engine, cfg, cx).await?;
     let ports = cfg
         .ports
         .iter()
@@ -281,8 +449,19 @@ pub async fn run_run(cfg: &RunConfig, cx: &StepCx) -> StepResult {
         .run(&spec)
         .await
         .map_err(|e| StepError::from(e).masked(&cx.masker))?;
+    let image = engine
+        .image_info(&cfg.image)
+        .await
+        .map_err(StepError::from)?
+        .unwrap_or_default();
     let mut out = Outputs::new();
     out.insert("id".into(), id.into());
+    out.insert("image".into(), cfg.image.clone().into());
+    out.insert(
+        "image_digest".into(),
+        image.digest.unwrap_or(image.id).into(),
+    );
+    out.insert("pulled".into(), pulled.into());
     Ok(out)
 }
 

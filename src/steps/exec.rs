@@ -1,7 +1,7 @@
 //! `exec` (a process on this machine) and `container.exec` (a process in a container).
 
-use super::{ConfigProblem, StepConfig, process};
-use crate::exec::cx::{StepCx, StepError, StepResult};
+use super::{ConfigProblem, PROCESS_OUTPUTS, Step, StepType, Touches, plain, process};
+use crate::steps::cx::{StepCx, StepError, StepResult};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::borrow::Cow;
@@ -202,17 +202,42 @@ fn process_problems(
     out
 }
 
-impl StepConfig for ExecConfig {
+impl Step for ExecConfig {
+    const TYPE: StepType = plain(PROCESS_OUTPUTS);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            writes: output_files(&self.stdout, &self.stderr),
+            ..Touches::default()
+        }
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         process_problems(
             self.command.as_ref(),
             self.shell.as_ref(),
             self.stdin.as_ref(),
         )
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run(self, cx).await
     }
 }
 
-impl StepConfig for ContainerExecConfig {
+impl Step for ContainerExecConfig {
+    const TYPE: StepType = plain(super::CONTAINER_PROCESS_OUTPUTS);
+
+    fn touches(&self) -> Touches {
+        Touches {
+            engine: true,
+            host: self.host.clone(),
+            containers: vec![self.container.clone()],
+            writes: output_files(&self.stdout, &self.stderr),
+            ..Touches::default()
+        }
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         process_problems(
             self.command.as_ref(),
@@ -220,9 +245,21 @@ impl StepConfig for ContainerExecConfig {
             self.stdin.as_ref(),
         )
     }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run_in_container(self, cx).await
     }
+}
+
+/// The files standard output and error go to.
+fn output_files(stdout: &Output, stderr: &Output) -> Vec<String> {
+    [stdout, stderr]
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::File(f) => Some(f.file.clone()),
+            Output::Capture => None,
+        })
+        .collect()
 }
 
 /// Run a process on this machine.

@@ -1,8 +1,8 @@
 //! `gate`: wait for a person to approve.
 
-use super::StepConfig;
+use super::{Step, StepType, Touches};
 use crate::event::EventKind;
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,22 @@ pub struct GateConfig {
     pub message: String,
 }
 
-impl StepConfig for GateConfig {}
+impl Step for GateConfig {
+    const TYPE: StepType = StepType {
+        outputs: Some(&["approved_by", "approved_at", "waited_seconds"]),
+        gate: true,
+        expressions: &[],
+        includes: None,
+    };
+
+    fn touches(&self) -> Touches {
+        Touches::default()
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run(self, cx).await
+    }
+}
 
 /// Ask for approval: `--approve ID` approves at once; on a terminal, a prompt; otherwise the
 /// run stops here (exit 3). A timeout rejects.
@@ -77,6 +92,7 @@ pub async fn run(cfg: &GateConfig, cx: &StepCx) -> StepResult {
             out.insert("approved_by".into(), by.into());
             out.insert("approved_at".into(), chrono::Utc::now().to_rfc3339().into());
             out.insert("waited_seconds".into(), waited.into());
+            cx.gate_wait.add(waited);
             Ok(out)
         }
     }

@@ -1,9 +1,9 @@
 //! `health`: poll a probe until it passes or the step's `timeout` passes.
 
-use super::{ConfigProblem, StepConfig};
+use super::{ConfigProblem, Step, StepType, Touches, plain};
 use crate::docker::HealthProbe;
 use crate::duration::Dur;
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -48,7 +48,23 @@ pub struct ContainerProbe {
     pub command: Option<Vec<String>>,
 }
 
-impl StepConfig for HealthConfig {
+impl Step for HealthConfig {
+    const TYPE: StepType = plain(&["attempts", "latency_ms"]);
+
+    fn touches(&self) -> Touches {
+        // `host` is checked whatever the probe; only a container probe uses the engine.
+        Touches {
+            engine: self.container.is_some(),
+            host: self.host.clone(),
+            containers: self.container.iter().map(|p| p.name.clone()).collect(),
+            ..Touches::default()
+        }
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         let n = usize::from(self.http.is_some())
             + usize::from(self.tcp.is_some())
@@ -62,9 +78,6 @@ impl StepConfig for HealthConfig {
                 "a health step takes exactly one of `http`, `tcp`, `exec`, `container`",
             )]
         }
-    }
-    fn host(&self) -> Option<&str> {
-        self.host.as_deref()
     }
 }
 

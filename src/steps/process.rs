@@ -3,10 +3,10 @@
 //! that is compressed and hashed on the way and published only when the step succeeds.
 
 use super::exec::{Output, OutputFile, Stdin};
-use crate::docker::TailBuffer;
-use crate::exec::cx::{Outputs, StepCx, StepError};
+use crate::docker::{CAPTURE_LIMIT, TailBuffer};
 use crate::io::digest::FileDigest;
 use crate::io::sink::FileSink;
+use crate::steps::cx::{Outputs, StepCx, StepError};
 use serde_json::Value;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -18,8 +18,6 @@ use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
 use tokio_util::sync::PollSender;
 
-/// Captured output is capped at this many bytes (the last ones are kept).
-pub const CAPTURE_CAP: usize = 1024 * 1024;
 const PIPE: usize = 256 * 1024;
 /// What the writer of a discarded output file returns (not a failure of its own).
 const DISCARDED: &str = "discarded";
@@ -47,7 +45,7 @@ impl Sink {
     pub fn new(output: &Output, cx: &StepCx) -> Self {
         match output {
             // Enough past the cap that a secret straddling it is masked before the cut.
-            Output::Capture => Sink::Capture(TailBuffer::new(CAPTURE_CAP + cx.masker.longest())),
+            Output::Capture => Sink::Capture(TailBuffer::new(CAPTURE_LIMIT + cx.masker.longest())),
             Output::File(f) => Sink::File(FileWriter::start(f, cx)),
         }
     }
@@ -70,7 +68,7 @@ impl Sink {
     ) -> Result<(), StepError> {
         match self {
             Sink::Capture(t) => {
-                let text = cx.masker.mask_tail(&t.text(), CAPTURE_CAP);
+                let text = cx.masker.mask_tail(&t.text(), CAPTURE_LIMIT, t.cut());
                 outputs.insert(name.to_owned(), Value::String(text));
                 Ok(())
             }
@@ -308,7 +306,8 @@ pub async fn conclude(
     Ok(outputs)
 }
 
-/// The error of a process that exited with a code not in `ok_codes`.
+/// The error of a process that exited with a code not in `ok_codes` (its last 10 lines of
+/// standard error).
 pub fn exit_error(program: &str, code: i64, stderr_tail: &str, cx: &StepCx) -> StepError {
     let tail: String = stderr_tail
         .trim_end()
@@ -320,11 +319,7 @@ pub fn exit_error(program: &str, code: i64, stderr_tail: &str, cx: &StepCx) -> S
         .rev()
         .collect::<Vec<_>>()
         .join("\n");
-    let msg = if tail.is_empty() {
-        format!("`{program}` exited with code {code}")
-    } else {
-        format!("`{program}` exited with code {code}; stderr ends with:\n{tail}")
-    };
+    let msg = crate::docker::exit_message(program, None, code, &tail);
     StepError::Failed(cx.masker.mask(&msg))
 }
 

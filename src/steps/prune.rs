@@ -1,8 +1,8 @@
 //! `prune`: retention with `restic forget` semantics over a directory of backups.
 
-use super::{ConfigProblem, StepConfig};
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use super::{ConfigProblem, Step, StepType, Touches, plain};
 use crate::retention::{KeepCounts, KeepWithin, PruneEntry, Require, TimeSource, policy_is_empty};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -45,7 +45,18 @@ fn mtime() -> String {
     "mtime".into()
 }
 
-impl StepConfig for PruneConfig {
+impl Step for PruneConfig {
+    const TYPE: StepType = plain(&["kept", "removed", "reasons", "incomplete", "dry_run"]);
+
+    /// It removes files under `path`, and writes none.
+    fn touches(&self) -> Touches {
+        Touches::default()
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run(self, cx).await
+    }
+
     fn problems(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
         if self.keep.is_none() && self.keep_within.is_none() {

@@ -1,15 +1,10 @@
 //! `runbook`: run another runbook's steps as part of this run.
 
-use super::StepConfig;
-use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
-use crate::exec::executor::{self, Request};
-use crate::plan::build::{Context, Mode};
-use crate::runbook::params::Overrides;
+use super::{Step, StepType, Touches};
+use crate::steps::cx::{StepCx, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 /// Include a runbook; its steps are journaled as `parent/child`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -22,134 +17,23 @@ pub struct RunbookConfig {
     pub params: BTreeMap<String, serde_json::Value>,
 }
 
-impl StepConfig for RunbookConfig {}
-
-/// Load, validate and run the child runbook inside this run: its steps are journaled as
-/// `parent/child`; its outputs are the children's outputs by id.
-pub async fn run(cfg: &RunbookConfig, cx: &StepCx) -> StepResult {
-    let path = cx.path(&cfg.file);
-    let loaded = crate::runbook::load::load_file(&path);
-    let mut diags = loaded.diagnostics;
-    let Some(child) = loaded.runbook else {
-        return Err(StepError::failed(describe(&path, &diags)));
+impl Step for RunbookConfig {
+    const TYPE: StepType = StepType {
+        // The outputs are the children's, by id.
+        outputs: None,
+        gate: false,
+        expressions: &[],
+        includes: Some("file"),
     };
-    let dag = crate::runbook::validate::validate(&child, &mut diags);
-    let mut overrides = Overrides::default();
-    overrides.files.push((
-        format!("step `{}`", cx.step_id),
-        cfg.params.clone().into_iter().collect(),
-    ));
-    let values = crate::runbook::params::resolve(&child, &overrides, &mut diags);
-    let secrets = crate::exec::secrets::read(&child).map_err(StepError::Failed)?;
-    if !diags.is_empty() {
-        return Err(StepError::failed(describe(&path, &diags)));
+
+    /// What the sub-runbook's steps touch is known once it is planned.
+    fn touches(&self) -> Touches {
+        Touches::default()
     }
-    let mut ctx = Context::new(
-        &child,
-        values,
-        secrets,
-        cx.now,
-        cx.run_id.clone(),
-        Mode::Run,
-    );
-    ctx.render_vars(&child, &crate::template::environment())
-        .map_err(|d| StepError::failed(d.message))?;
-    let prefix = format!("{}/", cx.step_id);
-    let collected: Arc<Mutex<Collected>> = Arc::default();
-    let emit = forward(cx.emit.clone(), collected.clone(), prefix.clone());
-    let request = Request {
-        runbook: Arc::new(child),
-        dag,
-        ctx,
-        jobs: cx.jobs,
-        resume: (*cx.resume).clone(),
-        approvals: cx
-            .approvals
-            .iter()
-            .filter_map(|a| a.strip_prefix(&prefix).map(str::to_owned))
-            .collect(),
-        approver: cx.approver.clone(),
-        interactive: cx.interactive,
-        resumed: cx.resumed,
-        interrupt: cx.cancel.clone(),
-    };
-    let outcome = executor::execute(request, emit).await;
-    let (mut outputs, failure, waited) =
-        std::mem::take(&mut *collected.lock().expect("sub-runbook outputs"));
-    match outcome {
-        RunOutcome::Succeeded => {
-            // The run counts this as gate wait, not machine time, as for a gate of its own.
-            if waited > 0.0 {
-                outputs.insert("waited_seconds".into(), waited.into());
-            }
-            Ok(outputs)
-        }
-        RunOutcome::Interrupted => Err(StepError::Cancelled),
-        RunOutcome::GatePending => Err(StepError::GatePending),
-        RunOutcome::GateRejected => Err(StepError::GateRejected(
-            failure.unwrap_or_else(|| "a gate was rejected".into()),
-        )),
-        RunOutcome::Failed => Err(StepError::failed(format!(
-            "runbook `{}` failed at {}",
-            cfg.file,
-            failure.unwrap_or_else(|| "a step".into())
-        ))),
+
+    /// The executor loads, validates and runs the child inside this run: its steps are
+    /// journaled as `parent/child`; its outputs are the children's outputs by id.
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        cx.runbooks.run(cx, &self.file, &self.params).await
     }
-}
-
-/// Outputs by child id, the first failure, and the time the child's gates (nested ones
-/// included: their events pass through here) waited for people.
-type Collected = (Outputs, Option<String>, f64);
-
-type Emit = Arc<dyn Fn(RunEvent) + Send + Sync>;
-
-/// The child's events, renamed `parent/child` and passed on (its run events dropped: they
-/// belong to the parent run), collecting what the step reports when the child ends.
-fn forward(parent_emit: Emit, sink: Arc<Mutex<Collected>>, pre: String) -> Emit {
-    Arc::new(move |mut e: RunEvent| {
-        match &mut e.kind {
-            EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => return,
-            EventKind::StepFinished {
-                step,
-                outcome,
-                outputs,
-                error,
-                ..
-            } => {
-                let mut s = sink.lock().expect("sub-runbook outputs");
-                if *outcome == Outcome::Succeeded {
-                    s.0.insert(step.clone(), serde_json::Value::Object(outputs.clone()));
-                } else if *outcome == Outcome::Failed && s.1.is_none() {
-                    s.1 = Some(format!(
-                        "step `{step}`: {}",
-                        error.clone().unwrap_or_default()
-                    ));
-                }
-                step.insert_str(0, &pre);
-            }
-            EventKind::GateAnswered {
-                step,
-                waited_seconds,
-                ..
-            } => {
-                sink.lock().expect("sub-runbook outputs").2 += *waited_seconds;
-                step.insert_str(0, &pre);
-            }
-            EventKind::StepStarted { step, .. }
-            | EventKind::StepProgressed { step, .. }
-            | EventKind::StepRetrying { step, .. }
-            | EventKind::GateRequested { step, .. } => step.insert_str(0, &pre),
-            EventKind::NotificationFailed { .. } => {}
-        }
-        parent_emit(e);
-    })
-}
-
-fn describe(path: &std::path::Path, diags: &[crate::runbook::diagnostic::Diagnostic]) -> String {
-    let list: Vec<&str> = diags.iter().take(5).map(|d| d.message.as_str()).collect();
-    format!(
-        "runbook `{}` is invalid: {}",
-        path.display(),
-        list.join("; ")
-    )
 }

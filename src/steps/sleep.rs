@@ -1,8 +1,8 @@
 //! `sleep`: wait a fixed time (for drills; readiness is a `health` step).
 
-use super::StepConfig;
+use super::{Step, StepType, Touches, plain};
 use crate::duration::Dur;
-use crate::exec::cx::{Outputs, StepCx, StepError, StepResult};
+use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,17 @@ pub struct SleepConfig {
     pub duration: Dur,
 }
 
-impl StepConfig for SleepConfig {}
+impl Step for SleepConfig {
+    const TYPE: StepType = plain(&[]);
+
+    fn touches(&self) -> Touches {
+        Touches::default()
+    }
+
+    async fn run(&self, cx: &StepCx) -> StepResult {
+        run(self, cx).await
+    }
+}
 
 /// Wait, unless cancelled.
 pub async fn run(cfg: &SleepConfig, cx: &StepCx) -> StepResult {

@@ -3,10 +3,10 @@
 //! dockerd and the shim. The rest of the pipeline (capture, compression, hashing, atomic
 //! publish) gets the same `AsyncWrite`/`AsyncRead` either way.
 
+use super::cx::{StepCx, StepError, StepResult};
 use super::exec::{ContainerExecConfig, Output};
 use super::process::{self, Feeder, Sink};
 use crate::docker::{DockerError, Engine, ExecResult, ExecSpec, FifoKind, FifoRoute};
-use crate::exec::cx::{StepCx, StepError, StepResult};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWriteExt, BufReader, DuplexStream};
@@ -63,10 +63,10 @@ pub fn planned(cfg: &ContainerExecConfig, endpoint: &str) -> Option<String> {
 /// other steps' unchanged.
 pub fn annotate(
     mut config: serde_json::Value,
-    kind: Option<&super::StepKind>,
-    hosts: &std::collections::BTreeMap<String, crate::runbook::model::HostSpec>,
+    kind: &super::StepKind,
+    hosts: &std::collections::BTreeMap<String, crate::docker::HostSpec>,
 ) -> serde_json::Value {
-    let Some(super::StepKind::ContainerExec(cfg)) = kind else {
+    let super::StepKind::ContainerExec(cfg) = kind else {
         return config;
     };
     let endpoint = match &cfg.host {

@@ -7,14 +7,14 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-fn var(name: &str, default: &str) -> String {
+pub fn var(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default.to_owned())
 }
 
-pub(super) fn engine1() -> String {
+pub fn engine1() -> String {
     var("DOCKER_HOST", "unix:///var/run/docker.sock")
 }
 fn engine2_tcp() -> String {
@@ -26,12 +26,12 @@ fn tls_dir() -> String {
 pub(super) fn pg_image() -> String {
     var("RB_TEST_PG_IMAGE", "rb-test/postgres:15")
 }
-pub(super) fn tools_image() -> String {
+pub fn tools_image() -> String {
     var("RB_TEST_TOOLS_IMAGE", "rb-test/tools:1")
 }
 
 /// A unique container (or network) name for this test process.
-pub(super) fn name(tag: &str) -> String {
+pub fn name(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(
         "rbt-{}-{}-{tag}",
@@ -41,7 +41,7 @@ pub(super) fn name(tag: &str) -> String {
 }
 
 /// `docker` CLI against an engine (test setup and verification only).
-pub(super) fn docker(host: &str, args: &[&str]) -> std::process::Output {
+pub fn docker(host: &str, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new("docker");
     cmd.env("DOCKER_HOST", host).args(args);
     if host.starts_with("tcp://") {
@@ -51,7 +51,7 @@ pub(super) fn docker(host: &str, args: &[&str]) -> std::process::Output {
     cmd.output().expect("docker CLI runs")
 }
 
-pub(super) fn docker_ok(host: &str, args: &[&str]) -> String {
+pub fn docker_ok(host: &str, args: &[&str]) -> String {
     let out = docker(host, args);
     assert!(
         out.status.success(),
@@ -62,21 +62,21 @@ pub(super) fn docker_ok(host: &str, args: &[&str]) -> String {
 }
 
 /// Removes containers and networks when dropped, also when the test fails.
-pub(super) struct Guard {
-    pub(super) host: String,
+pub struct Guard {
+    pub host: String,
     containers: Vec<String>,
     networks: Vec<String>,
 }
 
 impl Guard {
-    pub(super) fn new(host: &str) -> Self {
+    pub fn new(host: &str) -> Self {
         Self {
             host: host.to_owned(),
             containers: Vec::new(),
             networks: Vec::new(),
         }
     }
-    pub(super) fn container(&mut self, n: &str) -> String {
+    pub fn container(&mut self, n: &str) -> String {
         self.containers.push(n.to_owned());
         n.to_owned()
     }
@@ -525,12 +525,12 @@ fn clear_errors_through_rb() {
     let c = g.container(&name("img"));
     let out = one_step_run(
         &format!(
-            "{{ id: a, type: container.run, name: {c}, image: \"rb-test/does-not-exist:0\" }}"
+            "{{ id: a, type: container.run, name: {c}, image: \"rb-test/does-not-exist:0\", pull: never }}"
         ),
         &[],
     );
     assert!(
-        out.contains("image `rb-test/does-not-exist:0` not found") && out.contains("never pulls"),
+        out.contains("image `rb-test/does-not-exist:0` not found") && out.contains("`pull: never`"),
         "{out}"
     );
     let out = one_step_run(
@@ -739,7 +739,7 @@ steps:
 name: check-bad
 steps:
   - {{ id: a, type: container.exec, container: {missing}, command: ["true"] }}
-  - {{ id: r, type: container.run, name: {created}, image: "rb-test/not-here:0" }}
+  - {{ id: r, type: container.run, name: {created}, image: "rb-test/not-here:0", pull: never }}
 "#
     );
     let t = Test::new().file("rb.yaml", &bad);
@@ -753,7 +753,7 @@ steps:
     );
     assert!(
         ran.stdout
-            .contains("FAIL image     rb-test/not-here:0 on default: missing"),
+            .contains("FAIL image     rb-test/not-here:0 on default: missing (`pull: never`"),
         "{}",
         ran.stdout
     );

@@ -14,7 +14,7 @@ fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
     support::report_step(report, id)
 }
 
-fn one_step(template: &str) -> String {
+pub fn one_step(template: &str) -> String {
     format!(
         "version: 1\nname: hostile\nsteps:\n  - id: a\n    type: exec\n    command: [echo, {}]\n",
         serde_json::to_string(template).unwrap()
@@ -70,8 +70,7 @@ fn template_loops_recursion_and_includes_are_stopped_with_a_clear_error() {
         let ran = t.args(["plan", "rb.yaml"]).expect(2);
         assert!(started.elapsed() < Duration::from_secs(20), "{template}");
         assert!(
-            ran.stderr
-                .contains(&format!("cannot render step `a`: {want}")),
+            support::one_line(&ran.stderr).contains(&format!("of step `a`: {want}")),
             "{template}: {}",
             ran.stderr
         );

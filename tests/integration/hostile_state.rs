@@ -22,7 +22,7 @@ fn rb(t: &Test, args: &[&str], env: &[(&str, &str)]) -> Ran {
 }
 
 /// Every journal line of every run in the test's state dir.
-fn journals(t: &Test) -> String {
+pub fn journals(t: &Test) -> String {
     let mut all = String::new();
     for run in std::fs::read_dir(t.path("state/runs")).unwrap() {
         all += &std::fs::read_to_string(run.unwrap().path().join("journal.jsonl")).unwrap();
@@ -252,7 +252,7 @@ fn gone(pid: i32) -> bool {
     })
 }
 
-fn spawn(t: &Test) -> Child {
+pub fn spawn(t: &Test) -> Child {
     Command::new(RB)
         .args(["run", "rb.yaml"])
         .env("NO_COLOR", "1")
@@ -274,12 +274,12 @@ fn read_pid(t: &Test, name: &str) -> Option<i32> {
         .ok()
 }
 
-fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, sig).unwrap();
 }
 
-fn wait_code(child: &mut Child) -> i32 {
+pub fn wait_code(child: &mut Child) -> i32 {
     let status = poll("rb to end", Duration::from_secs(30), || {
         child.try_wait().unwrap()
     });

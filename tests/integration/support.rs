@@ -166,3 +166,8 @@ pub fn report_step<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_jso
         .and_then(|s| s.iter().find(|x| x["id"] == id))
         .unwrap_or_else(|| panic!("step {id} in report: {report}"))
 }
+
+/// A diagnostic's message as one line: miette wraps it at 100 columns (after a hyphen too).
+pub fn one_line(stderr: &str) -> String {
+    stderr.replace("-\n  | ", "-").replace("\n  | ", " ")
+}

@@ -2,8 +2,8 @@
 //! written and fsynced before the executor goes on, and read back for `--resume`,
 //! `rb history` and `rb report`.
 
-use super::executor::{Done, Resume};
 use crate::event::{EventKind, Outcome, RunEvent};
+use crate::exec::executor::{Done, Resume};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -1,12 +1,14 @@
-//! What a running step gets, and what it returns.
+//! The step contract: what a running step gets ([`StepCx`]), returns ([`StepResult`]) and
+//! may fail with ([`StepError`]).
 
+use crate::docker::HostSpec;
 use crate::docker::{DockerError, Engine};
 use crate::event::{EventKind, RunEvent};
-use crate::runbook::model::HostSpec;
 use crate::template::Masker;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
@@ -149,12 +151,46 @@ pub struct StepCx {
     /// The run's `now` and id (sub-runbooks share them).
     pub now: chrono::DateTime<chrono::Utc>,
     pub run_id: String,
-    /// What earlier attempts left and `--from`/`--only` select, for this step's
-    /// sub-runbook (ids relative to it).
-    pub resume: Arc<super::executor::Resume>,
-    pub jobs: usize,
     /// The run continues an earlier attempt (`--resume`), which may have been killed.
     pub resumed: bool,
+    /// The template context the step was rendered with (`assert` evaluates against it).
+    pub template: minijinja::Value,
+    /// Runs a sub-runbook inside this run (the `runbook` step).
+    pub runbooks: Arc<dyn Runbooks>,
+    /// The time people took to approve the step's gates (its own, a sub-runbook's): gate
+    /// wait, not machine time, in the report.
+    pub gate_wait: GateWait,
+}
+
+/// A future a step awaits, boxed (it may run steps itself).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs a runbook inside the run: the executor gives one to every step.
+pub trait Runbooks: Send + Sync {
+    /// Load, validate and run the runbook `file` (relative to the runbook's directory) with
+    /// `params`, as the steps of step `cx.step_id`.
+    fn run<'a>(
+        &'a self,
+        cx: &'a StepCx,
+        file: &'a str,
+        params: &'a BTreeMap<String, Value>,
+    ) -> BoxFuture<'a, StepResult>;
+}
+
+/// Seconds people took to approve gates, added up (shared by a step's attempts).
+#[derive(Debug, Clone, Default)]
+pub struct GateWait(Arc<Mutex<f64>>);
+
+impl GateWait {
+    /// Count `seconds` of waiting for an approval.
+    pub fn add(&self, seconds: f64) {
+        *self.0.lock().expect("gate wait") += seconds;
+    }
+
+    /// The seconds counted so far.
+    pub fn seconds(&self) -> f64 {
+        *self.0.lock().expect("gate wait")
+    }
 }
 
 impl StepCx {
