@@ -3,8 +3,15 @@
 # contender in the same run against the same table:
 #   floor:   pg_dump -Fc -Z0 -f /tmp/x inside the container (no transport, no compression)
 #   rb:      container.exec pg_dump -Fc --compress=0 -> stdout {file, compress: zstd, level,
-#            checksum: sha256}, as runbooks/backup/database.yaml does (its default zstd_level)
-#   rb-none: the same without compression (Engine API transport + sha256 + fsync only)
+#            checksum: sha256}, as runbooks/backup/database.yaml does (its default zstd_level),
+#            on the default transport (auto: a FIFO in the container's /tmp when rb is root)
+#   rb-engine: the same with `transport: engine` (the Engine API exec stream)
+#   rb-none: rb without compression (transport + sha256 + fsync only)
+# With RESTORE=1 also, into a fresh database each time:
+#   restore-floor:     pg_restore -d DB /tmp/floor.dump inside the container (a local file)
+#   restore-rb:        container.exec pg_restore -d DB, stdin {file: rb's zstd dump,
+#                      decompress: true}, default transport
+#   restore-rb-engine: the same with `transport: engine`
 #   manual:  docker exec pg_dump -Fc -f /tmp/x; docker cp; gzip; sha256sum (the old runbook)
 # With PROFILE=1 also:
 #   rb-zN:   rb at each zstd level of LEVELS
@@ -19,6 +26,7 @@
 #   LEVEL        zstd level of the `rb` contender                 default: the shipped runbook's
 #   RUNS         repetitions of the whole set on the same table   default 1
 #   SKIP_MANUAL  set to skip the (slow) manual sequence
+#   RESTORE      set to add the restore contenders
 #   PROFILE      set to add the profiling contenders above
 #   LEVELS       zstd levels of PROFILE's rb-zN contenders        default "1 3"
 #   CONTAINER    reuse this running container (its database `postgres` must already hold the
@@ -40,6 +48,7 @@ LEVEL=${LEVEL:-${DEFAULT_LEVEL:-3}}
 RUNS=${RUNS:-1}
 SKIP_MANUAL=${SKIP_MANUAL:-}
 PROFILE=${PROFILE:-}
+RESTORE=${RESTORE:-}
 LEVELS=${LEVELS:-1 3}
 IMAGE=${RB_TEST_PG_IMAGE:-rb-test/postgres:15}
 NAME=${CONTAINER:-rbb-$$-pg}
@@ -87,7 +96,7 @@ engine_cpu() { # seconds of dockerd + shim (utime + stime of all threads)
   echo "scale=3; $t / $TCK" | bc
 }
 
-printf '%-12s %8s %8s %8s %8s %12s %9s\n' contender wall_s local_s cont_s engine_s bytes rss_mib
+printf '%-18s %8s %8s %8s %8s %12s %9s\n' contender wall_s local_s cont_s engine_s bytes rss_mib
 RESULTS=$WORK/results
 # measure NAME OUTPUT_FILE COMMAND...: run under /usr/bin/time, print one line.
 measure() {
@@ -99,12 +108,12 @@ measure() {
   c1=$(container_cpu) e1=$(engine_cpu)
   bytes=$(stat -c %s "$out" 2>/dev/null || docker exec "$NAME" stat -c %s "$out" 2>/dev/null || echo 0)
   read -r wall user sys rss_kib <"$WORK/time"
-  printf '%-12s %8.2f %8.2f %8.2f %8.2f %12d %9.0f\n' "$name" "$wall" "$(echo "$user + $sys" | bc)" \
+  printf '%-18s %8.2f %8.2f %8.2f %8.2f %12d %9.0f\n' "$name" "$wall" "$(echo "$user + $sys" | bc)" \
     "$(echo "$c1 - $c0" | bc)" "$(echo "$e1 - $e0" | bc)" "$bytes" "$(echo "$rss_kib / 1024" | bc)" |
     tee -a "$RESULTS"
 }
 
-rb_runbook() { # FILE LEVEL|none
+rb_runbook() { # FILE LEVEL|none TRANSPORT
   local compress=", compress: zstd, level: $2"
   [ "$2" = none ] && compress=
   cat >"$1" <<YAML
@@ -117,12 +126,31 @@ steps:
     user: postgres
     command: [pg_dump, -Fc, --compress=0, postgres]
     stdout: { file: out/db.dump, checksum: sha256$compress }
+    transport: ${3:-auto}
 YAML
 }
-rb_dump() { # LEVEL|none
-  rb_runbook "$WORK/rb.yaml" "$1"
+rb_dump() { # LEVEL|none [TRANSPORT]
+  rb_runbook "$WORK/rb.yaml" "$1" "${2:-auto}"
   rm -rf "$WORK/out" "$WORK/state"
   "$RB" run "$WORK/rb.yaml" --state-dir "$WORK/state"
+}
+fresh_db() { docker exec -u postgres "$NAME" sh -c 'dropdb --if-exists r && createdb r'; }
+restore_floor() { docker exec -u postgres "$NAME" pg_restore --exit-on-error -d r /tmp/floor.dump; }
+rb_restore() { # TRANSPORT: restores $WORK/keep.dump.zst (rb's zstd dump) into r
+  cat >"$WORK/rr.yaml" <<YAML
+version: 1
+name: bench-restore
+steps:
+  - id: restore
+    type: container.exec
+    container: $NAME
+    user: postgres
+    command: [pg_restore, --exit-on-error, -d, r]
+    stdin: { file: $WORK/keep.dump.zst, decompress: true }
+    transport: $1
+YAML
+  rm -rf "$WORK/rstate"
+  "$RB" run "$WORK/rr.yaml" --state-dir "$WORK/rstate"
 }
 floor() { docker exec -u postgres "$NAME" pg_dump -Fc -Z0 -f /tmp/floor.dump postgres; }
 manual() {
@@ -136,14 +164,30 @@ stream() { docker exec -u postgres "$NAME" pg_dump -Fc -Z0 postgres >"$WORK/s.du
 stream_sha() {
   docker exec -u postgres "$NAME" pg_dump -Fc -Z0 postgres | tee "$WORK/s.dump" | sha256sum >/dev/null
 }
-export -f rb_runbook rb_dump floor manual stream stream_sha
+export -f rb_runbook rb_dump floor manual stream stream_sha fresh_db restore_floor rb_restore
 export NAME WORK RB
 
 for run in $(seq "$RUNS"); do
   echo "-- run $run, load $(cut -d' ' -f1-3 /proc/loadavg)"
   measure floor /tmp/floor.dump bash -c floor
+  # The two transports alternate which goes first, run by run, so that neither always gets
+  # the quieter moment of a busy machine.
+  pair=("rb:auto" "rb-engine:engine")
+  [ $((run % 2)) -eq 0 ] && pair=("rb-engine:engine" "rb:auto")
+  for p in "${pair[@]}"; do
+    measure "${p%%:*}" "$WORK/out/db.dump" bash -c "rb_dump $LEVEL ${p#*:}"
+  done
+  if [ -n "$RESTORE" ]; then
+    mv "$WORK/out/db.dump" "$WORK/keep.dump.zst"
+    fresh_db
+    measure restore-floor /tmp/floor.dump bash -c restore_floor
+    for p in "${pair[@]}"; do
+      fresh_db
+      measure "restore-${p%%:*}" "$WORK/keep.dump.zst" bash -c "rb_restore ${p#*:}"
+    done
+    docker exec -u postgres "$NAME" dropdb r
+  fi
   docker exec "$NAME" rm -f /tmp/floor.dump
-  measure rb "$WORK/out/db.dump" bash -c "rb_dump $LEVEL"
   measure rb-none "$WORK/out/db.dump" bash -c "rb_dump none"
   if [ -n "$PROFILE" ]; then
     for l in $LEVELS; do
@@ -165,11 +209,13 @@ echo "-- ratios (wall time / floor's of the same run; manual's / contender's)"
 awk '
   $1 == "floor" { floor = $2; run++ }
   { wall[run, $1] = $2; names[run, ++n[run]] = $1 }
+  $1 == "restore-floor" { rfloor[run] = $2 }
   END {
     for (r = 1; r <= run; r++)
       for (i = 1; i <= n[r]; i++) {
         c = names[r, i]
         m = ((r, "manual") in wall) ? sprintf("%.1fx faster than manual", wall[r, "manual"] / wall[r, c]) : ""
-        printf "run %d  %-12s %5.2fx floor  %s\n", r, c, wall[r, c] / wall[r, "floor"], m
+        f = (c ~ /^restore/) ? rfloor[r] : wall[r, "floor"]
+        printf "run %d  %-18s %5.2fx floor  %s\n", r, c, wall[r, c] / f, m
       }
   }' "$RESULTS"

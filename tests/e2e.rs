@@ -54,11 +54,31 @@ fn rb(env: &Env, pw: &str, args: &[&str]) -> Output {
         .env("RB_STATE_DIR", env.path("state"))
         .env("RB_LOCK_DIR", env.path("locks"))
         .env("NO_COLOR", "1")
+        .env("RB_TRANSPORT", env.transport.unwrap_or("auto"))
         .stdin(Stdio::null())
         .output()
         .expect("rb runs");
     audit::assert_clean(&args, &out, env.dir.path(), &[pw, &key]);
+    if args[0] == "run" && out.status.success() {
+        check_transports(env, &report_of(env, &out));
+    }
     out
+}
+
+/// Every stream of a run forced onto the Engine API stayed there; with the default (`auto`,
+/// a local engine, rb as root) every step that streams a file used a FIFO.
+fn check_transports(env: &Env, report: &serde_json::Value) {
+    for s in report["steps"].as_array().into_iter().flatten() {
+        let out = &s["outputs"];
+        let Some(t) = out["transport"].as_str() else {
+            continue;
+        };
+        if env.transport == Some("engine") {
+            assert_eq!(t, "engine", "step {}", s["id"]);
+        } else if out.get("file").is_some() {
+            assert_eq!(t, "fifo", "step {} wrote a file", s["id"]);
+        }
+    }
 }
 
 /// The report of the run `out` was the output of, as `rb report RUN_ID` renders it from the
@@ -172,7 +192,16 @@ fn running(name: &str) -> bool {
 
 #[test]
 fn backup_database_writes_a_verified_restorable_dump() {
-    let mut env = Env::new("bk");
+    backup_database_writes_a_verified_restorable_dump_on(None);
+}
+
+#[test]
+fn backup_database_writes_a_verified_restorable_dump_over_the_engine_stream() {
+    backup_database_writes_a_verified_restorable_dump_on(Some("engine"));
+}
+
+fn backup_database_writes_a_verified_restorable_dump_on(transport: Option<&'static str>) {
+    let mut env = Env::with_transport("bk", transport);
     let pw = password("bk");
     let pg = env.name("pg");
     start_pg(&pg, &pw);
@@ -222,7 +251,18 @@ fn backup_database_writes_a_verified_restorable_dump() {
 
 #[test]
 fn restore_database_brings_back_the_backup_and_refuses_a_corrupted_one() {
-    let mut env = Env::new("rs");
+    restore_database_brings_back_the_backup_and_refuses_a_corrupted_one_on(None);
+}
+
+#[test]
+fn restore_database_brings_back_the_backup_and_refuses_a_corrupted_one_over_the_engine_stream() {
+    restore_database_brings_back_the_backup_and_refuses_a_corrupted_one_on(Some("engine"));
+}
+
+fn restore_database_brings_back_the_backup_and_refuses_a_corrupted_one_on(
+    transport: Option<&'static str>,
+) {
+    let mut env = Env::with_transport("rs", transport);
     let pw = password("rs");
     let pg = env.name("pg");
     let (be, fe) = (env.name("backend"), env.name("frontend"));
@@ -406,7 +446,16 @@ fn run_args<'a>(file: &'a str, params: &'a [String], extra: &[&'a str]) -> Vec<&
 
 #[test]
 fn disaster_recovery_rebuilds_every_service_from_the_backup() {
-    let mut env = Env::new("dr");
+    disaster_recovery_rebuilds_every_service_from_the_backup_on(None);
+}
+
+#[test]
+fn disaster_recovery_rebuilds_every_service_from_the_backup_over_the_engine_stream() {
+    disaster_recovery_rebuilds_every_service_from_the_backup_on(Some("engine"));
+}
+
+fn disaster_recovery_rebuilds_every_service_from_the_backup_on(transport: Option<&'static str>) {
+    let mut env = Env::with_transport("dr", transport);
     let pw = password("dr");
     let stack = Stack::new(&mut env);
     let pg = stack.pg.clone();
@@ -961,7 +1010,16 @@ fn pitr_base_backup(env: &Env, pw: &str, pg: &str) -> (PathBuf, String) {
 
 #[test]
 fn pitr_restores_exactly_the_rows_committed_before_the_target() {
-    let mut env = Env::new("pitr");
+    pitr_restores_exactly_the_rows_committed_before_the_target_on(None);
+}
+
+#[test]
+fn pitr_restores_exactly_the_rows_committed_before_the_target_over_the_engine_stream() {
+    pitr_restores_exactly_the_rows_committed_before_the_target_on(Some("engine"));
+}
+
+fn pitr_restores_exactly_the_rows_committed_before_the_target_on(transport: Option<&'static str>) {
+    let mut env = Env::with_transport("pitr", transport);
     let pw = password("pitr");
     let pg = env.name("pg");
     let restored = env.name("restored");

@@ -395,10 +395,12 @@ impl Engine {
         }
     }
 
-    /// The state of a container; [`DockerError::ContainerNotFound`] when there is none.
-    pub async fn inspect_state(&self, name: &str) -> Result<ContainerStatus, DockerError> {
-        let info = self
-            .docker
+    /// Everything the engine says about a container.
+    pub(crate) async fn inspect(
+        &self,
+        name: &str,
+    ) -> Result<bollard::models::ContainerInspectResponse, DockerError> {
+        self.docker
             .inspect_container(name, None)
             .await
             .map_err(|e| {
@@ -407,7 +409,12 @@ impl Engine {
                     &format!("to inspect container `{name}`"),
                     e,
                 )
-            })?;
+            })
+    }
+
+    /// The state of a container; [`DockerError::ContainerNotFound`] when there is none.
+    pub async fn inspect_state(&self, name: &str) -> Result<ContainerStatus, DockerError> {
+        let info = self.inspect(name).await?;
         let state = info.state.unwrap_or_default();
         let status = state.status.map(|s| s.to_string()).unwrap_or_default();
         Ok(ContainerStatus {

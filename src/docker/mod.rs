@@ -20,6 +20,7 @@ mod copy;
 mod engine;
 mod error;
 mod exec;
+mod fifo;
 mod health;
 mod lifecycle;
 mod pull;
@@ -31,6 +32,9 @@ pub use copy::collect;
 pub use engine::{DEFAULT_ENDPOINT, Engine, EngineVersion, HostSpec, TlsFiles, TlsSpec};
 pub use error::{DockerError, exit_message};
 pub use exec::{CAPTURE_LIMIT, ExecOutput, ExecResult, ExecSpec, exit_error};
+pub use fifo::{
+    FifoKind, FifoRoute, OWNER_LABEL as FIFO_OWNER_LABEL, SIDECAR_DIR, host_paths_shared,
+};
 pub use health::{HealthProbe, HealthReport};
 pub use lifecycle::{ContainerStatus, NetworkOutcome, PortMapping, RunSpec};
 pub use pull::{ImageInfo, Reference, RegistryAuth};

@@ -217,6 +217,8 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
                 continue;
             }
         };
+        let fingerprint = step.fingerprint(&config);
+        let config = crate::steps::transport::annotate(config, &kind, &runbook.hosts);
         steps.push(PlanStep {
             id: step.id().to_owned(),
             type_name: step.common.type_name.clone(),
@@ -225,7 +227,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
                 .iter()
                 .map(|&j| runbook.steps[j].id().to_owned())
                 .collect(),
-            fingerprint: step.fingerprint(&config),
+            fingerprint,
             config,
             when: step.common.when.clone(),
             timeout: step.common.timeout,

@@ -64,6 +64,11 @@ pub struct ContainerExecConfig {
     /// Exit codes that count as success (default `[0]`).
     #[serde(default = "default_ok_codes")]
     pub ok_codes: Vec<i64>,
+    /// How stdin and stdout travel: `auto` (default: `fifo` when the engine is local and a
+    /// file is streamed), `engine` (the Engine API stream) or `fifo` (a FIFO in a host
+    /// directory the container sees: its own bind mount or a sidecar; local engines only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<super::transport::Transport>,
 }
 
 fn default_ok_codes() -> Vec<i64> {
@@ -243,7 +248,7 @@ impl Step for ExecConfig {
 }
 
 impl Step for ContainerExecConfig {
-    const TYPE: StepType = plain(PROCESS_OUTPUTS);
+    const TYPE: StepType = plain(super::CONTAINER_PROCESS_OUTPUTS);
 
     fn touches(&self) -> Touches {
         Touches {
@@ -466,6 +471,9 @@ pub async fn run_in_container(cfg: &ContainerExecConfig, cx: &StepCx) -> StepRes
             .stop_leftovers(&spec.container, owner, spec.user.as_deref())
             .await;
     }
+    if let Some(r) = super::transport::run_if_fifo(cfg, cx, &engine, &spec).await {
+        return r;
+    }
     let (stdin, feeder) = match &cfg.stdin {
         Some(s) => {
             let (pipe, feeder) = process::Feeder::start(s, cx);
@@ -487,5 +495,7 @@ pub async fn run_in_container(cfg: &ContainerExecConfig, cx: &StepCx) -> StepRes
             return Err(writer.unwrap_or_else(|| StepError::from(e).masked(&cx.masker)));
         }
     };
-    process::conclude(&program, code, &cfg.ok_codes, fed, out, err, cx).await
+    let mut outputs = process::conclude(&program, code, &cfg.ok_codes, fed, out, err, cx).await?;
+    outputs.insert("transport".into(), "engine".into());
+    Ok(outputs)
 }

@@ -55,6 +55,7 @@ pub mod process;
 pub mod prune;
 pub mod runbook;
 pub mod sleep;
+pub mod transport;
 
 use crate::yaml::de::{DeError, from_node};
 use crate::yaml::node::Node;
@@ -255,3 +256,16 @@ pub const fn plain(outputs: &'static [&'static str]) -> StepType {
 
 /// The outputs of a process step (`exec`, `container.exec`).
 pub const PROCESS_OUTPUTS: &[&str] = &["exit_code", "stdout", "stderr", "file", "bytes", "sha256"];
+
+/// The outputs of `container.exec`: a process step's, plus the transport it used (and, over
+/// a FIFO, its route).
+pub const CONTAINER_PROCESS_OUTPUTS: &[&str] = &[
+    "exit_code",
+    "stdout",
+    "stderr",
+    "file",
+    "bytes",
+    "sha256",
+    "transport",
+    "fifo",
+];

@@ -23,7 +23,7 @@ fn engine2_tcp() -> String {
 fn tls_dir() -> String {
     var("RB_TEST_TLS_DIR", "/var/lib/rb-testenv/tls")
 }
-fn pg_image() -> String {
+pub(super) fn pg_image() -> String {
     var("RB_TEST_PG_IMAGE", "rb-test/postgres:15")
 }
 pub fn tools_image() -> String {
@@ -98,7 +98,7 @@ impl Drop for Guard {
 }
 
 /// Start a `PostgreSQL` container (through the CLI) and wait until it accepts connections.
-fn start_pg(guard: &mut Guard, tag: &str) -> String {
+pub(super) fn start_pg(guard: &mut Guard, tag: &str) -> String {
     let n = guard.container(&name(tag));
     docker_ok(
         &guard.host,
@@ -116,7 +116,7 @@ fn start_pg(guard: &mut Guard, tag: &str) -> String {
     n
 }
 
-fn wait_pg(host: &str, n: &str) {
+pub(super) fn wait_pg(host: &str, n: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         // pg_isready over the socket, then a real query (the entrypoint restarts the server once).
@@ -144,13 +144,13 @@ fn wait_pg(host: &str, n: &str) {
     }
 }
 
-fn psql(host: &str, n: &str, sql: &str) -> String {
+pub(super) fn psql(host: &str, n: &str, sql: &str) -> String {
     docker_ok(host, &["exec", "-u", "postgres", n, "psql", "-tAc", sql])
         .trim()
         .to_owned()
 }
 
-fn seed(host: &str, n: &str) {
+pub(super) fn seed(host: &str, n: &str) {
     psql(
         host,
         n,
@@ -158,10 +158,11 @@ fn seed(host: &str, n: &str) {
     );
 }
 
-const FINGERPRINT: &str = "select count(*) || ' ' || md5(string_agg(v, ',' order by id)) from t";
+pub(super) const FINGERPRINT: &str =
+    "select count(*) || ' ' || md5(string_agg(v, ',' order by id)) from t";
 
 /// Run a runbook written into the test dir, with a state dir and a JSON report.
-fn run_book(t: &Test, extra_env: &[(&str, &str)]) -> (Ran, Value) {
+pub(super) fn run_book(t: &Test, extra_env: &[(&str, &str)]) -> (Ran, Value) {
     support::run_book(t, &[], extra_env)
 }
 
@@ -169,11 +170,11 @@ fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
     support::report_step(report, id)
 }
 
-fn outputs<'a>(report: &'a Value, id: &str) -> &'a Value {
+pub(super) fn outputs<'a>(report: &'a Value, id: &str) -> &'a Value {
     &step(report, id)["outputs"]
 }
 
-fn sh(cmd: &str) -> (bool, String) {
+pub(super) fn sh(cmd: &str) -> (bool, String) {
     let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
     (
         out.status.success(),

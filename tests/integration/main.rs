@@ -25,3 +25,4 @@ mod scheduling;
 mod schema;
 mod store;
 mod terminal;
+mod transport;

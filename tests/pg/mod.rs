@@ -182,6 +182,8 @@ pub struct Env {
     pub volumes: Vec<String>,
     pub mounts: Vec<PathBuf>,
     pub dir: tempfile::TempDir,
+    /// `RB_TRANSPORT` for the runs of this test (`None`: rb's default, `auto`).
+    pub transport: Option<&'static str>,
 }
 
 impl Env {
@@ -193,7 +195,16 @@ impl Env {
             volumes: Vec::new(),
             mounts: Vec::new(),
             dir: tempfile::tempdir().expect("temp dir"),
+            transport: None,
         }
+    }
+
+    /// The same, with `RB_TRANSPORT` set for its runs (`engine`: the Engine API stream).
+    pub fn with_transport(test: &str, transport: Option<&'static str>) -> Env {
+        let suffix = transport.map(|t| format!("-{t}")).unwrap_or_default();
+        let mut env = Env::new(&format!("{test}{suffix}"));
+        env.transport = transport;
+        env
     }
 
     /// A container name of this test, removed at the end.
