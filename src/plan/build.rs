@@ -141,12 +141,13 @@ pub fn render_step(
     Ok((config, kind))
 }
 
-/// Resolve the params (defaults, then `overrides`), render the vars and build the plan of a
-/// validated runbook: what `rb plan` and `rb run` do between validating and running. In
-/// [`Mode::Plan`] the secrets are taken as declared (values unknown, shown as `***`).
+/// Resolve the params (defaults, then `overrides`), render the vars, expand the `for_each`
+/// steps (`runbook` and `dag` change) and build the plan of a validated runbook: what
+/// `rb plan` and `rb run` do between validating and running. In [`Mode::Plan`] the secrets
+/// are taken as declared (values unknown, shown as `***`).
 pub fn resolve_and_build(
-    runbook: &Runbook,
-    dag: &Dag,
+    runbook: &mut Runbook,
+    dag: &mut Dag,
     overrides: &Overrides,
     now: DateTime<Utc>,
     mode: Mode,
@@ -183,6 +184,7 @@ pub fn resolve_and_build(
     let mut ctx = Context::new(runbook, values, secrets, now, run_id.to_owned(), mode);
     ctx.render_vars(runbook, &template::environment())
         .map_err(|d| vec![d])?;
+    crate::runbook::for_each::apply(runbook, dag, &ctx)?;
     let mut plan = build(runbook, dag, &ctx)?;
     plan.missing_params = missing;
     Ok((ctx, plan))

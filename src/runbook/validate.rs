@@ -24,6 +24,7 @@ pub fn validate(runbook: &Runbook, diags: &mut Vec<Diagnostic>) -> Dag {
     check_secrets(runbook, diags);
     super::notify::check(runbook, diags);
     check_configs(runbook, diags);
+    crate::runbook::for_each::check(runbook, diags);
     check_objectives(runbook, diags);
     let ancestors = if cycles.is_empty() {
         dag.ancestors()
@@ -561,6 +562,17 @@ impl<'a> Templates<'a> {
                 missing("vars", known, v)
             }
             ("steps", Some(s)) => self.check_step_ref(name, s, scope),
+            ("item" | "item_index" | "item_key", _) => match scope {
+                Scope::Step(i) if self.runbook.steps[*i].common.for_each.is_some() => None,
+                _ => Some(PendingDiag(
+                    Diagnostic::new(
+                        "rb::item-outside-for-each",
+                        format!("`{name}` is defined only in a step with `for_each`"),
+                    )
+                    .help("add `for_each` to the step, or name the value with params or vars"),
+                    "not in a `for_each` step",
+                )),
+            },
             ("run", Some("id" | "name"))
             | ("env" | "now", _)
             | ("params" | "vars" | "secrets" | "steps", None) => None,

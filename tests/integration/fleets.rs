@@ -1,0 +1,214 @@
+//! `for_each` (docs/runbook-format.md, "Fleets"): one step over many items, expanded at plan
+//! time into `ID[KEY]` steps that run, fail, resume and report one by one.
+
+use crate::support::{Ran, Test, report_step, run_book};
+
+/// `rb ARGS` in the test's directory, with this exit code.
+fn rb_in(t: &Test, args: &[&str], code: i32) -> Ran {
+    Test::new().cwd(t.dir.path()).args(args).expect(code)
+}
+
+/// Three databases; an item fails while `broken-KEY` exists.
+const FLEET: &str = r#"version: 1
+name: fleet
+params:
+  databases: { type: list, default: [billing, shop, crm] }
+steps:
+  - id: prep
+    type: exec
+    shell: 'mkdir -p out'
+  - id: dump
+    for_each: params.databases
+    type: exec
+    shell: 'test ! -e broken-{{ item }} && echo "{{ item_index }} {{ item }}" > out/{{ item }}.txt'
+  - id: check
+    for_each: params.databases
+    needs: [dump]
+    type: exec
+    shell: 'test -s out/{{ item }}.txt'
+  - id: summary
+    needs: [check]
+    type: exec
+    shell: 'ls out > summary.txt'
+"#;
+
+fn status(report: &serde_json::Value, id: &str) -> String {
+    report_step(report, id)["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn for_each_runs_every_item_fails_at_the_end_and_resume_runs_only_the_failed_one() {
+    let t = Test::new().file("rb.yaml", FLEET).file("broken-shop", "");
+    let (ran, report) = run_book(&t, &[], &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    // The other items go on (fail_fast is false by default); shop's chain stops.
+    assert_eq!(status(&report, "dump[billing]"), "succeeded");
+    assert_eq!(status(&report, "dump[crm]"), "succeeded");
+    assert_eq!(status(&report, "dump[shop]"), "failed");
+    assert_eq!(status(&report, "check[billing]"), "succeeded");
+    assert_eq!(status(&report, "check[shop]"), "skipped");
+    assert_eq!(status(&report, "summary"), "skipped");
+    // Item to item: check[shop] waits for dump[shop] only; summary waits for every check.
+    assert_eq!(
+        report_step(&report, "check[shop]")["needs"],
+        serde_json::json!(["dump[shop]"])
+    );
+    assert_eq!(
+        report_step(&report, "summary")["needs"],
+        serde_json::json!(["check[billing]", "check[shop]", "check[crm]"])
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path("out/crm.txt")).unwrap(),
+        "2 crm\n"
+    );
+
+    std::fs::remove_file(t.path("broken-shop")).unwrap();
+    let (ran, report) = run_book(&t, &["--resume"], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    for done in ["dump[billing]", "dump[crm]", "check[billing]", "check[crm]"] {
+        assert_eq!(report_step(&report, done)["reused"], true, "{done}");
+    }
+    for redone in ["dump[shop]", "check[shop]", "summary"] {
+        assert_eq!(report_step(&report, redone)["reused"], false, "{redone}");
+        assert_eq!(status(&report, redone), "succeeded", "{redone}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(t.path("summary.txt")).unwrap(),
+        "billing.txt\ncrm.txt\nshop.txt\n"
+    );
+}
+
+#[test]
+fn fail_fast_stops_the_other_items() {
+    let text = FLEET.replace(
+        "    for_each: params.databases\n    type: exec\n",
+        "    for_each: params.databases\n    fail_fast: true\n    max_parallel: 1\n    type: exec\n",
+    );
+    let t = Test::new().file("rb.yaml", text).file("broken-billing", "");
+    let (ran, report) = run_book(&t, &[], &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert_eq!(status(&report, "dump[billing]"), "failed");
+    assert_eq!(status(&report, "dump[shop]"), "skipped");
+    assert_eq!(status(&report, "dump[crm]"), "skipped");
+    assert!(!t.path("out/shop.txt").exists());
+}
+
+#[test]
+fn max_parallel_bounds_a_group_below_jobs() {
+    // Each item holds a directory as a lock while it works: two at once would collide.
+    let text = r"version: 1
+name: bounded
+steps:
+  - id: work
+    for_each: [a, b, c, d]
+    max_parallel: 1
+    type: exec
+    shell: 'mkdir held && sleep 0.2 && rmdir held'
+";
+    let t = Test::new().file("rb.yaml", text);
+    let (ran, report) = run_book(&t, &["--jobs", "4"], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(status(&report, &format!("work[{key}]")), "succeeded");
+    }
+    // Without the bound the same runbook collides: the test tells the difference.
+    let t = Test::new().file("rb.yaml", text.replace("    max_parallel: 1\n", ""));
+    let (ran, _) = run_book(&t, &["--jobs", "4"], &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+}
+
+#[test]
+fn plan_shows_the_items_of_mappings_with_their_fields() {
+    let text = r"version: 1
+name: fleet
+steps:
+  - id: dump
+    for_each:
+      - { db: billing, host: one }
+      - { db: shop, host: two }
+    item_key: db
+    type: exec
+    shell: 'echo {{ item.db }} on {{ item.host }}'
+";
+    let t = Test::new().file("rb.yaml", text);
+    let ran = rb_in(&t, &["plan", "rb.yaml", "--format", "json"], 0);
+    let plan: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let ids: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["dump[billing]", "dump[shop]"]);
+    assert_eq!(plan["steps"][1]["config"]["shell"], "echo shop on two");
+    let ran = rb_in(&t, &["plan", "rb.yaml"], 0);
+    assert!(ran.stdout.contains("dump[shop] (exec)"), "{}", ran.stdout);
+}
+
+#[test]
+fn validate_points_at_bad_items() {
+    let text = r"version: 1
+name: bad
+steps:
+  - id: empty
+    for_each: []
+    type: exec
+    shell: 'true'
+  - id: dup
+    for_each: [a, b, a]
+    type: exec
+    shell: 'true'
+  - id: badkey
+    for_each: ['no/slash']
+    type: exec
+    shell: 'true'
+  - id: outside
+    type: exec
+    shell: 'echo {{ item }}'
+";
+    let t = Test::new().file("rb.yaml", text);
+    let ran = rb_in(&t, &["validate", "rb.yaml"], 2);
+    let err = &ran.stderr;
+    assert!(
+        err.contains("`for_each` of step `empty` has no items"),
+        "{err}"
+    );
+    assert!(err.contains("[rb.yaml:5:15]"), "{err}");
+    assert!(
+        err.contains("step `dup` has two items with key `a`"),
+        "{err}"
+    );
+    assert!(err.contains("[rb.yaml:9:22]"), "{err}");
+    assert!(
+        err.contains("item key `no/slash` of step `badkey` cannot form a step id"),
+        "{err}"
+    );
+    assert!(err.contains("[rb.yaml:13:16]"), "{err}");
+    assert!(
+        err.contains("`item` is defined only in a step with `for_each`"),
+        "{err}"
+    );
+    assert!(err.contains("[rb.yaml:18:21]"), "{err}");
+}
+
+#[test]
+fn a_list_param_from_the_command_line_and_only_an_item() {
+    let t = Test::new().file("rb.yaml", FLEET);
+    let (ran, _) = run_book(&t, &["-p", "databases=alpha,beta"], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(t.path("out/alpha.txt").exists() && t.path("out/beta.txt").exists());
+    assert!(!t.path("out/billing.txt").exists());
+    std::fs::remove_file(t.path("out/beta.txt")).unwrap();
+    let (ran, report) = run_book(
+        &t,
+        &["-p", "databases=alpha,beta", "--only", "dump[beta]"],
+        &[],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(status(&report, "dump[beta]"), "succeeded");
+    assert_eq!(report_step(&report, "dump[beta]")["reused"], false);
+    assert!(t.path("out/beta.txt").exists());
+}
