@@ -18,7 +18,7 @@ use crate::template::Context;
 use miette::SourceSpan;
 use minijinja::{Environment, Value};
 use serde_json::Value as Json;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The field of a mapping item that forms its id when the step names none (`item_key`).
@@ -63,11 +63,16 @@ pub fn apply(runbook: &mut Runbook, dag: &mut Dag, ctx: &Context) -> Result<(), 
             Some(g) => g.keys.iter().map(|k| item_id(s.id(), k)).collect(),
         })
         .collect();
-    let key_sets: Vec<Option<HashSet<&str>>> = groups
+    // Groups over the same keys (in any order) share a number: compared once per need, not
+    // once per item.
+    let mut lists: HashMap<Vec<&str>, usize> = HashMap::new();
+    let key_sets: Vec<Option<usize>> = groups
         .iter()
         .map(|g| {
-            g.as_ref()
-                .map(|g| g.keys.iter().map(String::as_str).collect())
+            let mut keys: Vec<&str> = g.as_ref()?.keys.iter().map(String::as_str).collect();
+            keys.sort_unstable();
+            let next = lists.len();
+            Some(*lists.entry(keys).or_insert(next))
         })
         .collect();
     let by_id: HashMap<&str, usize> = runbook
