@@ -2,6 +2,7 @@
 //! time into `ID[KEY]` steps that run, fail, resume and report one by one.
 
 use crate::support::{Ran, Test, report_step, run_book};
+use std::fmt::Write as _;
 
 /// `rb ARGS` in the test's directory, with this exit code.
 fn rb_in(t: &Test, args: &[&str], code: i32) -> Ran {
@@ -211,4 +212,193 @@ fn a_list_param_from_the_command_line_and_only_an_item() {
     assert_eq!(status(&report, "dump[beta]"), "succeeded");
     assert_eq!(report_step(&report, "dump[beta]")["reused"], false);
     assert!(t.path("out/beta.txt").exists());
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// `docker` CLI against an engine (setup and checks only; rb talks to the engines itself).
+fn docker(host: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("docker")
+        .env("DOCKER_HOST", host)
+        .args(args)
+        .output()
+        .expect("docker CLI runs")
+}
+
+/// `PostgreSQL` containers on the two test engines, removed when dropped.
+struct Fleet(Vec<(String, String)>);
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (host, name) in &self.0 {
+            let _ = docker(host, &["rm", "-f", "-v", name]);
+        }
+    }
+}
+
+fn wait_pg(host: &str, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let args = [
+        "exec",
+        "-e",
+        "PGPASSWORD=pw",
+        "-u",
+        "postgres",
+        name,
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-tAc",
+        "select 1",
+    ];
+    while !docker(host, &args).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_fleet_of_postgres_containers_on_two_engines_with_one_broken() {
+    let engines = [
+        env_or("DOCKER_HOST", "unix:///var/run/docker.sock"),
+        env_or("RB_TEST_DOCKER2_HOST", "unix:///var/run/docker-rb2.sock"),
+    ];
+    let image = env_or("RB_TEST_PG_IMAGE", "rb-test/postgres:15");
+    let pid = std::process::id();
+    let mut fleet = Fleet(Vec::new());
+    let mut items = String::from("databases:\n");
+    for (k, db) in ["billing", "shop", "crm", "hr"].iter().enumerate() {
+        let (host, engine) = if k % 2 == 0 {
+            ("one", &engines[0])
+        } else {
+            ("two", &engines[1])
+        };
+        let name = format!("rbt-{pid}-fleet-{db}");
+        fleet.0.push((engine.clone(), name.clone()));
+        let out = docker(
+            engine,
+            &[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "-e",
+                "POSTGRES_PASSWORD=pw",
+                &image,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        writeln!(
+            items,
+            "  - {{ name: {db}, host: {host}, container: {name} }}"
+        )
+        .unwrap();
+    }
+    for (engine, name) in &fleet.0 {
+        wait_pg(engine, name);
+    }
+    // shop (on the second engine) is down when the backup runs.
+    let (shop_engine, shop) = fleet.0[1].clone();
+    assert!(docker(&shop_engine, &["stop", &shop]).status.success());
+    let text = format!(
+        r#"version: 1
+name: fleet
+hosts:
+  one: {{ docker: "{}" }}
+  two: {{ docker: "{}" }}
+params:
+  databases: {{ type: list, required: true }}
+steps:
+  - id: dump
+    for_each: params.databases
+    max_parallel: 2
+    type: container.exec
+    host: "{{{{ item.host }}}}"
+    container: "{{{{ item.container }}}}"
+    user: postgres
+    command: [pg_dump, -Fc, postgres]
+    stdout: {{ file: "out/{{{{ item.name }}}}.dump", checksum: sha256 }}
+  - id: verify
+    for_each: params.databases
+    needs: [dump]
+    type: exec
+    command: [test, -s, "out/{{{{ item.name }}}}.dump"]
+"#,
+        engines[0], engines[1]
+    );
+    let t = Test::new().file("rb.yaml", text).file("dbs.yaml", items);
+    let (ran, report) = run_book(&t, &["--params-file", "dbs.yaml"], &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert_eq!(status(&report, "dump[shop]"), "failed");
+    assert!(ran.stderr.contains("dump[shop]") || ran.stdout.contains("dump[shop]"));
+    for db in ["billing", "crm", "hr"] {
+        assert_eq!(
+            status(&report, &format!("verify[{db}]")),
+            "succeeded",
+            "{db}"
+        );
+        assert!(t.path(&format!("out/{db}.dump")).exists(), "{db}");
+    }
+    assert!(!t.path("out/shop.dump").exists());
+
+    assert!(docker(&shop_engine, &["start", &shop]).status.success());
+    wait_pg(&shop_engine, &shop);
+    let (ran, report) = run_book(&t, &["--params-file", "dbs.yaml", "--resume"], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    for db in ["billing", "crm", "hr"] {
+        assert_eq!(
+            report_step(&report, &format!("dump[{db}]"))["reused"],
+            true,
+            "{db}"
+        );
+    }
+    assert_eq!(report_step(&report, "dump[shop]")["reused"], false);
+    assert_eq!(status(&report, "verify[shop]"), "succeeded");
+    assert!(t.path("out/shop.dump").exists());
+}
+
+#[test]
+fn a_runbook_step_runs_a_whole_procedure_per_item() {
+    let child = r"version: 1
+name: child
+params:
+  db: { type: string, required: true }
+steps:
+  - id: hello
+    type: exec
+    shell: 'echo {{ params.db }} > {{ params.db }}.out'
+";
+    let text = r"version: 1
+name: parent
+steps:
+  - id: each
+    for_each: [{ name: a, n: 1 }, { name: b, n: 2 }]
+    type: runbook
+    file: child.yaml
+    params: { db: '{{ item.name }}{{ item.n }}' }
+";
+    let t = Test::new().file("rb.yaml", text).file("child.yaml", child);
+    let ran = rb_in(&t, &["plan", "rb.yaml"], 0);
+    assert!(
+        ran.stdout.contains("each[b]/hello (exec)"),
+        "{}",
+        ran.stdout
+    );
+    let (ran, report) = run_book(&t, &[], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(status(&report, "each[a]"), "succeeded");
+    assert_eq!(std::fs::read_to_string(t.path("a1.out")).unwrap(), "a1\n");
+    assert_eq!(std::fs::read_to_string(t.path("b2.out")).unwrap(), "b2\n");
 }
