@@ -65,6 +65,18 @@ fn for_each_runs_every_item_fails_at_the_end_and_resume_runs_only_the_failed_one
         std::fs::read_to_string(t.path("out/crm.txt")).unwrap(),
         "2 crm\n"
     );
+    // The report groups the items, and says which failed.
+    assert_eq!(
+        report["groups"][0],
+        serde_json::json!({"group": "dump", "items": 3, "succeeded": 2, "failed": 1,
+            "skipped": 0, "cancelled": 0, "failed_items": ["shop"]})
+    );
+    assert_eq!(report["groups"][1]["skipped"], 1);
+    let text = rb_in(&t, &["report", "latest", "--state-dir", "state"], 0).stdout;
+    assert!(
+        text.contains("group dump: 3 items, 2 succeeded, 1 failed (shop), 0 skipped"),
+        "{text}"
+    );
 
     std::fs::remove_file(t.path("broken-shop")).unwrap();
     let (ran, report) = run_book(&t, &["--resume"], &[]);
