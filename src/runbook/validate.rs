@@ -607,6 +607,16 @@ impl<'a> Templates<'a> {
                 .help(suggest(target, &ids, "step ids")),
                 "no such step",
             )),
+            Some(&j) if self.runbook.steps[j].common.for_each.is_some() => Some(PendingDiag(
+                Diagnostic::new(
+                    "rb::group-outputs",
+                    format!("`{name}`: `{target}` is a `for_each` group, one step per item"),
+                )
+                .help(format!(
+                    "read one item's outputs: `steps['{target}[KEY]'].outputs.NAME`"
+                )),
+                "a group, not a step",
+            )),
             Some(&j) if j == *me => Some(PendingDiag(
                 Diagnostic::new(
                     "rb::not-ancestor",

@@ -181,6 +181,10 @@ steps:
   - id: outside
     type: exec
     shell: 'echo {{ item }}'
+  - id: reader
+    needs: [dup]
+    type: exec
+    shell: 'echo {{ steps.dup.outputs.stdout }}'
 ";
     let t = Test::new().file("rb.yaml", text);
     let ran = rb_in(&t, &["validate", "rb.yaml"], 2);
@@ -205,6 +209,10 @@ steps:
         "{err}"
     );
     assert!(err.contains("[rb.yaml:18:21]"), "{err}");
+    assert!(
+        err.contains("`steps.dup.outputs.stdout`: `dup` is a `for_each` group"),
+        "{err}"
+    );
 }
 
 #[test]
