@@ -186,8 +186,19 @@ fn eval(env: &Environment<'_>, text: &str, ctx: &Value) -> Result<Json, String> 
         .compile_expression(text)
         .and_then(|e| e.eval(ctx.clone()))
         .map_err(|e| format!("cannot evaluate `for_each: {text}`: {e}"))?;
-    serde_json::to_value(&value)
-        .map_err(|e| format!("`for_each: {text}` does not give a list: {e}"))
+    let list = serde_json::to_value(&value)
+        .map_err(|e| format!("`for_each: {text}` does not give a list: {e}"))?;
+    // A plan without a required param's value shows it as `<params.NAME>`; a group over it
+    // cannot be expanded.
+    if let Json::String(s) = &list
+        && let Some(name) = s.strip_prefix("<params.").and_then(|n| n.strip_suffix('>'))
+    {
+        return Err(format!(
+            "`for_each: {text}` cannot be expanded: the param `{name}` has no value \
+             (give it with `-p {name}=a,b` or `--params-file`)"
+        ));
+    }
+    Ok(list)
 }
 
 fn for_each_span(step: &Step) -> SourceSpan {

@@ -422,3 +422,20 @@ steps:
     assert_eq!(std::fs::read_to_string(t.path("a1.out")).unwrap(), "a1\n");
     assert_eq!(std::fs::read_to_string(t.path("b2.out")).unwrap(), "b2\n");
 }
+
+#[test]
+fn a_plan_without_the_list_param_says_which_param_to_give() {
+    let text = FLEET.replace(
+        "{ type: list, default: [billing, shop, crm] }",
+        "{ type: list, required: true }",
+    );
+    let t = Test::new().file("rb.yaml", text);
+    let ran = rb_in(&t, &["plan", "rb.yaml"], 2);
+    assert!(
+        ran.stderr.contains("the param `databases` has no value"),
+        "{}",
+        ran.stderr
+    );
+    let ran = rb_in(&t, &["plan", "rb.yaml", "-p", "databases=x,y"], 0);
+    assert!(ran.stdout.contains("check[y] (exec)"), "{}", ran.stdout);
+}
