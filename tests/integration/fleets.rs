@@ -216,7 +216,7 @@ steps:
 }
 
 #[test]
-fn a_list_param_from_the_command_line_and_only_an_item() {
+fn a_list_param_from_the_command_line_and_only_and_from_an_item() {
     let t = Test::new().file("rb.yaml", FLEET);
     let (ran, _) = run_book(&t, &["-p", "databases=alpha,beta"], &[]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
@@ -232,6 +232,26 @@ fn a_list_param_from_the_command_line_and_only_an_item() {
     assert_eq!(status(&report, "dump[beta]"), "succeeded");
     assert_eq!(report_step(&report, "dump[beta]")["reused"], false);
     assert!(t.path("out/beta.txt").exists());
+    // --from an item: it and what depends on it run again; the other item is reused.
+    let (ran, report) = run_book(
+        &t,
+        &["-p", "databases=alpha,beta", "--from", "dump[alpha]"],
+        &[],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    for again in ["dump[alpha]", "check[alpha]", "summary"] {
+        assert_eq!(report_step(&report, again)["reused"], false, "{again}");
+    }
+    for kept in ["dump[beta]", "check[beta]"] {
+        assert_eq!(report_step(&report, kept)["reused"], true, "{kept}");
+    }
+    // An unknown item is refused before anything runs.
+    let (ran, _) = run_book(
+        &t,
+        &["-p", "databases=alpha,beta", "--only", "dump[gamma]"],
+        &[],
+    );
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
 }
 
 fn env_or(name: &str, default: &str) -> String {
