@@ -77,6 +77,27 @@ fn for_each_runs_every_item_fails_at_the_end_and_resume_runs_only_the_failed_one
         text.contains("group dump: 3 items, 2 succeeded, 1 failed (shop), 0 skipped"),
         "{text}"
     );
+    let metrics = rb_in(
+        &t,
+        &[
+            "report",
+            "latest",
+            "--state-dir",
+            "state",
+            "--format",
+            "prometheus",
+        ],
+        0,
+    )
+    .stdout;
+    assert!(
+        metrics.contains("rb_group_items{runbook=\"fleet\",group=\"dump\",outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("step=\"dump[shop]\",group=\"dump\",item=\"shop\"}"),
+        "{metrics}"
+    );
 
     std::fs::remove_file(t.path("broken-shop")).unwrap();
     let (ran, report) = run_book(&t, &["--resume"], &[]);
