@@ -20,13 +20,7 @@ pub struct GroupReport {
     pub failed_items: Vec<String>,
 }
 
-/// The group and key of an expanded step's id: `dump[shop]` → (`dump`, `shop`). A
-/// sub-runbook's steps (`each[a]/hello`) count in their own group, not their parent's.
-pub fn split_id(id: &str) -> Option<(&str, &str)> {
-    let inner = id.strip_suffix(']')?;
-    let (group, key) = inner.rsplit_once('[')?;
-    (!group.is_empty() && !key.is_empty() && !key.contains(['[', ']', '/'])).then_some((group, key))
-}
+pub use crate::runbook::for_each::split_id;
 
 /// The groups of a run's steps, in the order their first item appears.
 pub fn of(steps: &[StepReport]) -> Vec<GroupReport> {

@@ -38,6 +38,26 @@ pub fn item_id(group: &str, key: &str) -> String {
     format!("{group}[{key}]")
 }
 
+/// The group and key of an expanded step's id: `dump[shop]` → (`dump`, `shop`). A
+/// sub-runbook's steps (`each[a]/hello`) are not items of their parent's group.
+pub fn split_id(id: &str) -> Option<(&str, &str)> {
+    let inner = id.strip_suffix(']')?;
+    let (group, key) = inner.rsplit_once('[')?;
+    (!group.is_empty() && !key.is_empty() && !key.contains(['[', ']', '/'])).then_some((group, key))
+}
+
+/// Each group's keys, in plan order: what a plan shows of the expansion.
+pub fn groups_of<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<(&'a str, Vec<&'a str>)> {
+    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (group, key) in ids.filter_map(split_id) {
+        match out.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, keys)) => keys.push(key),
+            None => out.push((group, vec![key])),
+        }
+    }
+    out
+}
+
 /// Whether `key` can form part of a step id: letters, digits, `_`, `-`, `.`, starting with a
 /// letter or digit.
 pub fn valid_key(key: &str) -> bool {

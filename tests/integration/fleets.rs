@@ -180,6 +180,12 @@ steps:
     assert_eq!(plan["steps"][1]["config"]["shell"], "echo shop on two");
     let ran = rb_in(&t, &["plan", "rb.yaml"], 0);
     assert!(ran.stdout.contains("dump[shop] (exec)"), "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .contains("for_each groups:\n  dump: 2 items (billing, shop)\n"),
+        "{}",
+        ran.stdout
+    );
 }
 
 #[test]
