@@ -43,11 +43,11 @@ pub fn load_and_plan(data: &[u8]) -> Stage {
     let path = Path::new("fuzz.yaml");
     let loaded = load::load_bytes(path, data.to_vec());
     let mut diags = loaded.diagnostics;
-    let Some(runbook) = loaded.runbook else {
+    let Some(mut runbook) = loaded.runbook else {
         show(path, loaded.source.as_ref(), &diags);
         return Stage::Unreadable;
     };
-    let dag = validate::validate(&runbook, &mut diags);
+    let mut dag = validate::validate(&runbook, &mut diags);
     if !diags.is_empty() {
         show(path, Some(&runbook.source), &diags);
         return Stage::Invalid;
@@ -59,8 +59,8 @@ pub fn load_and_plan(data: &[u8]) -> Stage {
         .map(|(k, _)| (k.clone(), SECRET.to_owned()))
         .collect::<BTreeMap<_, _>>();
     let plan = match build::resolve_and_build(
-        &runbook,
-        &dag,
+        &mut runbook,
+        &mut dag,
         &overrides,
         fixed_now(),
         Mode::Plan,
@@ -87,8 +87,8 @@ pub fn load_and_plan(data: &[u8]) -> Stage {
     }
     // `rb run` renders each step again with real values: no panic there either.
     if let Ok((ctx, _)) = build::resolve_and_build(
-        &runbook,
-        &dag,
+        &mut runbook,
+        &mut dag,
         &overrides,
         fixed_now(),
         Mode::Run,
@@ -114,6 +114,7 @@ fn required_params(runbook: &Runbook) -> Overrides {
             ParamType::Int => "3",
             ParamType::Bool => "true",
             ParamType::Duration => "90s",
+            ParamType::List => "a,b",
         };
         o.pairs.push((name.clone(), value.to_owned()));
     }

@@ -101,7 +101,7 @@ pub fn prepare(
     run_id: &str,
     secrets: BTreeMap<String, String>,
 ) -> Option<Prepared> {
-    let (runbook, dag) = load_valid(path)?;
+    let (mut runbook, mut dag) = load_valid(path)?;
     let mut diags = Vec::new();
     let mut overrides = Overrides::default();
     for f in &args.params_files {
@@ -122,9 +122,17 @@ pub fn prepare(
             Utc::now()
         }
     };
-    let planned = build::resolve_and_build(&runbook, &dag, &overrides, now, mode, run_id, secrets)
-        .map_err(|mut e| diags.append(&mut e))
-        .ok();
+    let planned = build::resolve_and_build(
+        &mut runbook,
+        &mut dag,
+        &overrides,
+        now,
+        mode,
+        run_id,
+        secrets,
+    )
+    .map_err(|mut e| diags.append(&mut e))
+    .ok();
     if !diags.is_empty() {
         print_diagnostics(path, Some(&runbook.source), &diags);
         return None;

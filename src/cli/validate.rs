@@ -19,12 +19,12 @@ pub struct Args {
 /// are. Other render errors may depend on a param's value, which `rb plan` checks.
 fn renders_within_limits(
     path: &Path,
-    runbook: &crate::runbook::model::Runbook,
-    dag: &crate::runbook::graph::Dag,
+    mut runbook: crate::runbook::model::Runbook,
+    mut dag: crate::runbook::graph::Dag,
 ) -> bool {
     let Err(diags) = build::resolve_and_build(
-        runbook,
-        dag,
+        &mut runbook,
+        &mut dag,
         &Overrides::default(),
         chrono::Utc::now(),
         Mode::Plan,
@@ -53,7 +53,7 @@ fn renders_within_limits(
 pub fn run(args: &Args) -> u8 {
     let mut bad = 0;
     for f in &args.files {
-        if load_valid(f).is_some_and(|(runbook, dag)| renders_within_limits(f, &runbook, &dag)) {
+        if load_valid(f).is_some_and(|(runbook, dag)| renders_within_limits(f, runbook, dag)) {
             outln!("{}: ok", f.display());
         } else {
             bad += 1;

@@ -148,6 +148,8 @@ struct Run {
     ran: Vec<bool>,
     /// Done earlier, then undone by this `always` step: runs again.
     undone: Vec<Option<String>>,
+    /// Running steps of each `for_each` group (for `max_parallel`).
+    group_running: HashMap<String, usize>,
 }
 
 /// `steps.<id>` in templates: the steps that have ended, looked up on use.
@@ -208,6 +210,7 @@ impl Run {
             only: selection.only,
             ran: vec![false; n],
             undone,
+            group_running: HashMap::new(),
         }
     }
 
@@ -235,6 +238,9 @@ impl Run {
                 if let Some(task) = self.start(i) {
                     tasks.spawn(task);
                     running += 1;
+                    if let Some(item) = &self.req.runbook.steps[i].item {
+                        *self.group_running.entry(item.group.clone()).or_default() += 1;
+                    }
                 }
             }
             if running == 0 && self.next_startable().is_none() {
@@ -341,7 +347,17 @@ impl Run {
                     .iter()
                     .all(|&j| matches!(self.state[j], State::Ended(_)))
                 && (self.stopping.is_none() || self.req.runbook.steps[i].common.always)
+                && self.group_has_room(i)
         })
+    }
+
+    /// Whether step `i`'s `for_each` group runs fewer than its `max_parallel` items.
+    fn group_has_room(&self, i: usize) -> bool {
+        let Some(item) = &self.req.runbook.steps[i].item else {
+            return true;
+        };
+        item.max_parallel
+            .is_none_or(|max| self.group_running.get(&item.group).copied().unwrap_or(0) < max)
     }
 
     fn end_without_running(&mut self, i: usize, outcome: Outcome, reason: &str) {
@@ -392,7 +408,7 @@ impl Run {
     fn start(&mut self, i: usize) -> Option<impl Future<Output = Finished> + Send + 'static> {
         let step = self.req.runbook.steps[i].clone();
         let id = step.id().to_owned();
-        let ctx = self.template_context();
+        let ctx = step.scope(self.template_context());
         let masker = self.req.ctx.masker();
         if !self.when_allows(i, &ctx) {
             return None;
@@ -570,12 +586,23 @@ impl Run {
     }
 
     fn note_failure(&mut self, i: usize) {
-        if !self.req.runbook.steps[i].common.continue_on_error && self.stopping.is_none() {
+        let step = &self.req.runbook.steps[i];
+        // An item of a group without `fail_fast` lets the other items go on; the run fails
+        // at the end.
+        if step.item.as_ref().is_some_and(|item| !item.fail_fast) {
+            return;
+        }
+        if !step.common.continue_on_error && self.stopping.is_none() {
             self.stopping = Some(RunOutcome::Failed);
         }
     }
 
     fn finish(&mut self, f: Finished) {
+        if let Some(item) = &self.req.runbook.steps[f.index].item
+            && let Some(n) = self.group_running.get_mut(&item.group)
+        {
+            *n = n.saturating_sub(1);
+        }
         let id = self.id(f.index).to_owned();
         let duration = f.started.elapsed().as_secs_f64();
         let (outcome, outputs, error) = match f.result {

@@ -64,6 +64,9 @@ impl SubRunbooks {
         );
         ctx.render_vars(&child, &crate::template::environment())
             .map_err(|d| StepError::failed(d.message))?;
+        let (mut child, mut dag) = (child, dag);
+        crate::runbook::for_each::apply(&mut child, &mut dag, &ctx)
+            .map_err(|d| StepError::failed(describe(&path, &d)))?;
         let prefix = format!("{}/", cx.step_id);
         let collected: Arc<Mutex<Collected>> = Arc::default();
         let emit = forward(cx.emit.clone(), collected.clone(), prefix.clone());

@@ -146,12 +146,13 @@ pub fn render_step(
     Ok((config, kind))
 }
 
-/// Resolve the params (defaults, then `overrides`), render the vars and build the plan of a
-/// validated runbook: what `rb plan` and `rb run` do between validating and running. In
-/// [`Mode::Plan`] the secrets are taken as declared (values unknown, shown as `***`).
+/// Resolve the params (defaults, then `overrides`), render the vars, expand the `for_each`
+/// steps (`runbook` and `dag` change) and build the plan of a validated runbook: what
+/// `rb plan` and `rb run` do between validating and running. In [`Mode::Plan`] the secrets
+/// are taken as declared (values unknown, shown as `***`).
 pub fn resolve_and_build(
-    runbook: &Runbook,
-    dag: &Dag,
+    runbook: &mut Runbook,
+    dag: &mut Dag,
     overrides: &Overrides,
     now: DateTime<Utc>,
     mode: Mode,
@@ -188,6 +189,7 @@ pub fn resolve_and_build(
     let mut ctx = Context::new(runbook, values, secrets, now, run_id.to_owned(), mode);
     ctx.render_vars(runbook, &template::environment())
         .map_err(|d| vec![d])?;
+    crate::runbook::for_each::apply(runbook, dag, &ctx)?;
     let mut plan = build(runbook, dag, &ctx)?;
     plan.missing_params = missing;
     Ok((ctx, plan))
@@ -278,12 +280,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
         groups: groups.iter().map(|g| ids(g)).collect(),
         critical_path: ids(&critical),
         critical_path_seconds: critical_secs,
-        unestimated: runbook
-            .steps
-            .iter()
-            .filter(|s| s.common.estimate.is_none())
-            .map(|s| s.id().to_owned())
-            .collect(),
+        unestimated: unestimated(runbook),
         rto_seconds: rto,
         rpo_seconds: runbook.objectives.rpo.map(Dur::secs),
         restore_point: runbook
@@ -296,6 +293,16 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
         steps,
         predicted_finish: None,
     })
+}
+
+/// The steps without an `estimate` (the critical path counts them as zero).
+fn unestimated(runbook: &Runbook) -> Vec<String> {
+    runbook
+        .steps
+        .iter()
+        .filter(|s| s.common.estimate.is_none())
+        .map(|s| s.id().to_owned())
+        .collect()
 }
 
 /// Each step's parallel group, by step index.

@@ -393,16 +393,16 @@ mod tests {
             - { id: wait, type: sleep, duration: 1s }\n";
         let loaded = crate::runbook::load::load_str(Path::new("/base/rb.yaml"), text.into());
         let mut diags = loaded.diagnostics;
-        let runbook = loaded.runbook.expect("loads");
-        let dag = crate::runbook::validate::validate(&runbook, &mut diags);
+        let mut runbook = loaded.runbook.expect("loads");
+        let mut dag = crate::runbook::validate::validate(&runbook, &mut diags);
         assert!(
             diags.is_empty(),
             "{:?}",
             diags.iter().map(|d| &d.message).collect::<Vec<_>>()
         );
         let (_, plan) = crate::plan::build::resolve_and_build(
-            &runbook,
-            &dag,
+            &mut runbook,
+            &mut dag,
             &Overrides::default(),
             chrono::Utc::now(),
             Mode::Plan,

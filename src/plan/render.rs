@@ -6,6 +6,9 @@ use crate::duration::human_secs;
 use serde_json::Value as Json;
 use std::fmt::Write as _;
 
+/// Keys of a `for_each` group a text plan names.
+const SHOWN_KEYS: usize = 5;
+
 /// Version of the JSON plan document; bumped on incompatible changes.
 pub const PLAN_JSON_VERSION: u32 = 1;
 
@@ -224,6 +227,20 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     gates_line(&mut o, plan);
+    let fleets = crate::runbook::for_each::groups_of(plan.steps.iter().map(|s| s.id.as_str()));
+    if !fleets.is_empty() {
+        let _ = writeln!(o, "\nfor_each groups:");
+        for (group, keys) in &fleets {
+            let more = keys.len().saturating_sub(SHOWN_KEYS);
+            let shown = keys[..keys.len().min(SHOWN_KEYS)].join(", ");
+            let tail = if more > 0 {
+                format!(", … {more} more")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(o, "  {group}: {} items ({shown}{tail})", keys.len());
+        }
+    }
     let _ = writeln!(o, "\nparallel groups:");
     for (g, ids) in plan.groups.iter().enumerate() {
         let _ = writeln!(o, "  {}: {}", g + 1, ids.join(", "));

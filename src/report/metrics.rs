@@ -40,6 +40,41 @@ pub fn last_backup(history: &[Report]) -> Option<&Report> {
         .find(|h| h.outcome == Some(RunOutcome::Succeeded) && is_backup(h))
 }
 
+/// `rb_group_items`: the items of each `for_each` group by outcome (none without groups).
+fn group_items(out: &mut String, r: &Report, rb: &str) {
+    let groups: Vec<(String, f64)> = r
+        .groups
+        .iter()
+        .flat_map(|g| {
+            let at = format!("{rb},group=\"{}\"", label(&g.group));
+            [
+                ("succeeded", g.succeeded),
+                ("failed", g.failed),
+                ("skipped", g.skipped),
+                ("cancelled", g.cancelled),
+            ]
+            .map(|(outcome, n)| (format!("{at},outcome=\"{outcome}\""), n as f64))
+        })
+        .collect();
+    if !groups.is_empty() {
+        family(
+            out,
+            "rb_group_items",
+            "Items of each `for_each` group of the last run, by outcome.",
+            &groups,
+        );
+    }
+}
+
+/// The labels of a step: `step`, and for an item of a `for_each` group `group` and `item`.
+fn step_labels(rb: &str, id: &str) -> String {
+    let mut out = format!("{rb},step=\"{}\"", label(id));
+    if let Some((group, item)) = super::groups::split_id(id) {
+        let _ = write!(out, ",group=\"{}\",item=\"{}\"", label(group), label(item));
+    }
+    out
+}
+
 /// Escape a label value.
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -91,17 +126,12 @@ pub fn render(r: &Report, last_backup: Option<&Report>) -> String {
     let steps: Vec<(String, f64)> = r
         .steps
         .iter()
-        .map(|s| {
-            (
-                format!("{rb},step=\"{}\"", label(&s.id)),
-                s.duration_seconds,
-            )
-        })
+        .map(|s| (step_labels(&rb, &s.id), s.duration_seconds))
         .collect();
     let artifacts: Vec<(String, f64)> = r
         .artifacts
         .iter()
-        .map(|a| (format!("{rb},step=\"{}\"", label(&a.step)), a.bytes as f64))
+        .map(|a| (step_labels(&rb, &a.step), a.bytes as f64))
         .collect();
     if !artifacts.is_empty() {
         family(
@@ -111,6 +141,7 @@ pub fn render(r: &Report, last_backup: Option<&Report>) -> String {
             &artifacts,
         );
     }
+    group_items(&mut out, r, &rb);
     family(
         &mut out,
         "rb_step_duration_seconds",

@@ -2,6 +2,7 @@
 //! is made of, rendered as text, Markdown, JSON, `JUnit` XML or HTML, and Prometheus metrics.
 
 pub mod decisions;
+pub mod groups;
 pub mod html;
 pub mod junit;
 pub mod markdown;

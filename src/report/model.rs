@@ -179,6 +179,9 @@ pub struct Report {
     /// For a recovery run (`objectives.restore_point`): the age of the restored data.
     pub rpo: Option<RpoReport>,
     pub steps: Vec<StepReport>,
+    /// `for_each` groups: their items counted by outcome, and which failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<super::groups::GroupReport>,
     pub gates: Vec<GateReport>,
     /// Files the run wrote (steps that report `file`, `bytes` and `sha256`), in step order.
     pub artifacts: Vec<Artifact>,
@@ -426,6 +429,7 @@ pub fn build(events: &[RunEvent]) -> Option<Report> {
         rpo,
         artifacts: steps.iter().filter_map(Artifact::of).collect(),
         images: steps.iter().filter_map(ImageUsed::of).collect(),
+        groups: super::groups::of(&steps),
         steps,
         gates,
     })

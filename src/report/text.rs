@@ -71,6 +71,7 @@ pub fn render(r: &Report) -> String {
         count(crate::event::Outcome::Skipped),
         count(crate::event::Outcome::Cancelled)
     );
+    out.push_str(&super::groups::text(&r.groups));
     let _ = writeln!(out, "total {}", super::time_split(r));
     if r.attempts.len() > 1 {
         let _ = writeln!(out, "attempts: {}", super::attempts_line(r));

@@ -547,6 +547,7 @@ fn decode_step(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> {
         kind,
         node: node.clone(),
         config_node,
+        item: None,
     })
 }
 
@@ -601,5 +602,9 @@ fn fallback_common(node: &Node, type_name: Option<String>) -> StepCommon {
         undoes: Vec::new(),
         estimate: None,
         tags: Vec::new(),
+        for_each: None,
+        item_key: None,
+        max_parallel: None,
+        fail_fast: None,
     }
 }

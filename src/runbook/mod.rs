@@ -7,6 +7,7 @@
 
 pub mod context;
 pub mod diagnostic;
+pub mod for_each;
 pub mod graph;
 pub mod load;
 pub mod model;

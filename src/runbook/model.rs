@@ -51,6 +51,26 @@ pub struct Step {
     pub node: Node,
     /// The mapping without the shared keys: what templates render and the type decodes.
     pub config_node: Node,
+    /// For a step expanded from a `for_each` (`dump[billing]`): its item.
+    pub item: Option<Arc<Item>>,
+}
+
+/// The item of a step expanded from a `for_each` group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The id of the `for_each` step (the group): `dump`.
+    pub group: String,
+    /// The item's key, which forms the id: `billing` in `dump[billing]`.
+    pub key: String,
+    /// The item's position in the list (0-based).
+    pub index: usize,
+    /// The item itself, as templates see it (`item`).
+    pub value: Json,
+    /// At most this many items of the group run at once (`max_parallel`).
+    pub max_parallel: Option<usize>,
+    /// A failure of this item stops the run (`fail_fast: true`); else the other items go on
+    /// and the run fails at the end.
+    pub fail_fast: bool,
 }
 
 impl Runbook {
@@ -88,9 +108,24 @@ impl Step {
     }
 
     pub fn render(&self, env: &Environment<'static>, ctx: &Value) -> Result<StepKind, RenderError> {
+        let ctx = &self.scope(ctx.clone());
         let node = crate::template::render_node(&self.config_node, env, ctx)
             .map_err(|(e, span)| RenderError::Template(e, span))?;
         StepKind::decode(&self.common.type_name, &node).map_err(RenderError::Decode)
+    }
+
+    /// The template context of this step: `ctx`, plus `item`, `item_index` and `item_key` for
+    /// a step expanded from a `for_each`.
+    pub fn scope(&self, ctx: Value) -> Value {
+        match &self.item {
+            None => ctx,
+            Some(item) => minijinja::context! {
+                item => Value::from(minijinja::value::Serde(item.value.clone())),
+                item_index => item.index,
+                item_key => item.key.clone(),
+                ..ctx
+            },
+        }
     }
 
     /// The fingerprint of the step's definition rendered as `config` (masked): resume runs a
@@ -155,13 +190,16 @@ pub enum ParamType {
     Bool,
     Duration,
     Path,
+    /// A list (of strings, or of mappings): what `for_each` runs over. `-p name=a,b` gives
+    /// a list of strings; a params file may give mappings.
+    List,
 }
 
 /// A param: a value the operator may override with `-p key=value` or `--params-file`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamSpec {
-    /// Value type: string, int, bool, duration, path.
+    /// Value type: string, int, bool, duration, path, list.
     #[serde(rename = "type", default = "string_type")]
     pub param_type: ParamType,
     /// Value when none is given.

@@ -96,6 +96,22 @@ pub fn coerce(ty: ParamType, value: &Value) -> Result<Value, String> {
             "false" | "no" | "0" => Ok(Value::Bool(false)),
             _ => Err(format!("expected true or false, found \"{s}\"")),
         },
+        (ParamType::List, Value::Array(_)) => Ok(value.clone()),
+        // A list written as JSON (`-p 'databases=["billing","shop"]'`, a resumed run's).
+        (ParamType::List, Value::String(s)) if s.trim_start().starts_with('[') => {
+            serde_json::from_str::<Value>(s)
+                .ok()
+                .filter(Value::is_array)
+                .ok_or_else(|| format!("expected a list, found \"{s}\""))
+        }
+        // `-p databases=billing,shop`: a list of strings.
+        (ParamType::List, Value::String(s)) => Ok(Value::Array(
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        )),
         (ParamType::Duration, Value::String(s)) => s
             .parse::<Dur>()
             .map(|d| Value::String(d.to_string()))
@@ -115,6 +131,7 @@ fn type_word(ty: ParamType) -> &'static str {
         ParamType::Bool => "a boolean",
         ParamType::Duration => "a duration",
         ParamType::Path => "a path",
+        ParamType::List => "a list",
     }
 }
 

@@ -25,6 +25,7 @@ pub fn validate(runbook: &Runbook, diags: &mut Vec<Diagnostic>) -> Dag {
     super::notify::check(runbook, diags);
     check_configs(runbook, diags);
     crate::store::validate::check(runbook, diags);
+    crate::runbook::for_each::check(runbook, diags);
     check_objectives(runbook, diags);
     let ancestors = if cycles.is_empty() {
         dag.ancestors()
@@ -562,6 +563,17 @@ impl<'a> Templates<'a> {
                 missing("vars", known, v)
             }
             ("steps", Some(s)) => self.check_step_ref(name, s, scope),
+            ("item" | "item_index" | "item_key", _) => match scope {
+                Scope::Step(i) if self.runbook.steps[*i].common.for_each.is_some() => None,
+                _ => Some(PendingDiag(
+                    Diagnostic::new(
+                        "rb::item-outside-for-each",
+                        format!("`{name}` is defined only in a step with `for_each`"),
+                    )
+                    .help("add `for_each` to the step, or name the value with params or vars"),
+                    "not in a `for_each` step",
+                )),
+            },
             ("run", Some("id" | "name"))
             | ("env" | "now", _)
             | ("params" | "vars" | "secrets" | "steps", None) => None,
@@ -595,6 +607,16 @@ impl<'a> Templates<'a> {
                 )
                 .help(suggest(target, &ids, "step ids")),
                 "no such step",
+            )),
+            Some(&j) if self.runbook.steps[j].common.for_each.is_some() => Some(PendingDiag(
+                Diagnostic::new(
+                    "rb::group-outputs",
+                    format!("`{name}`: `{target}` is a `for_each` group, one step per item"),
+                )
+                .help(format!(
+                    "read one item's outputs: `steps['{target}[KEY]'].outputs.NAME`"
+                )),
+                "a group, not a step",
             )),
             Some(&j) if j == *me => Some(PendingDiag(
                 Diagnostic::new(

@@ -19,6 +19,10 @@ pub const COMMON_KEYS: &[&str] = &[
     "undoes",
     "estimate",
     "tags",
+    "for_each",
+    "item_key",
+    "max_parallel",
+    "fail_fast",
 ];
 
 /// The keys every step shares.
@@ -59,6 +63,28 @@ pub struct StepCommon {
     /// Free-form labels.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Run the step once per item: a list (strings, or mappings with an `item_key` field), or
+    /// an expression giving one (`params.databases`, `vars.targets`), evaluated at plan time.
+    /// Each item becomes a step `ID[KEY]`; templates read `item`, `item_index`, `item_key`.
+    pub for_each: Option<ForEach>,
+    /// With `for_each` over mappings: the field whose value forms each item's id
+    /// (default `name`).
+    pub item_key: Option<String>,
+    /// With `for_each`: at most this many items run at once (on top of `--jobs`).
+    pub max_parallel: Option<std::num::NonZeroUsize>,
+    /// With `for_each`: `true` stops the run at the first failed item; `false` (the default)
+    /// runs every other item and fails the run at the end.
+    pub fail_fast: Option<bool>,
+}
+
+/// The list a `for_each` step runs over.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ForEach {
+    /// An expression evaluated at plan time, e.g. `params.databases`.
+    Expression(String),
+    /// The items themselves.
+    List(Vec<serde_json::Value>),
 }
 
 /// The largest delay multiplier `retries.backoff` accepts (a delay still saturates, however

@@ -5,6 +5,7 @@ mod support;
 mod bad_input;
 mod completions;
 mod containers;
+mod fleets;
 mod gates;
 mod hostile;
 mod hostile_containers;

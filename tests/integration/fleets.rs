@@ -1,0 +1,488 @@
+//! `for_each` (docs/runbook-format.md, "Fleets"): one step over many items, expanded at plan
+//! time into `ID[KEY]` steps that run, fail, resume and report one by one.
+
+use crate::support::{Ran, Test, report_step, run_book};
+use std::fmt::Write as _;
+
+/// `rb ARGS` in the test's directory, with this exit code.
+fn rb_in(t: &Test, args: &[&str], code: i32) -> Ran {
+    Test::new().cwd(t.dir.path()).args(args).expect(code)
+}
+
+/// Three databases; an item fails while `broken-KEY` exists.
+const FLEET: &str = r#"version: 1
+name: fleet
+params:
+  databases: { type: list, default: [billing, shop, crm] }
+steps:
+  - id: prep
+    type: exec
+    shell: 'mkdir -p out'
+  - id: dump
+    for_each: params.databases
+    type: exec
+    shell: 'test ! -e broken-{{ item }} && echo "{{ item_index }} {{ item }}" > out/{{ item }}.txt'
+  - id: check
+    for_each: params.databases
+    needs: [dump]
+    type: exec
+    shell: 'test -s out/{{ item }}.txt'
+  - id: summary
+    needs: [check]
+    type: exec
+    shell: 'ls out > summary.txt'
+"#;
+
+fn status(report: &serde_json::Value, id: &str) -> String {
+    report_step(report, id)["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn for_each_runs_every_item_fails_at_the_end_and_resume_runs_only_the_failed_one() {
+    let t = Test::new().file("rb.yaml", FLEET).file("broken-shop", "");
+    let (ran, report) = run_book(&t, &[], &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    // The other items go on (fail_fast is false by default); shop's chain stops.
+    assert_eq!(status(&report, "dump[billing]"), "succeeded");
+    assert_eq!(status(&report, "dump[crm]"), "succeeded");
+    assert_eq!(status(&report, "dump[shop]"), "failed");
+    assert_eq!(status(&report, "check[billing]"), "succeeded");
+    assert_eq!(status(&report, "check[shop]"), "skipped");
+    assert_eq!(status(&report, "summary"), "skipped");
+    // Item to item: check[shop] waits for dump[shop] only; summary waits for every check.
+    assert_eq!(
+        report_step(&report, "check[shop]")["needs"],
+        serde_json::json!(["dump[shop]"])
+    );
+    assert_eq!(
+        report_step(&report, "summary")["needs"],
+        serde_json::json!(["check[billing]", "check[shop]", "check[crm]"])
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path("out/crm.txt")).unwrap(),
+        "2 crm\n"
+    );
+    // The report groups the items, and says which failed.
+    assert_eq!(
+        report["groups"][0],
+        serde_json::json!({"group": "dump", "items": 3, "succeeded": 2, "failed": 1,
+            "skipped": 0, "cancelled": 0, "failed_items": ["shop"]})
+    );
+    assert_eq!(report["groups"][1]["skipped"], 1);
+    let text = rb_in(&t, &["report", "latest", "--state-dir", "state"], 0).stdout;
+    assert!(
+        text.contains("group dump: 3 items, 2 succeeded, 1 failed (shop), 0 skipped"),
+        "{text}"
+    );
+    let metrics = rb_in(
+        &t,
+        &[
+            "report",
+            "latest",
+            "--state-dir",
+            "state",
+            "--format",
+            "prometheus",
+        ],
+        0,
+    )
+    .stdout;
+    assert!(
+        metrics.contains("rb_group_items{runbook=\"fleet\",group=\"dump\",outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("step=\"dump[shop]\",group=\"dump\",item=\"shop\"}"),
+        "{metrics}"
+    );
+
+    std::fs::remove_file(t.path("broken-shop")).unwrap();
+    let (ran, report) = run_book(&t, &["--resume"], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    for done in ["dump[billing]", "dump[crm]", "check[billing]", "check[crm]"] {
+        assert_eq!(report_step(&report, done)["reused"], true, "{done}");
+    }
+    for redone in ["dump[shop]", "check[shop]", "summary"] {
+        assert_eq!(report_step(&report, redone)["reused"], false, "{redone}");
+        assert_eq!(status(&report, redone), "succeeded", "{redone}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(t.path("summary.txt")).unwrap(),
+        "billing.txt\ncrm.txt\nshop.txt\n"
+    );
+}
+
+#[test]
+fn fail_fast_stops_the_other_items() {
+    let text = FLEET.replace(
+        "    for_each: params.databases\n    type: exec\n",
+        "    for_each: params.databases\n    fail_fast: true\n    max_parallel: 1\n    type: exec\n",
+    );
+    let t = Test::new().file("rb.yaml", text).file("broken-billing", "");
+    let (ran, report) = run_book(&t, &[], &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert_eq!(status(&report, "dump[billing]"), "failed");
+    assert_eq!(status(&report, "dump[shop]"), "skipped");
+    assert_eq!(status(&report, "dump[crm]"), "skipped");
+    assert!(!t.path("out/shop.txt").exists());
+}
+
+#[test]
+fn max_parallel_bounds_a_group_below_jobs() {
+    // Each item holds a directory as a lock while it works: two at once would collide.
+    let text = r"version: 1
+name: bounded
+steps:
+  - id: work
+    for_each: [a, b, c, d]
+    max_parallel: 1
+    type: exec
+    shell: 'mkdir held && sleep 0.2 && rmdir held'
+";
+    let t = Test::new().file("rb.yaml", text);
+    let (ran, report) = run_book(&t, &["--jobs", "4"], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(status(&report, &format!("work[{key}]")), "succeeded");
+    }
+    // Without the bound the same runbook collides: the test tells the difference.
+    let t = Test::new().file("rb.yaml", text.replace("    max_parallel: 1\n", ""));
+    let (ran, _) = run_book(&t, &["--jobs", "4"], &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+}
+
+#[test]
+fn plan_shows_the_items_of_mappings_with_their_fields() {
+    let text = r"version: 1
+name: fleet
+steps:
+  - id: dump
+    for_each:
+      - { db: billing, host: one }
+      - { db: shop, host: two }
+    item_key: db
+    type: exec
+    shell: 'echo {{ item.db }} on {{ item.host }}'
+";
+    let t = Test::new().file("rb.yaml", text);
+    let ran = rb_in(&t, &["plan", "rb.yaml", "--format", "json"], 0);
+    let plan: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let ids: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["dump[billing]", "dump[shop]"]);
+    assert_eq!(plan["steps"][1]["config"]["shell"], "echo shop on two");
+    let ran = rb_in(&t, &["plan", "rb.yaml"], 0);
+    assert!(ran.stdout.contains("dump[shop] (exec)"), "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .contains("for_each groups:\n  dump: 2 items (billing, shop)\n"),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn validate_points_at_bad_items() {
+    let text = r"version: 1
+name: bad
+steps:
+  - id: empty
+    for_each: []
+    type: exec
+    shell: 'true'
+  - id: dup
+    for_each: [a, b, a]
+    type: exec
+    shell: 'true'
+  - id: badkey
+    for_each: ['no/slash']
+    type: exec
+    shell: 'true'
+  - id: outside
+    type: exec
+    shell: 'echo {{ item }}'
+  - id: reader
+    needs: [dup]
+    type: exec
+    shell: 'echo {{ steps.dup.outputs.stdout }}'
+";
+    let t = Test::new().file("rb.yaml", text);
+    let ran = rb_in(&t, &["validate", "rb.yaml"], 2);
+    let err = &ran.stderr;
+    assert!(
+        err.contains("`for_each` of step `empty` has no items"),
+        "{err}"
+    );
+    assert!(err.contains("[rb.yaml:5:15]"), "{err}");
+    assert!(
+        err.contains("step `dup` has two items with key `a`"),
+        "{err}"
+    );
+    assert!(err.contains("[rb.yaml:9:22]"), "{err}");
+    assert!(
+        err.contains("item key `no/slash` of step `badkey` cannot form a step id"),
+        "{err}"
+    );
+    assert!(err.contains("[rb.yaml:13:16]"), "{err}");
+    assert!(
+        err.contains("`item` is defined only in a step with `for_each`"),
+        "{err}"
+    );
+    assert!(err.contains("[rb.yaml:18:21]"), "{err}");
+    assert!(
+        err.contains("`steps.dup.outputs.stdout`: `dup` is a `for_each` group"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_list_param_from_the_command_line_and_only_and_from_an_item() {
+    let t = Test::new().file("rb.yaml", FLEET);
+    let (ran, _) = run_book(&t, &["-p", "databases=alpha,beta"], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(t.path("out/alpha.txt").exists() && t.path("out/beta.txt").exists());
+    assert!(!t.path("out/billing.txt").exists());
+    std::fs::remove_file(t.path("out/beta.txt")).unwrap();
+    let (ran, report) = run_book(
+        &t,
+        &["-p", "databases=alpha,beta", "--only", "dump[beta]"],
+        &[],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(status(&report, "dump[beta]"), "succeeded");
+    assert_eq!(report_step(&report, "dump[beta]")["reused"], false);
+    assert!(t.path("out/beta.txt").exists());
+    // --from an item: it and what depends on it run again; the other item is reused.
+    let (ran, report) = run_book(
+        &t,
+        &["-p", "databases=alpha,beta", "--from", "dump[alpha]"],
+        &[],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    for again in ["dump[alpha]", "check[alpha]", "summary"] {
+        assert_eq!(report_step(&report, again)["reused"], false, "{again}");
+    }
+    for kept in ["dump[beta]", "check[beta]"] {
+        assert_eq!(report_step(&report, kept)["reused"], true, "{kept}");
+    }
+    // An unknown item is refused before anything runs.
+    let (ran, _) = run_book(
+        &t,
+        &["-p", "databases=alpha,beta", "--only", "dump[gamma]"],
+        &[],
+    );
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// `docker` CLI against an engine (setup and checks only; rb talks to the engines itself).
+fn docker(host: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("docker")
+        .env("DOCKER_HOST", host)
+        .args(args)
+        .output()
+        .expect("docker CLI runs")
+}
+
+/// `PostgreSQL` containers on the two test engines, removed when dropped.
+struct Fleet(Vec<(String, String)>);
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (host, name) in &self.0 {
+            let _ = docker(host, &["rm", "-f", "-v", name]);
+        }
+    }
+}
+
+fn wait_pg(host: &str, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let args = [
+        "exec",
+        "-e",
+        "PGPASSWORD=pw",
+        "-u",
+        "postgres",
+        name,
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-tAc",
+        "select 1",
+    ];
+    while !docker(host, &args).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_fleet_of_postgres_containers_on_two_engines_with_one_broken() {
+    let engines = [
+        env_or("DOCKER_HOST", "unix:///var/run/docker.sock"),
+        env_or("RB_TEST_DOCKER2_HOST", "unix:///var/run/docker-rb2.sock"),
+    ];
+    let image = env_or("RB_TEST_PG_IMAGE", "rb-test/postgres:15");
+    let pid = std::process::id();
+    let mut fleet = Fleet(Vec::new());
+    let mut items = String::from("databases:\n");
+    for (k, db) in ["billing", "shop", "crm", "hr"].iter().enumerate() {
+        let (host, engine) = if k % 2 == 0 {
+            ("one", &engines[0])
+        } else {
+            ("two", &engines[1])
+        };
+        let name = format!("rbt-{pid}-fleet-{db}");
+        fleet.0.push((engine.clone(), name.clone()));
+        let out = docker(
+            engine,
+            &[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "-e",
+                "POSTGRES_PASSWORD=pw",
+                &image,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        writeln!(
+            items,
+            "  - {{ name: {db}, host: {host}, container: {name} }}"
+        )
+        .unwrap();
+    }
+    for (engine, name) in &fleet.0 {
+        wait_pg(engine, name);
+    }
+    // shop (on the second engine) is down when the backup runs.
+    let (shop_engine, shop) = fleet.0[1].clone();
+    assert!(docker(&shop_engine, &["stop", &shop]).status.success());
+    let text = format!(
+        r#"version: 1
+name: fleet
+hosts:
+  one: {{ docker: "{}" }}
+  two: {{ docker: "{}" }}
+params:
+  databases: {{ type: list, required: true }}
+steps:
+  - id: dump
+    for_each: params.databases
+    max_parallel: 2
+    type: container.exec
+    host: "{{{{ item.host }}}}"
+    container: "{{{{ item.container }}}}"
+    user: postgres
+    command: [pg_dump, -Fc, postgres]
+    stdout: {{ file: "out/{{{{ item.name }}}}.dump", checksum: sha256 }}
+  - id: verify
+    for_each: params.databases
+    needs: [dump]
+    type: exec
+    command: [test, -s, "out/{{{{ item.name }}}}.dump"]
+"#,
+        engines[0], engines[1]
+    );
+    let t = Test::new().file("rb.yaml", text).file("dbs.yaml", items);
+    let (ran, report) = run_book(&t, &["--params-file", "dbs.yaml"], &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert_eq!(status(&report, "dump[shop]"), "failed");
+    assert!(ran.stderr.contains("dump[shop]") || ran.stdout.contains("dump[shop]"));
+    for db in ["billing", "crm", "hr"] {
+        assert_eq!(
+            status(&report, &format!("verify[{db}]")),
+            "succeeded",
+            "{db}"
+        );
+        assert!(t.path(&format!("out/{db}.dump")).exists(), "{db}");
+    }
+    assert!(!t.path("out/shop.dump").exists());
+
+    assert!(docker(&shop_engine, &["start", &shop]).status.success());
+    wait_pg(&shop_engine, &shop);
+    let (ran, report) = run_book(&t, &["--params-file", "dbs.yaml", "--resume"], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    for db in ["billing", "crm", "hr"] {
+        assert_eq!(
+            report_step(&report, &format!("dump[{db}]"))["reused"],
+            true,
+            "{db}"
+        );
+    }
+    assert_eq!(report_step(&report, "dump[shop]")["reused"], false);
+    assert_eq!(status(&report, "verify[shop]"), "succeeded");
+    assert!(t.path("out/shop.dump").exists());
+}
+
+#[test]
+fn a_runbook_step_runs_a_whole_procedure_per_item() {
+    let child = r"version: 1
+name: child
+params:
+  db: { type: string, required: true }
+steps:
+  - id: hello
+    type: exec
+    shell: 'echo {{ params.db }} > {{ params.db }}.out'
+";
+    let text = r"version: 1
+name: parent
+steps:
+  - id: each
+    for_each: [{ name: a, n: 1 }, { name: b, n: 2 }]
+    type: runbook
+    file: child.yaml
+    params: { db: '{{ item.name }}{{ item.n }}' }
+";
+    let t = Test::new().file("rb.yaml", text).file("child.yaml", child);
+    let ran = rb_in(&t, &["plan", "rb.yaml"], 0);
+    assert!(
+        ran.stdout.contains("each[b]/hello (exec)"),
+        "{}",
+        ran.stdout
+    );
+    let (ran, report) = run_book(&t, &[], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(status(&report, "each[a]"), "succeeded");
+    assert_eq!(std::fs::read_to_string(t.path("a1.out")).unwrap(), "a1\n");
+    assert_eq!(std::fs::read_to_string(t.path("b2.out")).unwrap(), "b2\n");
+}
+
+#[test]
+fn a_plan_without_the_list_param_says_which_param_to_give() {
+    let text = FLEET.replace(
+        "{ type: list, default: [billing, shop, crm] }",
+        "{ type: list, required: true }",
+    );
+    let t = Test::new().file("rb.yaml", text);
+    let ran = rb_in(&t, &["plan", "rb.yaml"], 2);
+    assert!(
+        ran.stderr.contains("the param `databases` has no value"),
+        "{}",
+        ran.stderr
+    );
+    let ran = rb_in(&t, &["plan", "rb.yaml", "-p", "databases=x,y"], 0);
+    assert!(ran.stdout.contains("check[y] (exec)"), "{}", ran.stdout);
+}
