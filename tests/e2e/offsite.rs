@@ -1,0 +1,148 @@
+//! The shipped backup and restore runbooks with an off-site store (Garage): the verified
+//! backup goes to the store with its manifest; with the local backups gone, the restore takes
+//! the newest complete backup from the store.
+
+use super::{
+    DB, Env, expect_code, fingerprint, output_text, password, psql_ok, rb_with, report_of, seed,
+    start_pg,
+};
+
+const GARAGE_KEY: &str = "/var/lib/rb-testenv/garage/key";
+
+/// The store params and the credentials (from `tests/env/up`'s exports, else Garage's state).
+struct Store {
+    params: Vec<String>,
+    vars: Vec<(&'static str, String)>,
+}
+
+impl Store {
+    fn garage(prefix: &str) -> Self {
+        let var = |n: &str, d: &str| std::env::var(n).unwrap_or_else(|_| d.to_owned());
+        let (id, secret) = match (
+            std::env::var("RB_TEST_S3_KEY_ID"),
+            std::env::var("RB_TEST_S3_SECRET"),
+        ) {
+            (Ok(id), Ok(secret)) => (id, secret),
+            _ => {
+                let text = std::fs::read_to_string(GARAGE_KEY).expect("garage key (tests/env/up)");
+                let mut it = text.split_whitespace();
+                (
+                    it.next().expect("key id").to_owned(),
+                    it.next().expect("secret").to_owned(),
+                )
+            }
+        };
+        let bucket = var("RB_TEST_S3_BUCKET", "rb-single");
+        Self {
+            params: vec![
+                format!("store=s3://{bucket}/{prefix}"),
+                format!(
+                    "store_endpoint={}",
+                    var("RB_TEST_S3_ENDPOINT", "http://127.0.0.1:3900")
+                ),
+                format!("store_region={}", var("RB_TEST_S3_REGION", "garage")),
+            ],
+            vars: vec![("AWS_ACCESS_KEY_ID", id), ("AWS_SECRET_ACCESS_KEY", secret)],
+        }
+    }
+
+    fn run(
+        &self,
+        env: &Env,
+        pw: &str,
+        file: &str,
+        params: &[String],
+        extra: &[&str],
+    ) -> super::Output {
+        let mut args = vec!["run", file];
+        for p in params.iter().chain(&self.params) {
+            args.extend(["-p", p.as_str()]);
+        }
+        args.extend(extra);
+        let vars: Vec<(&str, &str)> = self.vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        rb_with(env, pw, &args, &vars)
+    }
+}
+
+fn step_status(report: &serde_json::Value, id: &str) -> String {
+    report["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == id))
+        .map_or_else(
+            || panic!("no step {id} in the report"),
+            |s| s["status"].as_str().unwrap_or_default().to_owned(),
+        )
+}
+
+#[test]
+fn backups_go_off_site_and_come_back_when_the_local_ones_are_gone() {
+    let mut env = Env::new("off");
+    let pw = password("off");
+    let pg = env.name("pg");
+    start_pg(&pg, &pw);
+    seed(&pg, &pw);
+    let before = fingerprint(&pg, &pw, DB);
+    let prefix = env.name("store");
+    let store = Store::garage(&prefix);
+    let root = env.path("backups");
+    let common = [
+        format!("container={pg}"),
+        format!("backup_root={}", root.display()),
+    ];
+
+    // A backup with a store: verified locally, then copied off-site with its manifest.
+    let out = store.run(&env, &pw, "runbooks/backup/database.yaml", &common, &[]);
+    expect_code(&out, 0);
+    let report = report_of(&env, &out);
+    for id in ["offsite_dump", "offsite_globals", "offsite_retention"] {
+        assert_eq!(step_status(&report, id), "succeeded", "{id}");
+    }
+
+    // Local-only (the default) still works and skips every off-site step.
+    let args = super::run_args("runbooks/backup/database.yaml", &common, &[]);
+    let out = rb_with(&env, &pw, &args, &[]);
+    expect_code(&out, 0);
+    assert_eq!(
+        step_status(&report_of(&env, &out), "offsite_dump"),
+        "skipped"
+    );
+
+    // The site's backups are lost and the data damaged: the restore takes the store's newest
+    // complete backup, checks it against its manifest, and brings the data back.
+    std::fs::remove_dir_all(&root).expect("local backups removed");
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "delete from agent_execution_history where id % 3 = 0",
+    );
+    assert_ne!(fingerprint(&pg, &pw, DB), before);
+    let ps = [
+        common[0].clone(),
+        common[1].clone(),
+        "manage_app=false".to_owned(),
+    ];
+    let out = store.run(
+        &env,
+        &pw,
+        "runbooks/restore/database.yaml",
+        &ps,
+        &["--approve", "approve_drop"],
+    );
+    expect_code(&out, 0);
+    let report = report_of(&env, &out);
+    assert_eq!(step_status(&report, "offsite_dump"), "succeeded");
+    assert_eq!(
+        fingerprint(&pg, &pw, DB),
+        before,
+        "the data came back from the store"
+    );
+    let achieved = report["rpo"]["achieved_seconds"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("an achieved RPO: {}", output_text(&out)));
+    assert!(
+        (0.0..3600.0).contains(&achieved),
+        "the age of the restored backup: {achieved}"
+    );
+    eprintln!("offsite: restored from the store, achieved RPO {achieved:.0}s");
+}
