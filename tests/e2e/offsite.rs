@@ -146,3 +146,55 @@ fn backups_go_off_site_and_come_back_when_the_local_ones_are_gone() {
     );
     eprintln!("offsite: restored from the store, achieved RPO {achieved:.0}s");
 }
+
+/// `backup/wal-ship.yaml`: the archived segments go to the store in one batch with a
+/// manifest; a second run with nothing new ships nothing; a new segment goes in the next batch.
+#[test]
+fn wal_shipping_sends_each_archived_segment_once() {
+    let mut env = Env::new("walship");
+    let pw = password("walship");
+    let pg = env.name("pg");
+    let archive = env.name("archive");
+    super::start_archiving_pg(&pg, &pw, &archive);
+    super::switch_and_archive(&pg, &pw);
+    let store = Store::garage(&env.name("store"));
+    let ps = [format!("container={pg}"), "cluster=walship".to_owned()];
+    let ship = |env: &Env| {
+        let out = store.run(env, &pw, "runbooks/backup/wal-ship.yaml", &ps, &[]);
+        expect_code(&out, 0);
+        report_of(env, &out)
+    };
+    let first = ship(&env);
+    assert_eq!(step_status(&first, "ship"), "succeeded");
+    let shipped = super::docker_ok(&["exec", &pg, "cat", "/archive/.shipped"]);
+    assert!(
+        shipped.lines().any(|l| l.len() == 24),
+        "a WAL segment is recorded as shipped: {shipped}"
+    );
+    let again = ship(&env);
+    assert_eq!(
+        step_status(&again, "ship"),
+        "skipped",
+        "nothing new to ship"
+    );
+    // A switch with nothing written since the last one closes no segment.
+    let segments = || {
+        super::docker_ok(&["exec", &pg, "ls", "/archive"])
+            .lines()
+            .filter(|l| l.len() == 24)
+            .count()
+    };
+    psql_ok(&pg, &pw, DB, "create table after_ship as select 1 as id");
+    psql_ok(&pg, &pw, DB, "select pg_switch_wal()");
+    super::poll(
+        "a second archived segment",
+        super::Duration::from_mins(1),
+        || segments() >= 2,
+    );
+    let third = ship(&env);
+    assert_eq!(
+        step_status(&third, "ship"),
+        "succeeded",
+        "the new segment is shipped"
+    );
+}
