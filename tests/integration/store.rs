@@ -1051,3 +1051,31 @@ steps:
     );
     assert_eq!(std::fs::read(t.path("back.bin")).unwrap(), data);
 }
+
+#[test]
+fn store_list_marks_incomplete_keys_and_delete_removes_object_and_manifest() {
+    let g = single();
+    let prefix = unique("delete");
+    let t = Test::new().file("key.txt", "").file("d.bin", b"one backup");
+    rclone_put(&g, &format!("{prefix}/b/orphan.bin"), b"no manifest");
+    let steps = r#"  - { id: put, type: object.put, source: d.bin, dest: "off:b/d.bin" }
+  - { id: before, type: object.list, needs: [put], prefix: "off:b/" }
+  - { id: delete, type: object.delete, needs: [before], target: "off:b/d.bin" }
+  - { id: after, type: object.list, needs: [delete], prefix: "off:b/" }
+"#;
+    let t = t.file("rb.yaml", book(&g, &prefix, "", steps));
+    let (ran, report) = run(&t, &[]);
+    expect(&ran, 0);
+    let before = outputs(&report, "before");
+    assert_eq!(before["latest"], "b/d.bin");
+    assert_eq!(before["incomplete"], serde_json::json!(["b/orphan.bin"]));
+    assert_eq!(outputs(&report, "delete")["deleted"], true);
+    let after = outputs(&report, "after");
+    assert_eq!(
+        after["latest"],
+        Value::Null,
+        "the orphan is never the latest backup"
+    );
+    assert_eq!(after["keys"], serde_json::json!([]));
+    assert_eq!(rclone_ls(&g, &prefix), ["b/orphan.bin"]);
+}
