@@ -173,7 +173,9 @@ impl Run {
     fn new(mut req: Request, emit: Emit) -> Self {
         let n = req.runbook.steps.len();
         let base = req.runbook.base_dir();
-        let engines = Arc::new(Engines::new(req.runbook.hosts.clone(), base));
+        let hosts =
+            crate::docker::rendered_hosts(&req.runbook.hosts, &req.ctx.value(Value::UNDEFINED));
+        let engines = Arc::new(Engines::new(hosts, base));
         let step_cancel = req.interrupt.child_token();
         let stores = Arc::new(crate::store::Stores::new(
             crate::store::spec::rendered(

@@ -198,3 +198,184 @@ fn wal_shipping_sends_each_archived_segment_once() {
         "the new segment is shipped"
     );
 }
+
+/// Removes what the recovery made on engine 2 (the `Env` guard cleans engine 1 only).
+struct Engine2 {
+    host: String,
+    containers: Vec<String>,
+    network: String,
+    volume: String,
+}
+
+impl Engine2 {
+    /// Engine 2 (`RB_TEST_DOCKER2_HOST`) and what the recovery of `stack` makes there.
+    fn for_stack(stack: &super::Stack) -> Self {
+        Self {
+            host: std::env::var("RB_TEST_DOCKER2_HOST")
+                .unwrap_or_else(|_| "unix:///var/run/docker-rb2.sock".into()),
+            containers: vec![
+                stack.pg.clone(),
+                stack.redis.clone(),
+                stack.be.clone(),
+                stack.fe.clone(),
+            ],
+            network: stack.net.clone(),
+            volume: stack.vol.clone(),
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("docker")
+            .arg("-H")
+            .arg(&self.host)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("docker runs")
+    }
+}
+
+impl Drop for Engine2 {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = self.docker(&["rm", "-f", "-v", c]);
+        }
+        let _ = self.docker(&["network", "rm", &self.network]);
+        let _ = self.docker(&["volume", "rm", "-f", &self.volume]);
+    }
+}
+
+/// `drills/site-loss.yaml`: the application on engine 1 (containers, volume, its image and the
+/// local backups) is destroyed, and everything comes back on engine 2 from the store alone.
+#[test]
+fn site_loss_drill_recovers_everything_on_the_second_engine_from_the_store() {
+    let started = std::time::Instant::now();
+    let mut env = Env::new("site");
+    let pw = password("site");
+    let stack = super::Stack::new(&mut env);
+    let engine1 =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let e2 = Engine2::for_stack(&stack);
+    // The lost site: the database with its data in the named volume, and a backend run from an
+    // image of its own (a tag, so removing it touches no image other tests use).
+    let app_image = format!("{}-backend:site", env.prefix);
+    super::docker_ok(&["tag", &super::tools_image(), &app_image]);
+    let vol = format!("{}:/var/lib/postgresql/data", stack.vol);
+    super::start_pg_with(&stack.pg, &pw, &["-v", &vol], &[]);
+    super::docker_ok(&[
+        "run", "-d", "--name", &stack.be, &app_image, "sleep", "3600",
+    ]);
+    seed(&stack.pg, &pw);
+    let before = fingerprint(&stack.pg, &pw, DB);
+
+    // The nightly backup on the lost site, copied off-site.
+    let store = Store::garage(&env.name("store"));
+    let lost_backups = env.path("backups");
+    let common = [
+        format!("container={}", stack.pg),
+        format!("backup_root={}", lost_backups.display()),
+    ];
+    let out = store.run(&env, &pw, "runbooks/backup/database.yaml", &common, &[]);
+    expect_code(&out, 0);
+
+    let mut ps: Vec<String> = stack
+        .params(&env)
+        .into_iter()
+        .filter(|p| !p.starts_with("backup_root="))
+        .collect();
+    ps.extend([
+        format!("backup_root={}", env.path("new-site").display()),
+        format!("lost_engine={engine1}"),
+        format!("lost_images={app_image}"),
+        format!("lost_backup_root={}", lost_backups.display()),
+    ]);
+    ps.extend(store.params.iter().cloned());
+    let report_path = env.path("site-loss.json");
+    let report_s = report_path.display().to_string();
+    let args = super::run_args(
+        "runbooks/drills/site-loss.yaml",
+        &ps,
+        &[
+            "--approve",
+            "destroy",
+            "--approve",
+            "recover/restore/approve_drop",
+            "--report",
+            &report_s,
+        ],
+    );
+    let mut vars: Vec<(&str, &str)> = store.vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    vars.push(("DOCKER_HOST", &e2.host));
+    let t = std::time::Instant::now();
+    let out = rb_with(&env, &pw, &args, &vars);
+    let drill_secs = t.elapsed().as_secs_f64();
+    expect_code(&out, 0);
+
+    assert_site_gone(&stack, &app_image, &lost_backups);
+    // Engine 2 runs it, with the same data.
+    let psql = e2.docker(&[
+        "exec",
+        "-e",
+        &format!("PGPASSWORD={pw}"),
+        &stack.pg,
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        super::USER,
+        "-d",
+        DB,
+        "-Atc",
+        "select count(*) from agent_execution_history",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&psql.stdout).trim(),
+        before["agent_execution_history"]
+            .split(' ')
+            .next()
+            .unwrap_or_default(),
+        "the rows are on engine 2"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report"))
+            .expect("JSON");
+    for id in [
+        "same_data",
+        "backend_up",
+        "frontend_up",
+        "images_gone",
+        "backups_gone",
+    ] {
+        assert_eq!(step_status(&report, id), "succeeded", "{id}");
+    }
+    assert_eq!(report["rto_met"], true, "{:#}", report["milestones"]);
+    let achieved = report["rpo"]["achieved_seconds"]
+        .as_f64()
+        .expect("an achieved RPO");
+    eprintln!(
+        "site-loss drill: {drill_secs:.1}s (RTO met), achieved RPO {achieved:.0}s, test {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Engine 1 has nothing of the application left, nor the local backups.
+fn assert_site_gone(stack: &super::Stack, app_image: &str, lost_backups: &std::path::Path) {
+    for c in [&stack.pg, &stack.be] {
+        assert!(
+            !super::docker(&["inspect", c]).status.success(),
+            "{c} is gone from engine 1"
+        );
+    }
+    assert!(
+        !super::docker(&["volume", "inspect", &stack.vol])
+            .status
+            .success()
+    );
+    assert!(
+        !super::docker(&["image", "inspect", app_image])
+            .status
+            .success(),
+        "the image is gone"
+    );
+    assert!(!lost_backups.exists(), "the local backups are gone");
+}
