@@ -379,3 +379,57 @@ fn assert_site_gone(stack: &super::Stack, app_image: &str, lost_backups: &std::p
     );
     assert!(!lost_backups.exists(), "the local backups are gone");
 }
+
+/// `backup/config.yaml`, `backup/source.yaml` and `backup/userdata.yaml` copy each verified
+/// archive off-site when given a store, and skip it without one.
+#[test]
+fn file_backups_go_off_site_when_given_a_store() {
+    let mut env = Env::new("offfiles");
+    let pw = password("offfiles");
+    let app = env.path("app");
+    std::fs::create_dir_all(app.join("src")).expect("app dir");
+    std::fs::write(app.join(".env"), "A=1\n").expect(".env");
+    std::fs::write(app.join("src/main.py"), "print(1)\n").expect("source");
+    let uploads = env.path("uploads");
+    std::fs::create_dir_all(&uploads).expect("uploads");
+    std::fs::write(uploads.join("a.pdf"), "pdf").expect("upload");
+    let store = Store::garage(&env.name("store"));
+    let cases = [
+        (
+            "config",
+            vec![format!("app_dir={}", app.display())],
+            vec!["offsite"],
+        ),
+        (
+            "source",
+            vec![format!("app_dir={}", app.display())],
+            vec!["offsite"],
+        ),
+        (
+            "userdata",
+            vec![
+                format!("uploads_dir={}", uploads.display()),
+                format!("rag_dir={}", env.path("no-rag").display()),
+            ],
+            vec!["offsite_uploads"],
+        ),
+    ];
+    for (name, mut ps, ids) in cases {
+        ps.push(format!("backup_root={}", env.path(name).display()));
+        let file = format!("runbooks/backup/{name}.yaml");
+        let out = store.run(&env, &pw, &file, &ps, &[]);
+        expect_code(&out, 0);
+        let report = report_of(&env, &out);
+        for id in &ids {
+            assert_eq!(step_status(&report, id), "succeeded", "{name}: {id}");
+        }
+        // Local-only, the default: the same backup, nothing sent.
+        let local = rb_with(&env, &pw, &super::run_args(&file, &ps, &[]), &[]);
+        expect_code(&local, 0);
+        assert_eq!(
+            step_status(&report_of(&env, &local), ids[0]),
+            "skipped",
+            "{name}"
+        );
+    }
+}
