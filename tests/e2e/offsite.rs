@@ -150,7 +150,7 @@ fn backups_go_off_site_and_come_back_when_the_local_ones_are_gone() {
 /// `backup/wal-ship.yaml`: the archived segments go to the store in one batch with a
 /// manifest; a second run with nothing new ships nothing; a new segment goes in the next batch.
 #[test]
-fn wal_shipping_sends_each_archived_segment_once() {
+fn wal_shipping_sends_each_archived_segment_once_and_base_backups_go_off_site() {
     let mut env = Env::new("walship");
     let pw = password("walship");
     let pg = env.name("pg");
@@ -197,6 +197,15 @@ fn wal_shipping_sends_each_archived_segment_once() {
         "succeeded",
         "the new segment is shipped"
     );
+    // The base backup that WAL rolls forward goes off-site too.
+    let base = [
+        format!("container={pg}"),
+        format!("backup_root={}", env.path("base").display()),
+        "cluster=walship".to_owned(),
+    ];
+    let out = store.run(&env, &pw, "runbooks/backup/wal-archive.yaml", &base, &[]);
+    expect_code(&out, 0);
+    assert_eq!(step_status(&report_of(&env, &out), "offsite"), "succeeded");
 }
 
 /// Removes what the recovery made on engine 2 (the `Env` guard cleans engine 1 only).
