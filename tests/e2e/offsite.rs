@@ -392,7 +392,7 @@ fn assert_site_gone(stack: &super::Stack, app_image: &str, lost_backups: &std::p
 /// `backup/config.yaml`, `backup/source.yaml` and `backup/userdata.yaml` copy each verified
 /// archive off-site when given a store, and skip it without one.
 #[test]
-fn file_backups_go_off_site_when_given_a_store() {
+fn file_backups_go_off_site_and_restore_from_the_store() {
     let mut env = Env::new("offfiles");
     let pw = password("offfiles");
     let app = env.path("app");
@@ -440,5 +440,30 @@ fn file_backups_go_off_site_when_given_a_store() {
             "skipped",
             "{name}"
         );
+    }
+    // With no archive given, the restores take the newest complete one from the store.
+    for (name, file, content) in [
+        ("config", ".env", "A=1\n"),
+        ("source", "src/main.py", "print(1)\n"),
+    ] {
+        let dest = env.path(&format!("restored-{name}"));
+        let ps = [
+            format!("dest={}", dest.display()),
+            format!("download_dir={}", env.path("download").display()),
+        ];
+        let out = store.run(
+            &env,
+            &pw,
+            &format!("runbooks/restore/{name}.yaml"),
+            &ps,
+            &[],
+        );
+        expect_code(&out, 0);
+        assert_eq!(
+            step_status(&report_of(&env, &out), "offsite_get"),
+            "succeeded"
+        );
+        let restored = std::fs::read_to_string(dest.join(file)).expect("restored file");
+        assert_eq!(restored, content, "{name}: {file} came back from the store");
     }
 }
