@@ -236,28 +236,6 @@ fn open(endpoint: &str, tls: Option<&TlsFiles>) -> Result<Docker, DockerError> {
     })
 }
 
-/// The hosts with `docker` rendered: it may name `params`, `vars` and `env` (`docker: "{{
-/// params.lost_site }}"`, so a drill can be pointed at any engine). A value that does not
-/// render stays as written (connecting then says why).
-pub fn rendered_hosts(
-    hosts: &std::collections::BTreeMap<String, HostSpec>,
-    ctx: &minijinja::Value,
-) -> std::collections::BTreeMap<String, HostSpec> {
-    let env = crate::template::environment();
-    hosts
-        .iter()
-        .map(|(name, spec)| {
-            let mut spec = spec.clone();
-            if spec.docker.contains("{{")
-                && let Ok(r) = crate::template::render(&env, &spec.docker, ctx.clone())
-            {
-                spec.docker = r;
-            }
-            (name.clone(), spec)
-        })
-        .collect()
-}
-
 /// A Docker Engine a step may use with `host:`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

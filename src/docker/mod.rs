@@ -26,9 +26,7 @@ mod stream;
 
 pub use archive::CopyReport;
 pub use copy::collect;
-pub use engine::{
-    DEFAULT_ENDPOINT, Engine, EngineVersion, HostSpec, TlsFiles, TlsSpec, rendered_hosts,
-};
+pub use engine::{DEFAULT_ENDPOINT, Engine, EngineVersion, HostSpec, TlsFiles, TlsSpec};
 pub use error::{DockerError, exit_message};
 pub use exec::{CAPTURE_LIMIT, ExecOutput, ExecResult, ExecSpec, exit_error};
 pub use health::{HealthProbe, HealthReport};
