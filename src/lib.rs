@@ -30,6 +30,5 @@ pub mod retention;
 pub mod runbook;
 pub mod schema;
 pub mod steps;
-pub mod store;
 pub mod template;
 pub mod yaml;

@@ -49,7 +49,9 @@ pub fn value() -> Value {
     let param = g.subschema_for::<ParamSpec>().to_value();
     let secret = g.subschema_for::<SecretSpec>().to_value();
     let host = g.subschema_for::<HostSpec>().to_value();
-    let store = g.subschema_for::<crate::store::StoreSpec>().to_value();
+    let store = g
+        .subschema_for::<crate::steps::store::StoreSpec>()
+        .to_value();
     let notify = g
         .subschema_for::<crate::runbook::notify::NotifySpec>()
         .to_value();

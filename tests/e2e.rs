@@ -21,6 +21,8 @@ mod audit;
 mod drill;
 #[path = "e2e/fidelity.rs"]
 mod fidelity;
+#[path = "e2e/offsite.rs"]
+mod offsite;
 #[path = "e2e/resume.rs"]
 mod resume;
 
@@ -41,6 +43,11 @@ fn seed(name: &str, pw: &str) {
 /// Runs `rb` with the password (and the secret key made from it) in the environment; `rb run`
 /// also writes every report format and the metrics. Asserts no secret leaks (`audit`).
 fn rb(env: &Env, pw: &str, args: &[&str]) -> Output {
+    rb_with(env, pw, args, &[])
+}
+
+/// [`rb`] with more environment variables (their values are secrets: checked not to leak).
+fn rb_with(env: &Env, pw: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
     let mut args: Vec<String> = args.iter().map(ToString::to_string).collect();
     if args.first().is_some_and(|a| a == "run") {
         args.extend(audit::report_args(&env.path("audit")));
@@ -55,10 +62,17 @@ fn rb(env: &Env, pw: &str, args: &[&str]) -> Output {
         .env("RB_LOCK_DIR", env.path("locks"))
         .env("NO_COLOR", "1")
         .env("RB_TRANSPORT", env.transport.unwrap_or("auto"))
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("rb runs");
-    audit::assert_clean(&args, &out, env.dir.path(), &[pw, &key]);
+    let mut secrets = vec![pw, key.as_str()];
+    secrets.extend(
+        vars.iter()
+            .filter(|(k, _)| k.contains("SECRET"))
+            .map(|(_, v)| *v),
+    );
+    audit::assert_clean(&args, &out, env.dir.path(), &secrets);
     if args[0] == "run" && out.status.success() {
         check_transports(env, &report_of(env, &out));
     }

@@ -123,7 +123,7 @@ struct Run {
     outputs: BTreeMap<String, Json>,
     env: minijinja::Environment<'static>,
     engines: Arc<Engines>,
-    stores: Arc<crate::store::Stores>,
+    stores: Arc<crate::steps::store::Stores>,
     /// A non-`continue_on_error` failure, a rejected gate, or an interrupt happened: only
     /// `always` steps start from now on.
     stopping: Option<RunOutcome>,
@@ -175,10 +175,14 @@ impl Run {
     fn new(mut req: Request, emit: Emit) -> Self {
         let n = req.runbook.steps.len();
         let base = req.runbook.base_dir();
-        let engines = Arc::new(Engines::new(req.runbook.hosts.clone(), base));
+        let hosts = crate::template::context::rendered_hosts(
+            &req.runbook.hosts,
+            &req.ctx.value(Value::UNDEFINED),
+        );
+        let engines = Arc::new(Engines::new(hosts, base));
         let step_cancel = req.interrupt.child_token();
-        let stores = Arc::new(crate::store::Stores::new(
-            crate::store::spec::rendered(
+        let stores = Arc::new(crate::steps::store::Stores::new(
+            crate::steps::store::spec::rendered(
                 &req.runbook.stores,
                 &req.ctx.value(minijinja::Value::UNDEFINED),
             ),

@@ -93,7 +93,11 @@ pub struct Plan {
     /// The stores as rendered for this run (`rb plan --check` lists them).
     #[serde(skip)]
     #[schemars(skip)]
-    pub store_specs: std::collections::BTreeMap<String, crate::store::StoreSpec>,
+    pub store_specs: std::collections::BTreeMap<String, crate::steps::store::StoreSpec>,
+    /// The hosts as rendered for this run (`rb plan --check` connects to them).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub host_specs: std::collections::BTreeMap<String, crate::docker::HostSpec>,
     /// Webhooks told about the run: `***` (the URL is a secret), the secret's name and the
     /// events, e.g. `*** (ops_webhook) on failure, over_rto, gate`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -244,7 +248,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             kind,
         });
     }
-    let store_specs = crate::store::spec::rendered(&runbook.stores, &value);
+    let store_specs = crate::steps::store::spec::rendered(&runbook.stores, &value);
     let locks = render_locks(runbook, &env, ctx).unwrap_or_else(|d| {
         errors.push(d);
         Vec::new()
@@ -272,8 +276,9 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             .map(|(k, v)| (k.clone(), masker.mask(v)))
             .collect(),
         locks,
-        stores: crate::store::spec::describe_all(&store_specs),
+        stores: crate::steps::store::spec::describe_all(&store_specs),
         store_specs,
+        host_specs: crate::template::context::rendered_hosts(&runbook.hosts, &value),
         notify: runbook.notify.iter().map(Notify::planned).collect(),
         missing_params: Vec::new(),
         gates: super::nested::attach(&mut steps, &runbook.base_dir()),

@@ -127,7 +127,7 @@ fn step_error(e: StepError) -> String {
 pub async fn run(runbook: &Runbook, plan: &Plan) -> Vec<Probe> {
     let base = runbook.base_dir();
     let needs = collect(plan, &base);
-    let engines = Engines::new(runbook.hosts.clone(), base);
+    let engines = Engines::new(plan.host_specs.clone(), base);
     let mut probes = Vec::new();
     // Engines that answered: containers and images are only probed on those.
     let mut up: BTreeMap<Option<String>, bool> = BTreeMap::new();
@@ -239,7 +239,21 @@ pub async fn run(runbook: &Runbook, plan: &Plan) -> Vec<Probe> {
         probes.push(disk_probe(dir));
     }
     probes.extend(secret_probes(runbook));
-    probes.extend(crate::store::probe::all(runbook, &plan.store_specs).await);
+    probes.extend(
+        crate::steps::store::probe::all(
+            &plan.store_specs,
+            // Credentials are needed to ask; missing secrets are reported by the secret probes.
+            &crate::exec::secrets::read(runbook).unwrap_or_default(),
+        )
+        .await
+        .into_iter()
+        .map(|(subject, ok, detail)| Probe {
+            kind: "store",
+            subject,
+            ok,
+            detail,
+        }),
+    );
     probes
 }
 

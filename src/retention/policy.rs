@@ -78,6 +78,8 @@ impl<'de> Deserialize<'de> for KeepCount {
                     // value): stand in a count that is not zero, so that a templated policy is
                     // not taken for an empty one.
                     t if t.contains("{{") || t.contains("{%") => Ok(KeepCount::All),
+                    // A rendered template (`daily: "{{ params.offsite_daily }}"`) is text.
+                    t if let Ok(n) = t.trim().parse::<i64>() => self.visit_i64(n),
                     _ => Err(E::custom(format_args!(
                         "invalid count `{text}`; {COUNT_FORMS}"
                     ))),
@@ -269,6 +271,7 @@ mod tests {
         for (text, problem) in [
             (r#"{"daily": -2}"#, "invalid count -2"),
             (r#"{"daily": "some"}"#, "invalid count `some`"),
+            (r#"{"daily": "-2"}"#, "invalid count -2"),
             (r#"{"daily": 5000000000}"#, "count 5000000000 is too large"),
         ] {
             let err = serde_json::from_str::<KeepCounts>(text).unwrap_err();

@@ -13,4 +13,5 @@ pub mod load;
 pub mod model;
 pub mod notify;
 pub mod params;
+pub mod stores;
 pub mod validate;

@@ -33,7 +33,7 @@ pub struct Runbook {
     pub vars: Vec<(String, String)>,
     pub hosts: BTreeMap<String, HostSpec>,
     /// Object stores steps read and write (`STORE:KEY`).
-    pub stores: BTreeMap<String, crate::store::StoreSpec>,
+    pub stores: BTreeMap<String, crate::steps::store::StoreSpec>,
     /// Target locks (templates), taken before the first step and held until the run ends:
     /// two runs, of any runbooks, that name the same lock never run at once.
     pub locks: Vec<String>,

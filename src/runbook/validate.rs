@@ -24,7 +24,7 @@ pub fn validate(runbook: &Runbook, diags: &mut Vec<Diagnostic>) -> Dag {
     check_secrets(runbook, diags);
     super::notify::check(runbook, diags);
     check_configs(runbook, diags);
-    crate::store::validate::check(runbook, diags);
+    super::stores::check(runbook, diags);
     crate::runbook::for_each::check(runbook, diags);
     check_objectives(runbook, diags);
     let ancestors = if cycles.is_empty() {

@@ -136,7 +136,7 @@ pub struct StepCx {
     pub base_dir: PathBuf,
     pub engines: Arc<Engines>,
     /// The runbook's object stores (and the secrets their steps read).
-    pub stores: Arc<crate::store::Stores>,
+    pub stores: Arc<crate::steps::store::Stores>,
     pub progress: Progress,
     /// Fires when the run is interrupted or the step times out.
     pub cancel: CancellationToken,

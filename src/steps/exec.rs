@@ -104,7 +104,7 @@ pub enum Output {
     Capture,
     File(OutputFile),
     /// Uploaded to an object store (`{object: STORE:KEY, compress, encrypt}`).
-    Object(crate::store::stream::OutputObject),
+    Object(crate::steps::store::stream::OutputObject),
 }
 
 /// A stream written to a file, published atomically when the step succeeds.
@@ -151,7 +151,7 @@ impl<'de> Deserialize<'de> for Output {
                 }
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Output, A::Error> {
-                crate::store::stream::decode_output(map)
+                crate::steps::store::stream::decode_output(map)
             }
         }
         d.deserialize_any(V)
@@ -164,7 +164,7 @@ impl JsonSchema for Output {
     }
     fn json_schema(g: &mut SchemaGenerator) -> Schema {
         let file = g.subschema_for::<OutputFile>();
-        let object = g.subschema_for::<crate::store::stream::OutputObject>();
+        let object = g.subschema_for::<crate::steps::store::stream::OutputObject>();
         json_schema!({
             "description": "`capture` (default; kept as an output, capped at 1 MiB), a file, or an object in a store.",
             "anyOf": [{"const": "capture"}, file, object]
@@ -295,7 +295,7 @@ fn stream_stores(stdin: Option<&Stdin>, stdout: &Output) -> Vec<String> {
     input
         .into_iter()
         .chain(output)
-        .filter_map(|a| crate::store::Address::parse(a).ok())
+        .filter_map(|a| crate::steps::store::Address::parse(a).ok())
         .map(|a| a.store)
         .collect()
 }

@@ -55,6 +55,7 @@ pub mod process;
 pub mod prune;
 pub mod runbook;
 pub mod sleep;
+pub mod store;
 pub mod transport;
 
 use crate::yaml::de::{DeError, from_node};

@@ -5,9 +5,9 @@ use super::exec::Compression;
 use super::{ConfigProblem, Step, StepType, Touches, plain};
 use crate::io::encrypt::{Identity, Recipients, recipient_problem};
 use crate::steps::cx::{Outputs, StepCx, StepError, StepResult};
-use crate::store::manifest::{self, Manifest};
-use crate::store::upload::{self, Transform, Written};
-use crate::store::{Address, Store};
+use crate::steps::store::manifest::{self, Manifest};
+use crate::steps::store::upload::{self, Transform, Written};
+use crate::steps::store::{Address, Store};
 use object_store::ObjectStoreExt as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -396,7 +396,7 @@ pub async fn run_get(cfg: &GetConfig, cx: &StepCx) -> StepResult {
     let m = require_manifest(&store, &key).await?;
     let identity = identity(cx, cfg.decrypt.as_ref())?;
     let decompress = if cfg.decompress { m.compression } else { None };
-    let fetching = crate::store::fetch::start(&store, &key, m);
+    let fetching = crate::steps::store::fetch::start(&store, &key, m);
     let dest: PathBuf = cx.path(&cfg.dest);
     let cancel = cx.cancel.clone();
     let task = tokio::task::spawn_blocking(move || -> Result<_, String> {

@@ -32,7 +32,7 @@ const DEPTH: usize = 4;
 pub enum Sink {
     Capture(TailBuffer),
     File(FileWriter),
-    Object(crate::store::stream::ObjectWriter),
+    Object(crate::steps::store::stream::ObjectWriter),
 }
 
 /// An output file being written on a blocking thread.
@@ -48,7 +48,9 @@ impl Sink {
             // Enough past the cap that a secret straddling it is masked before the cut.
             Output::Capture => Sink::Capture(TailBuffer::new(CAPTURE_LIMIT + cx.masker.longest())),
             Output::File(f) => Sink::File(FileWriter::start(f, cx)),
-            Output::Object(o) => Sink::Object(crate::store::stream::ObjectWriter::start(o, cx)),
+            Output::Object(o) => {
+                Sink::Object(crate::steps::store::stream::ObjectWriter::start(o, cx))
+            }
         }
     }
 
@@ -238,12 +240,12 @@ impl Feeder {
         writer: W,
     ) -> JoinHandle<Result<u64, String>> {
         if let Some(object) = &spec.object {
-            let input = crate::store::stream::InputObject {
+            let input = crate::steps::store::stream::InputObject {
                 object,
                 decrypt: spec.decrypt.as_ref(),
                 decompress: spec.decompress,
             };
-            return crate::store::stream::feed(&input, cx, writer);
+            return crate::steps::store::stream::feed(&input, cx, writer);
         }
         let identity = match super::object::identity(cx, spec.decrypt.as_ref()) {
             Ok(i) => i,
@@ -263,7 +265,7 @@ impl Feeder {
             let mut out = SyncIoBridge::new(writer);
             let mut input: Box<dyn Read + Send> = match (&file, text) {
                 (Some(path), _) => {
-                    crate::store::stream::open_file(path, decompress, identity.as_ref())?
+                    crate::steps::store::stream::open_file(path, decompress, identity.as_ref())?
                 }
                 (None, Some(t)) => Box::new(std::io::Cursor::new(t.into_bytes())),
                 (None, None) => Box::new(std::io::empty()),

@@ -114,7 +114,7 @@ impl Step for PruneConfig {
 /// Plan the prune and (unless `dry_run`) remove what the policy does not keep.
 pub async fn run(cfg: &PruneConfig, cx: &StepCx) -> StepResult {
     if let Some(target) = &cfg.store {
-        return crate::store::prune::run(cfg, target, cx).await;
+        return crate::steps::store::prune::run(cfg, target, cx).await;
     }
     let dir = cx.path(cfg.path.as_deref().unwrap_or_default());
     let time: TimeSource = cfg

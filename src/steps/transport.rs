@@ -40,9 +40,14 @@ fn chosen(cfg: &ContainerExecConfig) -> Transport {
     )
 }
 
-/// Whether the step moves a file's worth of data (`stdout: {file}`, `stdin: {file}`).
+/// Whether the step moves a file's worth of data (`stdout: {file}` or `{object}`, `stdin:
+/// {file}` or `{object}`).
 pub fn streams_a_file(cfg: &ContainerExecConfig) -> bool {
-    matches!(cfg.stdout, Output::File(_)) || cfg.stdin.as_ref().is_some_and(|s| s.file.is_some())
+    matches!(cfg.stdout, Output::File(_) | Output::Object(_))
+        || cfg
+            .stdin
+            .as_ref()
+            .is_some_and(|s| s.file.is_some() || s.object.is_some())
 }
 
 /// What `auto` becomes, and why, for an engine at `endpoint` (for `rb plan`, which may not

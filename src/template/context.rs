@@ -127,3 +127,25 @@ pub fn render_node(
     };
     Ok(Node::new(kind, node.span))
 }
+
+/// The hosts with `docker` rendered: it may name `params`, `vars` and `env` (`docker: "{{
+/// params.lost_site }}"`, so a drill can be pointed at any engine). A value that does not
+/// render stays as written (connecting then says why).
+pub fn rendered_hosts(
+    hosts: &BTreeMap<String, crate::docker::HostSpec>,
+    ctx: &minijinja::Value,
+) -> BTreeMap<String, crate::docker::HostSpec> {
+    let env = super::environment();
+    hosts
+        .iter()
+        .map(|(name, spec)| {
+            let mut spec = spec.clone();
+            if spec.docker.contains("{{")
+                && let Ok(r) = super::render(&env, &spec.docker, ctx.clone())
+            {
+                spec.docker = r;
+            }
+            (name.clone(), spec)
+        })
+        .collect()
+}

@@ -15,6 +15,40 @@ const UNGATED: &[(&str, &str, &str)] = &[
          dated directories are candidates, and `-p prune=false` turns it off",
     ),
     (
+        "backup/database.yaml",
+        "offsite_retention",
+        "cron, as `retention`; the newest (just uploaded) backup stays, objects without a          manifest are left alone, and `-p offsite_prune=false` turns it off",
+    ),
+    (
+        "backup/config.yaml",
+        "offsite_retention",
+        "cron, as `backup/database.yaml`'s `offsite_retention`: the newest upload stays, \
+         objects without a manifest are left alone, `-p offsite_prune=false` turns it off",
+    ),
+    (
+        "backup/source.yaml",
+        "offsite_retention",
+        "cron, as `backup/database.yaml`'s `offsite_retention`: the newest upload stays, \
+         objects without a manifest are left alone, `-p offsite_prune=false` turns it off",
+    ),
+    (
+        "backup/userdata.yaml",
+        "offsite_uploads_retention",
+        "cron, as `backup/database.yaml`'s `offsite_retention`: the newest upload stays, \
+         objects without a manifest are left alone, `-p offsite_prune=false` turns it off",
+    ),
+    (
+        "backup/userdata.yaml",
+        "offsite_rag_retention",
+        "cron, as `backup/database.yaml`'s `offsite_retention`: the newest upload stays, \
+         objects without a manifest are left alone, `-p offsite_prune=false` turns it off",
+    ),
+    (
+        "backup/database.yaml",
+        "offsite_globals_retention",
+        "cron, as `offsite_retention` (the roles files under the same policy)",
+    ),
+    (
         "restore/pitr.yaml",
         "remove_helper",
         "the helper container this run created",

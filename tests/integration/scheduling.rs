@@ -11,12 +11,6 @@ const UNITS: &str = "contrib/systemd";
 /// Where the units expect rb (rewritten to the binary under test: verify checks it exists).
 const INSTALLED: &str = "/usr/local/bin/rb";
 
-/// Runbooks the docs schedule that are not in this tree yet, and why.
-const NOT_YET: &[(&str, &str)] = &[(
-    "backup/wal-ship",
-    "the WAL shipping runbook lands with the off-site work (issue 15, item 2)",
-)];
-
 fn unit_text(name: &str) -> String {
     std::fs::read_to_string(repo().join(UNITS).join(name))
         .unwrap_or_else(|e| panic!("{UNITS}/{name}: {e}"))
@@ -156,9 +150,6 @@ fn each_timer_starts_a_shipped_service_and_each_scheduled_runbook_exists() {
     }
     for timer in documented_timers() {
         let runbook = unescape(instance_of(&timer));
-        if NOT_YET.iter().any(|(r, _)| *r == runbook) {
-            continue;
-        }
         let path = repo().join("runbooks").join(format!("{runbook}.yaml"));
         assert!(
             path.is_file(),

@@ -111,6 +111,9 @@ pub fn rendered(
             render(&mut spec.url);
             spec.endpoint.iter_mut().for_each(render);
             spec.region.iter_mut().for_each(render);
+            // An optional field given by a parameter left empty is not given.
+            spec.endpoint = spec.endpoint.take().filter(|e| !e.is_empty());
+            spec.region = spec.region.take().filter(|r| !r.is_empty());
             (name.clone(), spec)
         })
         .collect()

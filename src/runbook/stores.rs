@@ -1,8 +1,8 @@
 //! `rb validate` for stores: urls, the secrets credentials name, and the stores steps use.
 
-use super::spec::{Address, StoreUrl};
 use crate::runbook::diagnostic::{Diagnostic, suggest};
 use crate::runbook::model::Runbook;
+use crate::steps::store::spec::{Address, StoreUrl};
 
 /// Every problem with the runbook's `stores:` and the store addresses its steps name.
 pub fn check(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
@@ -15,8 +15,8 @@ pub fn check(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
                 .or(node)
                 .map_or((0, 0).into(), |n| n.span)
         };
-        if let Err(m) =
-            StoreUrl::parse(&spec.url).map_err(|m| (!super::spec::is_templated(spec)).then_some(m))
+        if let Err(m) = StoreUrl::parse(&spec.url)
+            .map_err(|m| (!crate::steps::store::spec::is_templated(spec)).then_some(m))
             && let Some(m) = m
         {
             diags.push(

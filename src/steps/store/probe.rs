@@ -1,21 +1,18 @@
 //! `rb plan --check` for stores: one read-only list request per store shows it is reachable,
 //! the credentials are accepted, the bucket exists and listing is allowed.
 
-use crate::plan::check::Probe;
-use crate::runbook::model::Runbook;
 use futures_util::StreamExt;
 use object_store::ObjectStore as _;
 
-/// One probe per store (nothing is written).
+/// One probe per store (nothing is written): the store's name, whether it answered, and what
+/// was found.
 pub async fn all(
-    runbook: &Runbook,
     stores: &std::collections::BTreeMap<String, super::StoreSpec>,
-) -> Vec<Probe> {
+    secrets: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, bool, String)> {
     if stores.is_empty() {
         return Vec::new();
     }
-    // Credentials are needed to ask; missing secrets are reported by the secret probes.
-    let secrets = crate::exec::secrets::read(runbook).unwrap_or_default();
     let mut out = Vec::new();
     for (name, spec) in stores {
         // A store given by a parameter left empty is not used by this run.
@@ -25,7 +22,7 @@ pub async fn all(
         // A probe answers quickly: a store that is down is not retried for minutes.
         let mut spec = spec.clone();
         spec.retry_timeout = Some(crate::duration::Dur(std::time::Duration::from_secs(5)));
-        let (ok, detail) = match super::client::connect(name, &spec, &secrets) {
+        let (ok, detail) = match super::client::connect(name, &spec, secrets) {
             Err(e) => (false, e),
             Ok(store) => {
                 let prefix = store.path("");
@@ -45,12 +42,7 @@ pub async fn all(
                 }
             }
         };
-        out.push(Probe {
-            kind: "store",
-            subject: name.clone(),
-            ok,
-            detail,
-        });
+        out.push((name.clone(), ok, detail));
     }
     out
 }

@@ -18,7 +18,6 @@ pub mod prune;
 pub mod spec;
 pub mod stream;
 pub mod upload;
-pub mod validate;
 
 pub use client::{Store, Stores};
 pub use spec::{Address, StoreSpec, StoreUrl};
