@@ -19,6 +19,7 @@ pub mod archive;
 pub mod atomic;
 pub mod bounded;
 pub mod checksum;
+pub mod commit;
 pub mod compress;
 pub mod digest;
 pub mod encrypt;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::mpsc;
 use std::task::{Context, Poll, ready};
-use tokio::io::{AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncWrite, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
 use tokio_util::sync::PollSender;
@@ -36,11 +36,7 @@ pub enum Sink {
 }
 
 /// An output file being written on a blocking thread.
-pub struct FileWriter {
-    pipe: ChunkPipe,
-    commit: mpsc::Sender<bool>,
-    task: JoinHandle<Result<FileDigest, String>>,
-}
+pub struct FileWriter(crate::io::commit::Committed<ChunkPipe, Result<FileDigest, String>>);
 
 impl Sink {
     pub fn new(output: &Output, cx: &StepCx) -> Self {
@@ -58,7 +54,7 @@ impl Sink {
     pub fn writer(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send) {
         match self {
             Sink::Capture(t) => t,
-            Sink::File(f) => &mut f.pipe,
+            Sink::File(f) => &mut f.0.pipe,
             Sink::Object(o) => o.writer(),
         }
     }
@@ -137,23 +133,13 @@ impl FileWriter {
                 Err(DISCARDED.into())
             }
         });
-        Self { pipe, commit, task }
+        Self(crate::io::commit::Committed::new(pipe, commit, task))
     }
 
     async fn finish(self, ok: bool) -> Result<Option<FileDigest>, StepError> {
-        let Self {
-            mut pipe,
-            commit,
-            task,
-        } = self;
-        if ok {
-            // Hands over the last partial chunk; fails only when the file thread already
-            // ended, whose own error is the one reported below.
-            let _ = pipe.shutdown().await;
-        }
-        drop(pipe);
-        let _ = commit.send(ok);
-        let result = task
+        let result = self
+            .0
+            .end(ok)
             .await
             .map_err(|e| StepError::failed(format!("output writer: {e}")))?;
         match result {

@@ -13,7 +13,7 @@ use crate::steps::object::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tokio::io::{AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncWrite, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
 
@@ -47,11 +47,9 @@ impl PartialEq for Encrypt {
 }
 
 /// An output being uploaded.
-pub struct ObjectWriter {
-    pipe: DuplexStream,
-    commit: std::sync::mpsc::Sender<bool>,
-    task: JoinHandle<Result<Option<Manifest>, StepError>>,
-}
+pub struct ObjectWriter(
+    crate::io::commit::Committed<DuplexStream, Result<Option<Manifest>, StepError>>,
+);
 
 impl ObjectWriter {
     /// Starts the upload; the process writes into [`ObjectWriter::writer`].
@@ -61,27 +59,19 @@ impl ObjectWriter {
         let spec = spec.clone();
         let cx = cx.clone();
         let task = tokio::spawn(async move { upload_stream(&spec, &cx, read, decision).await });
-        Self { pipe, commit, task }
+        Self(crate::io::commit::Committed::new(pipe, commit, task))
     }
 
     pub fn writer(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send) {
-        &mut self.pipe
+        &mut self.0.pipe
     }
 
     /// Ends the stream: completes the upload and writes the manifest when `ok`, else aborts
     /// it (nothing under the key). Adds the object's outputs.
     pub async fn finish(self, ok: bool, outputs: &mut Outputs) -> Result<(), StepError> {
-        let Self {
-            mut pipe,
-            commit,
-            task,
-        } = self;
-        if ok {
-            let _ = pipe.shutdown().await;
-        }
-        drop(pipe);
-        let _ = commit.send(ok);
-        let result = task
+        let result = self
+            .0
+            .end(ok)
             .await
             .map_err(|e| StepError::failed(format!("upload: {e}")))?;
         match result {
