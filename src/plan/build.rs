@@ -214,6 +214,9 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
     let group_of = group_of(&groups, runbook.steps.len());
     let mut errors = Vec::new();
     let mut steps = Vec::new();
+    // A host's `docker` may be a template of params (`{{ params.primary }}`): the transport
+    // shown is the one its rendered endpoint gets.
+    let hosts = crate::template::context::rendered_hosts(&runbook.hosts, &value);
     for i in dag.order() {
         let step = &runbook.steps[i];
         let (config, kind) = match render_step(step, &env, &value, &masker) {
@@ -224,7 +227,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
             }
         };
         let fingerprint = step.fingerprint(&config);
-        let config = crate::steps::transport::annotate(config, &kind, &runbook.hosts);
+        let config = crate::steps::transport::annotate(config, &kind, &hosts);
         steps.push(PlanStep {
             id: step.id().to_owned(),
             type_name: step.common.type_name.clone(),
@@ -278,7 +281,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
         locks,
         stores: crate::steps::store::spec::describe_all(&store_specs),
         store_specs,
-        host_specs: crate::template::context::rendered_hosts(&runbook.hosts, &value),
+        host_specs: hosts,
         notify: runbook.notify.iter().map(Notify::planned).collect(),
         missing_params: Vec::new(),
         gates: super::nested::attach(&mut steps, &runbook.base_dir()),

@@ -13,7 +13,7 @@
 use crate::runbook::diagnostic::Diagnostic;
 use crate::runbook::graph::{self, Dag};
 use crate::runbook::model::{Item, Runbook, Step};
-use crate::steps::common::ForEach;
+use crate::steps::common::{ForEach, MaxParallel};
 use crate::template::Context;
 use miette::SourceSpan;
 use minijinja::{Environment, Value};
@@ -31,6 +31,8 @@ const MAX_KEY_LEN: usize = 64;
 struct Items {
     keys: Vec<String>,
     values: Vec<Json>,
+    /// `max_parallel`, evaluated.
+    max_parallel: Option<usize>,
 }
 
 /// The id of a group's item: `dump[billing]`.
@@ -147,7 +149,7 @@ pub fn apply(runbook: &mut Runbook, dag: &mut Dag, ctx: &Context) -> Result<(), 
                 key: key.clone(),
                 index,
                 value: value.clone(),
-                max_parallel: step.common.max_parallel.map(std::num::NonZeroUsize::get),
+                max_parallel: group.max_parallel,
                 fail_fast: step.common.fail_fast.unwrap_or(false),
             }));
             steps.push(s);
@@ -188,9 +190,14 @@ fn groups(runbook: &Runbook, ctx: &Context) -> Result<Vec<Option<Items>>, Vec<Di
                     }
                 },
             };
-            items(s, &list, false)
+            let mut items = items(s, &list, false)
                 .map_err(|mut d| diags.append(&mut d))
-                .ok()
+                .ok()?;
+            match max_parallel(s, &env, &value) {
+                Ok(n) => items.max_parallel = n,
+                Err(d) => diags.push(d),
+            }
+            Some(items)
         })
         .collect();
     if diags.is_empty() {
@@ -219,6 +226,39 @@ fn eval(env: &Environment<'_>, text: &str, ctx: &Value) -> Result<Json, String> 
         ));
     }
     Ok(list)
+}
+
+/// A group's `max_parallel`: the number written, or its expression's value (1 or more).
+fn max_parallel(
+    step: &Step,
+    env: &Environment<'_>,
+    ctx: &Value,
+) -> Result<Option<usize>, Diagnostic> {
+    let text = match &step.common.max_parallel {
+        None => return Ok(None),
+        Some(MaxParallel::Count(n)) => return Ok(Some(n.get())),
+        Some(MaxParallel::Expression(text)) => text,
+    };
+    let value = env
+        .compile_expression(text)
+        .and_then(|e| e.eval(ctx.clone()))
+        .map_err(|e| format!("cannot evaluate `max_parallel: {text}`: {e}"))
+        .and_then(|v| {
+            // A param given on the command line is a string: `-p max_parallel=4`.
+            let n = v
+                .as_usize()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
+            n.filter(|n| *n > 0).ok_or_else(|| {
+                format!("`max_parallel: {text}` of step `{}` must give a number of 1 or more, found `{v}`", step.id())
+            })
+        });
+    value.map(Some).map_err(|message| {
+        let span = step
+            .node
+            .get("max_parallel")
+            .map_or(step.node.span, |n| n.span);
+        Diagnostic::new("rb::for-each", message).label(span, "here")
+    })
 }
 
 fn for_each_span(step: &Step) -> SourceSpan {
@@ -317,6 +357,7 @@ fn items(step: &Step, list: &Json, static_list: bool) -> Result<Items, Vec<Diagn
         Ok(Items {
             keys,
             values: list.clone(),
+            max_parallel: None,
         })
     } else {
         Err(diags)

@@ -70,8 +70,9 @@ pub struct StepCommon {
     /// With `for_each` over mappings: the field whose value forms each item's id
     /// (default `name`).
     pub item_key: Option<String>,
-    /// With `for_each`: at most this many items run at once (on top of `--jobs`).
-    pub max_parallel: Option<std::num::NonZeroUsize>,
+    /// With `for_each`: at most this many items run at once (on top of `--jobs`): a number,
+    /// or an expression over params and vars giving one (`params.max_parallel`).
+    pub max_parallel: Option<MaxParallel>,
     /// With `for_each`: `true` stops the run at the first failed item; `false` (the default)
     /// runs every other item and fails the run at the end.
     pub fail_fast: Option<bool>,
@@ -85,6 +86,64 @@ pub enum ForEach {
     Expression(String),
     /// The items themselves.
     List(Vec<serde_json::Value>),
+}
+
+/// `max_parallel`: a number, or an expression evaluated at plan time with the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum MaxParallel {
+    /// At most this many items at once.
+    Count(std::num::NonZeroUsize),
+    /// An expression over params and vars giving the count (`params.max_parallel`).
+    Expression(String),
+}
+
+impl<'de> Deserialize<'de> for MaxParallel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = MaxParallel;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a number of items (1 or more) or an expression such as `params.max_parallel`",
+                )
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<MaxParallel, E> {
+                usize::try_from(n)
+                    .ok()
+                    .and_then(std::num::NonZeroUsize::new)
+                    .map(MaxParallel::Count)
+                    .ok_or_else(|| E::custom("`max_parallel` must be 1 or more"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<MaxParallel, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom("`max_parallel` must be 1 or more"))
+                    .and_then(|n| self.visit_u64(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<MaxParallel, E> {
+                if let Ok(n) = s.trim().parse::<u64>() {
+                    return self.visit_u64(n);
+                }
+                Ok(MaxParallel::Expression(s.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for MaxParallel {
+    fn schema_name() -> Cow<'static, str> {
+        "MaxParallel".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "At most this many items at once: a number, or an expression over params and vars (`params.max_parallel`).",
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string"}
+            ]
+        })
+    }
 }
 
 /// The largest delay multiplier `retries.backoff` accepts (a delay still saturates, however

@@ -1,7 +1,7 @@
 //! `for_each` (docs/runbook-format.md, "Fleets"): one step over many items, expanded at plan
 //! time into `ID[KEY]` steps that run, fail, resume and report one by one.
 
-use crate::support::{Ran, Test, report_step, run_book};
+use crate::support::{Ran, Test, repo, report_step, run_book};
 use std::fmt::Write as _;
 
 /// `rb ARGS` in the test's directory, with this exit code.
@@ -152,6 +152,36 @@ steps:
     let t = Test::new().file("rb.yaml", text.replace("    max_parallel: 1\n", ""));
     let (ran, _) = run_book(&t, &["--jobs", "4"], &[]);
     assert_eq!(ran.code, 1, "{}", ran.stderr);
+}
+
+#[test]
+fn max_parallel_from_a_param() {
+    let text = r"version: 1
+name: bounded
+params:
+  n: { type: int, default: 1 }
+steps:
+  - id: work
+    for_each: [a, b, c, d]
+    max_parallel: params.n
+    type: exec
+    shell: 'mkdir held && sleep 0.2 && rmdir held'
+";
+    let t = Test::new().file("rb.yaml", text);
+    let (ran, report) = run_book(&t, &["--jobs", "4"], &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(status(&report, "work[d]"), "succeeded");
+    // The param decides: four at once collide on the directory.
+    let (ran, _) = run_book(&t, &["--jobs", "4", "-p", "n=4"], &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    let ran = rb_in(&t, &["plan", "rb.yaml", "-p", "n=0"], 2);
+    assert!(
+        ran.stderr
+            .contains("`max_parallel: params.n` of step `work` must give a number of 1 or more"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("[rb.yaml:8:19]"), "{}", ran.stderr);
 }
 
 #[test]
@@ -332,8 +362,37 @@ fn wait_pg(host: &str, name: &str) {
     }
 }
 
-#[test]
-fn a_fleet_of_postgres_containers_on_two_engines_with_one_broken() {
+/// `psql -c SQL` as postgres in a container.
+fn psql(host: &str, name: &str, sql: &str) {
+    let out = docker(
+        host,
+        &[
+            "exec",
+            "-e",
+            "PGPASSWORD=pw",
+            "-u",
+            "postgres",
+            name,
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Four databases on the two test engines (`billing`, `crm` on the first, `shop`, `hr` on
+/// the second), each in its own `PostgreSQL` container; `shop`'s database is not created.
+/// Returns the containers and the params file for `runbooks/backup/fleet.yaml`.
+fn four_databases(backups: &std::path::Path) -> (Fleet, String) {
     let engines = [
         env_or("DOCKER_HOST", "unix:///var/run/docker.sock"),
         env_or("RB_TEST_DOCKER2_HOST", "unix:///var/run/docker-rb2.sock"),
@@ -341,12 +400,17 @@ fn a_fleet_of_postgres_containers_on_two_engines_with_one_broken() {
     let image = env_or("RB_TEST_PG_IMAGE", "rb-test/postgres:15");
     let pid = std::process::id();
     let mut fleet = Fleet(Vec::new());
-    let mut items = String::from("databases:\n");
+    let mut params = format!(
+        "primary: \"{}\"\nsecondary: \"{}\"\nbackup_root: \"{}\"\ndatabases:\n",
+        engines[0],
+        engines[1],
+        backups.display()
+    );
     for (k, db) in ["billing", "shop", "crm", "hr"].iter().enumerate() {
         let (host, engine) = if k % 2 == 0 {
-            ("one", &engines[0])
+            ("primary", &engines[0])
         } else {
-            ("two", &engines[1])
+            ("secondary", &engines[1])
         };
         let name = format!("rbt-{pid}-fleet-{db}");
         fleet.0.push((engine.clone(), name.clone()));
@@ -368,72 +432,135 @@ fn a_fleet_of_postgres_containers_on_two_engines_with_one_broken() {
             String::from_utf8_lossy(&out.stderr)
         );
         writeln!(
-            items,
-            "  - {{ name: {db}, host: {host}, container: {name} }}"
+            params,
+            "  - {{ name: {db}, host: {host}, container: {name}, database: {db}, user: postgres }}"
         )
         .unwrap();
     }
-    for (engine, name) in &fleet.0 {
+    for (k, (engine, name)) in fleet.0.iter().enumerate() {
         wait_pg(engine, name);
+        let db = ["billing", "shop", "crm", "hr"][k];
+        if db != "shop" {
+            psql(engine, name, &format!("create database {db}"));
+        }
     }
-    // shop (on the second engine) is down when the backup runs.
-    let (shop_engine, shop) = fleet.0[1].clone();
-    assert!(docker(&shop_engine, &["stop", &shop]).status.success());
-    let text = format!(
-        r#"version: 1
-name: fleet
-hosts:
-  one: {{ docker: "{}" }}
-  two: {{ docker: "{}" }}
-params:
-  databases: {{ type: list, required: true }}
-steps:
-  - id: dump
-    for_each: params.databases
-    max_parallel: 2
-    type: container.exec
-    host: "{{{{ item.host }}}}"
-    container: "{{{{ item.container }}}}"
-    user: postgres
-    command: [pg_dump, -Fc, postgres]
-    stdout: {{ file: "out/{{{{ item.name }}}}.dump", checksum: sha256 }}
-  - id: verify
-    for_each: params.databases
-    needs: [dump]
-    type: exec
-    command: [test, -s, "out/{{{{ item.name }}}}.dump"]
-"#,
-        engines[0], engines[1]
-    );
-    let t = Test::new().file("rb.yaml", text).file("dbs.yaml", items);
-    let (ran, report) = run_book(&t, &["--params-file", "dbs.yaml"], &[]);
-    assert_eq!(ran.code, 1, "{}", ran.stderr);
-    assert_eq!(status(&report, "dump[shop]"), "failed");
-    assert!(ran.stderr.contains("dump[shop]") || ran.stdout.contains("dump[shop]"));
-    for db in ["billing", "crm", "hr"] {
-        assert_eq!(
-            status(&report, &format!("verify[{db}]")),
-            "succeeded",
-            "{db}"
-        );
-        assert!(t.path(&format!("out/{db}.dump")).exists(), "{db}");
-    }
-    assert!(!t.path("out/shop.dump").exists());
+    (fleet, params)
+}
 
-    assert!(docker(&shop_engine, &["start", &shop]).status.success());
-    wait_pg(&shop_engine, &shop);
-    let (ran, report) = run_book(&t, &["--params-file", "dbs.yaml", "--resume"], &[]);
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    for db in ["billing", "crm", "hr"] {
-        assert_eq!(
-            report_step(&report, &format!("dump[{db}]"))["reused"],
-            true,
-            "{db}"
-        );
+/// The dump file of a database in the backup root, with its bytes and modification time.
+fn dump_of(
+    backups: &std::path::Path,
+    db: &str,
+) -> (std::path::PathBuf, Vec<u8>, std::time::SystemTime) {
+    let mut found = Vec::new();
+    for day in std::fs::read_dir(backups.join(db)).unwrap() {
+        let day = day.unwrap().path();
+        if !day.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&day).unwrap() {
+            let f = f.unwrap().path();
+            if f.to_string_lossy().ends_with(".dump.zst") {
+                found.push(f);
+            }
+        }
     }
-    assert_eq!(report_step(&report, "dump[shop]")["reused"], false);
-    assert_eq!(status(&report, "verify[shop]"), "succeeded");
-    assert!(t.path("out/shop.dump").exists());
+    assert_eq!(found.len(), 1, "{db}: {found:?}");
+    let path = found.remove(0);
+    let bytes = std::fs::read(&path).unwrap();
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    (path, bytes, mtime)
+}
+
+/// The shipped `runbooks/backup/fleet.yaml` over four `PostgreSQL` containers on the two test
+/// engines, one of them broken (its database is missing): the others are backed up (dump
+/// verified, `SHA256SUMS`, catalog entry), the run fails naming `dump[shop]`; once the database
+/// exists, `--resume` backs up only shop and leaves the other dumps as they were.
+#[test]
+fn the_shipped_fleet_backup_over_two_engines_with_one_broken_database() {
+    let t = Test::new().file(
+        "rb.yaml",
+        std::fs::read_to_string(repo().join("runbooks/backup/fleet.yaml")).unwrap(),
+    );
+    let backups = t.path("backups");
+    let (fleet, params) = four_databases(&backups);
+    std::fs::write(t.path("fleet.params.yaml"), params).unwrap();
+    let args = ["--params-file", "fleet.params.yaml", "--jobs", "4"];
+    let env = [("PGPASSWORD", "pw")];
+    let (ran, report) = run_book(&t, &args, &env);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("dump[shop]"), "{}", ran.stderr);
+    assert_eq!(status(&report, "dump[shop]"), "failed");
+    let dump = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "dump")
+        .unwrap();
+    assert_eq!(dump["failed_items"], serde_json::json!(["shop"]), "{dump}");
+    assert_eq!(dump["succeeded"], 3, "{dump}");
+    assert_eq!(status(&report, "catalog[shop]"), "skipped");
+    let mut before = Vec::new();
+    for db in ["billing", "crm", "hr"] {
+        for step in [
+            "dump",
+            "roles",
+            "verify",
+            "checksums",
+            "catalog",
+            "retention",
+        ] {
+            assert_eq!(
+                status(&report, &format!("{step}[{db}]")),
+                "succeeded",
+                "{step}[{db}]"
+            );
+        }
+        let catalog = std::fs::read_to_string(backups.join(db).join("catalog.jsonl")).unwrap();
+        assert_eq!(catalog.lines().count(), 1, "{catalog}");
+        let (path, bytes, mtime) = dump_of(&backups, db);
+        // A custom-format dump, compressed: zstd's magic number.
+        assert_eq!(bytes[..4], [0x28, 0xb5, 0x2f, 0xfd], "{}", path.display());
+        assert!(path.with_file_name("SHA256SUMS").exists());
+        before.push((db, bytes, mtime));
+    }
+    assert!(!backups.join("shop").join("catalog.jsonl").exists());
+
+    let (engine, name) = fleet.0[1].clone();
+    psql(&engine, &name, "create database shop");
+    let resume = [&args[..], &["--resume"]].concat();
+    let (ran, report) = run_book(&t, &resume, &env);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    for (db, bytes, mtime) in before {
+        for step in ["dump", "verify", "catalog"] {
+            assert_eq!(
+                report_step(&report, &format!("{step}[{db}]"))["reused"],
+                true,
+                "{step}[{db}]"
+            );
+        }
+        let (_, now, modified) = dump_of(&backups, db);
+        assert!(
+            now == bytes && modified == mtime,
+            "{db}'s dump was written again"
+        );
+        let catalog = std::fs::read_to_string(backups.join(db).join("catalog.jsonl")).unwrap();
+        assert_eq!(catalog.lines().count(), 1, "{catalog}");
+    }
+    for step in ["dump", "verify", "checksums", "catalog"] {
+        let id = format!("{step}[shop]");
+        assert_eq!(report_step(&report, &id)["reused"], false, "{id}");
+        assert_eq!(status(&report, &id), "succeeded", "{id}");
+    }
+    let (_, bytes, _) = dump_of(&backups, "shop");
+    assert_eq!(bytes[..4], [0x28, 0xb5, 0x2f, 0xfd]);
+    assert!(
+        report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["failed"] == 0)
+    );
 }
 
 #[test]

@@ -49,6 +49,21 @@ const UNGATED: &[(&str, &str, &str)] = &[
         "cron, as `offsite_retention` (the roles files under the same policy)",
     ),
     (
+        "backup/fleet.yaml",
+        "retention",
+        "cron, as `backup/database.yaml`'s `retention`, per database of the fleet",
+    ),
+    (
+        "backup/fleet.yaml",
+        "offsite_retention",
+        "cron, as `backup/database.yaml`'s `offsite_retention`, per database of the fleet",
+    ),
+    (
+        "backup/fleet.yaml",
+        "offsite_globals_retention",
+        "cron, as `backup/database.yaml`'s `offsite_globals_retention`, per database",
+    ),
+    (
         "restore/pitr.yaml",
         "remove_helper",
         "the helper container this run created",

@@ -79,6 +79,10 @@ fn every_shipped_runbook_validates_and_plans() {
         if rel.ends_with("pitr.yaml") {
             args.extend(["-p", "target_time=2026-11-26T09:40:00.123456+00"]);
         }
+        // A fleet's list of databases: the example params file shipped beside it.
+        if rel.ends_with("backup/fleet.yaml") {
+            args.extend(["--params-file", "runbooks/backup/fleet.params.example.yaml"]);
+        }
         if rel.ends_with("restore/globals.yaml") {
             args.extend([
                 "-p",
@@ -102,7 +106,10 @@ pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let p = e.unwrap().path();
         if p.is_dir() {
             out.extend(walk(&p));
-        } else if p.extension().is_some_and(|x| x == "yaml") {
+        } else if p.extension().is_some_and(|x| x == "yaml")
+            // Params files (`fleet.params.example.yaml`) are not runbooks.
+            && !p.display().to_string().contains(".params.")
+        {
             out.push(p);
         }
     }
