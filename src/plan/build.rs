@@ -109,6 +109,9 @@ pub struct Plan {
     pub gates: Vec<String>,
     /// Step ids of each parallel group.
     pub groups: Vec<Vec<String>>,
+    /// The `for_each` groups: their items and each group's slowest item.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub for_each: Vec<super::fleet::PlanGroup>,
     pub critical_path: Vec<String>,
     pub critical_path_seconds: f64,
     /// Steps without an `estimate` (counted as zero).
@@ -285,6 +288,7 @@ pub fn build(runbook: &Runbook, dag: &Dag, ctx: &Context) -> Result<Plan, Vec<Di
         notify: runbook.notify.iter().map(Notify::planned).collect(),
         missing_params: Vec::new(),
         gates: super::nested::attach(&mut steps, &runbook.base_dir()),
+        for_each: super::fleet::groups(&steps, |s| s.estimate.map_or(0.0, Dur::secs)),
         groups: groups.iter().map(|g| ids(g)).collect(),
         critical_path: ids(&critical),
         critical_path_seconds: critical_secs,
@@ -387,6 +391,10 @@ pub fn apply_history(
     }
     plan.critical_path = on_path.iter().map(|s| (*s).to_owned()).collect();
     plan.critical_path_seconds = critical_secs;
+    plan.for_each = super::fleet::groups(&plan.steps, |s| {
+        s.history
+            .map_or_else(|| s.estimate.map_or(0.0, Dur::secs), |h| h.median_seconds)
+    });
     plan.unestimated = runbook
         .steps
         .iter()

@@ -4,5 +4,6 @@
 pub mod build;
 pub mod check;
 pub mod diff;
+pub mod fleet;
 pub mod nested;
 pub mod render;

@@ -176,6 +176,33 @@ fn text_head(o: &mut String, plan: &Plan) {
     }
 }
 
+/// The `for_each` groups: item count, the first keys and the slowest item by estimate.
+fn for_each_text(o: &mut String, plan: &Plan) {
+    if !plan.for_each.is_empty() {
+        let _ = writeln!(o, "\nfor_each groups:");
+        for g in &plan.for_each {
+            let keys = &g.items;
+            let more = keys.len().saturating_sub(SHOWN_KEYS);
+            let shown = keys[..keys.len().min(SHOWN_KEYS)].join(", ");
+            let tail = if more > 0 {
+                format!(", … {more} more")
+            } else {
+                String::new()
+            };
+            let slowest = match (&g.slowest_item, g.slowest_item_seconds) {
+                (Some(item), Some(secs)) => format!("; slowest: {item} ({})", human_secs(secs)),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                o,
+                "  {}: {} items ({shown}{tail}){slowest}",
+                g.group,
+                keys.len()
+            );
+        }
+    }
+}
+
 /// Plain text for a terminal.
 pub fn text(plan: &Plan) -> String {
     let mut o = String::new();
@@ -227,20 +254,7 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     gates_line(&mut o, plan);
-    let fleets = crate::runbook::for_each::groups_of(plan.steps.iter().map(|s| s.id.as_str()));
-    if !fleets.is_empty() {
-        let _ = writeln!(o, "\nfor_each groups:");
-        for (group, keys) in &fleets {
-            let more = keys.len().saturating_sub(SHOWN_KEYS);
-            let shown = keys[..keys.len().min(SHOWN_KEYS)].join(", ");
-            let tail = if more > 0 {
-                format!(", … {more} more")
-            } else {
-                String::new()
-            };
-            let _ = writeln!(o, "  {group}: {} items ({shown}{tail})", keys.len());
-        }
-    }
+    for_each_text(&mut o, plan);
     let _ = writeln!(o, "\nparallel groups:");
     for (g, ids) in plan.groups.iter().enumerate() {
         let _ = writeln!(o, "  {}: {}", g + 1, ids.join(", "));

@@ -311,6 +311,7 @@ pub fn render(r: &Report, history: &[Report]) -> String {
         );
     }
     out.push_str("</table>\n");
+    out.push_str(&super::groups::html(&r.groups));
     images_table(&mut out, r);
     if !r.artifacts.is_empty() {
         out.push_str("<h2>Artifacts</h2>\n<table id=\"artifacts\">\n<tr><th>File</th><th>Step</th><th>Size</th><th>SHA-256</th></tr>\n");

@@ -86,6 +86,7 @@ pub fn render(r: &Report) -> String {
             note
         );
     }
+    out.push_str(&super::groups::markdown(&r.groups));
     artifacts_and_failures(&mut out, r);
     if !r.gates.is_empty() {
         let _ = writeln!(out, "\n| Gate | Answer | By | Waited |\n|---|---|---|--:|");
