@@ -487,6 +487,7 @@ pub fn markdown(plan: &Plan) -> String {
         }
     }
     markdown_scripts(&mut o, plan);
+    markdown_for_each(&mut o, plan);
     if !plan.gates.is_empty() {
         let gates: Vec<String> = plan.gates.iter().map(|g| format!("`{g}`")).collect();
         let _ = writeln!(o, "\n**Gates** (`--approve ID`): {}", gates.join(", "));
@@ -514,6 +515,40 @@ pub fn markdown(plan: &Plan) -> String {
     }
     markdown_budget(&mut o, plan);
     o
+}
+
+/// The `for_each` groups of a Markdown plan: items and the slowest item by estimate.
+fn markdown_for_each(o: &mut String, plan: &Plan) {
+    if plan.for_each.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\n**`for_each` groups**\n\n| group | items | slowest item (chain) |\n|---|---|---|"
+    );
+    for g in &plan.for_each {
+        let more = g.items.len().saturating_sub(SHOWN_KEYS);
+        let mut keys: Vec<String> = g
+            .items
+            .iter()
+            .take(SHOWN_KEYS)
+            .map(|k| format!("`{k}`"))
+            .collect();
+        if more > 0 {
+            keys.push(format!("… {more} more"));
+        }
+        let slowest = match (&g.slowest_item, g.slowest_item_seconds) {
+            (Some(item), Some(secs)) => format!("`{item}` ({})", human_secs(secs)),
+            _ => "—".to_owned(),
+        };
+        let _ = writeln!(
+            o,
+            "| `{}` | {}: {} | {slowest} |",
+            g.group,
+            g.items.len(),
+            keys.join(", ")
+        );
+    }
 }
 
 /// The budget, milestones, predicted finish and warning of a Markdown plan.

@@ -806,15 +806,7 @@ fn the_shipped_fleet_runbook_validates_and_plans_with_its_example_params() {
     // the critical path.
     assert_eq!(dump["slowest_item"], "billing");
     assert_eq!(dump["slowest_item_seconds"], plan["critical_path_seconds"]);
-    let step = |id: &str| {
-        plan["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let step = |id: &str| report_step(&plan, id).clone();
     assert_eq!(step("dump[shop]")["config"]["host"], "secondary");
     assert_eq!(
         step("dump[hr]")["config"]["command"][4],
@@ -825,6 +817,23 @@ fn the_shipped_fleet_runbook_validates_and_plans_with_its_example_params() {
     assert_eq!(
         step("dump[shop]")["config"]["transport"],
         "auto (engine: `tcp://db2.internal:2376` is not local)"
+    );
+    let ran = Test::new()
+        .cwd(&repo())
+        .args([
+            "plan",
+            book,
+            "--params-file",
+            "runbooks/backup/fleet.params.example.yaml",
+            "--format",
+            "markdown",
+        ])
+        .expect(0);
+    assert!(
+        ran.stdout
+            .contains("| `dump` | 4: `billing`, `shop`, `crm`, `hr` | `billing` (30m 14s) |"),
+        "{}",
+        ran.stdout
     );
     // Without the list, the plan says which param to give.
     let ran = Test::new().cwd(&repo()).args(["plan", book]).expect(2);
