@@ -415,22 +415,45 @@ pub fn check(runbook: &Runbook, diags: &mut Vec<Diagnostic>) {
                 }
             }
             Some(ForEach::Expression(text)) => {
-                check_expression(&env, step, text, diags);
+                check_expression(&env, step, "for_each", text, diags);
             }
+        }
+        if step.common.for_each.is_some()
+            && let Some(MaxParallel::Expression(text)) = &step.common.max_parallel
+        {
+            check_expression(&env, step, "max_parallel", text, diags);
         }
     }
 }
 
-fn check_expression(env: &Environment<'_>, step: &Step, text: &str, diags: &mut Vec<Diagnostic>) {
-    let at = for_each_span(step);
+/// A `for_each` or `max_parallel` expression (`key`): it parses and reads only params and vars.
+fn check_expression(
+    env: &Environment<'_>,
+    step: &Step,
+    key: &str,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let at = step.node.get(key).map_or(step.node.span, |n| n.span);
+    let (what, help) = if key == "for_each" {
+        (
+            "the list is expanded",
+            "name a list: `params.databases`, `vars.targets`, or write the list",
+        )
+    } else {
+        (
+            "it is evaluated",
+            "name a number: `params.max_parallel`, or write it",
+        )
+    };
     match crate::template::expression_references(env, text) {
         Err(_) => diags.push(
             Diagnostic::new(
                 "rb::for-each",
-                format!("`for_each: {text}` is not an expression"),
+                format!("`{key}: {text}` is not an expression"),
             )
             .label(at, "here")
-            .help("name a list: `params.databases`, `vars.targets`, or write the list"),
+            .help(help),
         ),
         Ok(refs) => {
             for name in refs {
@@ -440,8 +463,8 @@ fn check_expression(env: &Environment<'_>, step: &Step, text: &str, diags: &mut 
                         Diagnostic::new(
                             "rb::for-each",
                             format!(
-                                "`for_each` of step `{}` reads `{name}`: the list is expanded \
-                                 before any step runs, from params and vars only",
+                                "`{key}` of step `{}` reads `{name}`: {what} before any step \
+                                 runs, from params and vars only",
                                 step.id()
                             ),
                         )

@@ -179,6 +179,20 @@ steps:
     // The param decides: four at once collide on the directory.
     let (ran, _) = run_book(&t, &["--jobs", "4", "-p", "n=4"], &[]);
     assert_eq!(ran.code, 1, "{}", ran.stderr);
+    // `rb validate` already refuses what cannot give a number before any step runs.
+    let bad = text.replace(
+        "max_parallel: params.n",
+        "max_parallel: steps.prep.outputs.n",
+    );
+    let bad = Test::new().file("rb.yaml", bad);
+    let ran = rb_in(&bad, &["validate", "rb.yaml"], 2);
+    assert!(
+        ran.stderr.contains(
+            "`max_parallel` of step `work` reads `steps.prep.outputs.n`: it is evaluated before"
+        ),
+        "{}",
+        ran.stderr
+    );
     let ran = rb_in(&t, &["plan", "rb.yaml", "-p", "n=0"], 2);
     assert!(
         ran.stderr
