@@ -466,29 +466,66 @@ fn four_databases(backups: &std::path::Path) -> (Fleet, String) {
     (fleet, params)
 }
 
-/// The dump file of a database in the backup root, with its bytes and modification time.
-fn dump_of(
-    backups: &std::path::Path,
-    db: &str,
-) -> (std::path::PathBuf, Vec<u8>, std::time::SystemTime) {
-    let mut found = Vec::new();
-    for day in std::fs::read_dir(backups.join(db)).unwrap() {
-        let day = day.unwrap().path();
-        if !day.is_dir() {
-            continue;
-        }
-        for f in std::fs::read_dir(&day).unwrap() {
-            let f = f.unwrap().path();
-            if f.to_string_lossy().ends_with(".dump.zst") {
-                found.push(f);
+/// The one dump file (`*.dump.zst`) under `dir`, at any depth, with its bytes and
+/// modification time.
+fn dump_of(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>, std::time::SystemTime) {
+    fn walk(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, found);
+            } else if p.to_string_lossy().ends_with(".dump.zst") {
+                found.push(p);
             }
         }
     }
-    assert_eq!(found.len(), 1, "{db}: {found:?}");
+    let mut found = Vec::new();
+    walk(dir, &mut found);
+    assert_eq!(found.len(), 1, "{}: {found:?}", dir.display());
     let path = found.remove(0);
     let bytes = std::fs::read(&path).unwrap();
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
     (path, bytes, mtime)
+}
+
+/// The first night's items other than shop, each backed up (every step succeeded, the dump
+/// compressed beside its `SHA256SUMS`, one catalog line, the same bytes off-site): their
+/// dumps' bytes and modification times.
+fn backed_up(
+    report: &serde_json::Value,
+    backups: &std::path::Path,
+    offsite: &std::path::Path,
+) -> Vec<(&'static str, Vec<u8>, std::time::SystemTime)> {
+    let mut before = Vec::new();
+    for db in ["billing", "crm", "hr"] {
+        for step in [
+            "dump",
+            "roles",
+            "verify",
+            "checksums",
+            "catalog",
+            "retention",
+            "offsite_dump",
+            "offsite_globals",
+            "offsite_retention",
+        ] {
+            assert_eq!(
+                status(report, &format!("{step}[{db}]")),
+                "succeeded",
+                "{step}[{db}]"
+            );
+        }
+        let catalog = std::fs::read_to_string(backups.join(db).join("catalog.jsonl")).unwrap();
+        assert_eq!(catalog.lines().count(), 1, "{catalog}");
+        let (path, bytes, mtime) = dump_of(&backups.join(db));
+        // A custom-format dump, compressed: zstd's magic number.
+        assert_eq!(bytes[..4], [0x28, 0xb5, 0x2f, 0xfd], "{}", path.display());
+        assert!(path.with_file_name("SHA256SUMS").exists());
+        let (_, copy, _) = dump_of(&offsite.join("db").join(db).join("dumps"));
+        assert!(copy == bytes, "{db}: the off-site copy differs");
+        before.push((db, bytes, mtime));
+    }
+    before
 }
 
 /// The shipped `runbooks/backup/fleet.yaml` over four `PostgreSQL` containers on the two test
@@ -503,6 +540,9 @@ fn the_shipped_fleet_backup_over_two_engines_with_one_broken_database() {
     );
     let backups = t.path("backups");
     let (fleet, params) = four_databases(&backups);
+    // Off-site to a directory store (`file://`): each verified dump is copied there.
+    let offsite = t.path("offsite");
+    let params = format!("{params}store: \"file://{}\"\n", offsite.display());
     std::fs::write(t.path("fleet.params.yaml"), params).unwrap();
     let args = ["--params-file", "fleet.params.yaml", "--jobs", "4"];
     let env = [("PGPASSWORD", "pw")];
@@ -519,31 +559,22 @@ fn the_shipped_fleet_backup_over_two_engines_with_one_broken_database() {
     assert_eq!(dump["failed_items"], serde_json::json!(["shop"]), "{dump}");
     assert_eq!(dump["succeeded"], 3, "{dump}");
     assert_eq!(status(&report, "catalog[shop]"), "skipped");
-    let mut before = Vec::new();
-    for db in ["billing", "crm", "hr"] {
-        for step in [
-            "dump",
-            "roles",
-            "verify",
-            "checksums",
-            "catalog",
-            "retention",
-        ] {
-            assert_eq!(
-                status(&report, &format!("{step}[{db}]")),
-                "succeeded",
-                "{step}[{db}]"
-            );
-        }
-        let catalog = std::fs::read_to_string(backups.join(db).join("catalog.jsonl")).unwrap();
-        assert_eq!(catalog.lines().count(), 1, "{catalog}");
-        let (path, bytes, mtime) = dump_of(&backups, db);
-        // A custom-format dump, compressed: zstd's magic number.
-        assert_eq!(bytes[..4], [0x28, 0xb5, 0x2f, 0xfd], "{}", path.display());
-        assert!(path.with_file_name("SHA256SUMS").exists());
-        before.push((db, bytes, mtime));
-    }
+    let before = backed_up(&report, &backups, &offsite);
     assert!(!backups.join("shop").join("catalog.jsonl").exists());
+    assert!(!offsite.join("db").join("shop").exists());
+    // `rb status` judges each database: shop was never backed up.
+    let ran = rb_in(&t, &["status", "--state-dir", "state"], 1);
+    assert!(
+        ran.stderr
+            .contains("item `shop` of `backup-fleet` was never backed up successfully"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stdout.contains("backup-fleet[billing]"),
+        "{}",
+        ran.stdout
+    );
 
     let (engine, name) = fleet.0[1].clone();
     psql(&engine, &name, "create database shop");
@@ -558,7 +589,7 @@ fn the_shipped_fleet_backup_over_two_engines_with_one_broken_database() {
                 "{step}[{db}]"
             );
         }
-        let (_, now, modified) = dump_of(&backups, db);
+        let (_, now, modified) = dump_of(&backups.join(db));
         assert!(
             now == bytes && modified == mtime,
             "{db}'s dump was written again"
@@ -566,13 +597,16 @@ fn the_shipped_fleet_backup_over_two_engines_with_one_broken_database() {
         let catalog = std::fs::read_to_string(backups.join(db).join("catalog.jsonl")).unwrap();
         assert_eq!(catalog.lines().count(), 1, "{catalog}");
     }
-    for step in ["dump", "verify", "checksums", "catalog"] {
+    for step in ["dump", "verify", "checksums", "catalog", "offsite_dump"] {
         let id = format!("{step}[shop]");
         assert_eq!(report_step(&report, &id)["reused"], false, "{id}");
         assert_eq!(status(&report, &id), "succeeded", "{id}");
     }
-    let (_, bytes, _) = dump_of(&backups, "shop");
+    let (_, bytes, _) = dump_of(&backups.join("shop"));
     assert_eq!(bytes[..4], [0x28, 0xb5, 0x2f, 0xfd]);
+    let (_, copy, _) = dump_of(&offsite.join("db").join("shop").join("dumps"));
+    assert!(copy == bytes, "shop: the off-site copy differs");
+    rb_in(&t, &["status", "--state-dir", "state"], 0);
     assert!(
         report["groups"]
             .as_array()
