@@ -1,10 +1,10 @@
 //! SIGINT, SIGTERM and SIGHUP during `rb run`: the first cancels the run, the second stops
 //! everything at once, and neither leaves a process a step started behind.
 
-use super::run::Sinks;
 use crate::docker::StoppedExec;
 use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
 use crate::exit_code;
+use crate::report::reporter::Sinks;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
