@@ -245,3 +245,104 @@ fn sha256_file(path: &Path) -> String {
         .map(|b| hex::encode(Sha256::digest(&b)))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Basis, Wanted};
+    use crate::event::{EventKind, RunEvent, RunOutcome};
+    use crate::journal::Journal;
+    use chrono::{TimeZone, Utc};
+    use std::path::Path;
+
+    /// A run of runbook `b` journaled in `state`, started at `secs`, ended with `outcome`
+    /// (or unfinished).
+    fn journal_run(state: &Path, id: &str, secs: i64, outcome: Option<RunOutcome>) {
+        let at = Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap();
+        let mut j = Journal::open(&state.join("runs").join(id)).unwrap();
+        let mut params = serde_json::Map::new();
+        params.insert("db".into(), "app".into());
+        j.append(&RunEvent {
+            at,
+            kind: EventKind::RunStarted {
+                version: 1,
+                run_id: id.into(),
+                runbook: "b".into(),
+                file: "b.yaml".into(),
+                file_sha256: String::new(),
+                now: at,
+                params,
+                vars: serde_json::Map::new(),
+                secrets: Vec::new(),
+                rto_seconds: None,
+                rpo_seconds: None,
+                resumed: false,
+                derived_from: None,
+                pid: 1,
+                steps: Vec::new(),
+                milestones: Vec::new(),
+                restore_point: None,
+            },
+        })
+        .unwrap();
+        if let Some(outcome) = outcome {
+            j.append(&RunEvent {
+                at,
+                kind: EventKind::RunFinished {
+                    outcome,
+                    duration_seconds: 1.0,
+                    gate_wait_seconds: 0.0,
+                },
+            })
+            .unwrap();
+        }
+    }
+
+    fn find(state: &Path, resume: Option<&str>, selecting: bool) -> Result<Basis, String> {
+        Basis::find(Wanted { resume, selecting }, state, "b")
+    }
+
+    fn id(b: &Basis) -> (&'static str, Option<&str>) {
+        match b {
+            Basis::Fresh => ("fresh", None),
+            Basis::Resume(r) => ("resume", Some(&r.run_id)),
+            Basis::Derived(r) => ("derived", Some(&r.run_id)),
+        }
+    }
+
+    #[test]
+    fn a_run_resumes_the_newest_unfinished_run_and_never_a_finished_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path();
+        assert_eq!(id(&find(state, None, false).unwrap()), ("fresh", None));
+        let none = find(state, Some(""), false).unwrap_err();
+        assert!(
+            none.contains("no unfinished run of `b` to resume"),
+            "{none}"
+        );
+        journal_run(state, "r1", 0, Some(RunOutcome::Failed));
+        journal_run(state, "r2", 10, Some(RunOutcome::Succeeded));
+        journal_run(state, "r3", 20, None);
+        let b = find(state, Some(""), false).unwrap();
+        assert_eq!(id(&b), ("resume", Some("r3")));
+        assert_eq!(b.run_id(), "r3");
+        let (now, params) = b.earlier_params().unwrap();
+        assert!(now.starts_with("2023-11-14T22:13:40"), "{now}");
+        assert_eq!(params, ["db=app"]);
+        assert_eq!(
+            id(&find(state, Some("r1"), false).unwrap()),
+            ("resume", Some("r1"))
+        );
+        let kept = find(state, Some("r2"), false).unwrap_err();
+        assert!(
+            kept.contains("already succeeded and is kept as it is"),
+            "{kept}"
+        );
+        let missing = find(state, Some("r9"), false).unwrap_err();
+        assert!(missing.contains("no run `r9` of `b`"), "{missing}");
+        // `--from`/`--only` in a new run: the steps of the newest successful run.
+        let derived = find(state, None, true).unwrap();
+        assert_eq!(id(&derived), ("derived", Some("r2")));
+        assert!(derived.resumed().is_none() && derived.earlier_params().is_none());
+        assert_ne!(derived.run_id(), "r2");
+    }
+}

@@ -300,3 +300,35 @@ fn spawn_ticker(sinks: Arc<Mutex<Sinks>>) -> JoinHandle<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::pending_gates;
+    use crate::event::{EventKind, RunEvent};
+
+    fn asked(step: &str) -> RunEvent {
+        RunEvent::now(EventKind::GateRequested {
+            step: step.into(),
+            message: "go?".into(),
+        })
+    }
+
+    #[test]
+    fn the_pending_gates_are_those_asked_and_not_answered() {
+        let answered = RunEvent::now(EventKind::GateAnswered {
+            step: "a".into(),
+            approved: true,
+            by: "me".into(),
+            waited_seconds: 1.0,
+        });
+        let events = [
+            asked("a"),
+            asked("sub/b"),
+            asked("sub/b"),
+            answered,
+            asked("c"),
+        ];
+        assert_eq!(pending_gates(&events), ["sub/b", "c"]);
+        assert!(pending_gates(&events[..0]).is_empty());
+    }
+}
