@@ -258,18 +258,35 @@ pub struct Sinks {
     journal: Journal,
     terminal: Terminal,
     /// This attempt's events so far (without progress).
-    pub(crate) events: Vec<RunEvent>,
+    events: Vec<RunEvent>,
     failed_write: Option<String>,
     /// Cancels the run: a run whose journal cannot be written starts no further step (it
     /// could neither be resumed nor reported), and runs its `always` steps.
     stop: CancellationToken,
     /// While a second interrupt stops everything, events are held here: a step whose
     /// process it kills must be journaled as stopped by it, not as failed with code 143.
-    pub(crate) held: Option<Vec<RunEvent>>,
+    held: Option<Vec<RunEvent>>,
 }
 
 impl Sinks {
-    pub(crate) fn event(&mut self, e: RunEvent) {
+    /// This attempt's events so far (without progress): its `RunStarted` first.
+    pub fn events(&self) -> &[RunEvent] {
+        &self.events
+    }
+
+    /// Hold the events from now on instead of passing them on (a second interrupt is
+    /// stopping everything).
+    pub fn hold(&mut self) {
+        self.held = Some(Vec::new());
+    }
+
+    /// Pass events on again, and return those held meanwhile.
+    pub fn release(&mut self) -> Vec<RunEvent> {
+        self.held.take().unwrap_or_default()
+    }
+
+    /// Journal, then show `e` (or hold it).
+    pub fn event(&mut self, e: RunEvent) {
         if let Some(held) = &mut self.held {
             held.push(e);
             return;
