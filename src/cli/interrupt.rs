@@ -1,10 +1,10 @@
 //! SIGINT, SIGTERM and SIGHUP during `rb run`: the first cancels the run, the second stops
 //! everything at once, and neither leaves a process a step started behind.
 
-use super::run::Sinks;
 use crate::docker::StoppedExec;
 use crate::event::{EventKind, Outcome, RunEvent, RunOutcome};
 use crate::exit_code;
+use crate::report::reporter::Sinks;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -56,7 +56,7 @@ const HARD_STOP_WITHIN: Duration = Duration::from_secs(10);
 /// whether its container process was stopped), and the run as interrupted.
 async fn hard_stop(sinks: &Mutex<Sinks>) {
     if let Ok(mut s) = sinks.lock() {
-        s.held = Some(Vec::new());
+        s.hold();
     }
     let mut stopped = Vec::new();
     for round in 0..2 {
@@ -70,12 +70,12 @@ async fn hard_stop(sinks: &Mutex<Sinks>) {
     let Ok(mut s) = sinks.lock() else {
         return;
     };
-    let held = s.held.take().unwrap_or_default();
-    for e in finish_events(&s.events, held, &stopped) {
+    let held = s.release();
+    for e in finish_events(s.events(), held, &stopped) {
         s.event(e);
     }
     // This attempt's time so far: its `RunStarted` is the first event.
-    let duration_seconds = s.events.first().map_or(0.0, |e| {
+    let duration_seconds = s.events().first().map_or(0.0, |e| {
         (Utc::now() - e.at).num_milliseconds() as f64 / 1000.0
     });
     s.event(RunEvent::now(EventKind::RunFinished {

@@ -1,20 +1,22 @@
-//! `rb run FILE`: run (or resume) a runbook.
+//! `rb run FILE`: run (or resume) a runbook. Wiring only, in order: prepare the run (what it
+//! starts from: [`crate::journal::basis`]), take its locks, start the [`Reporter`] (the
+//! journal, the terminal, notifications, reports), run the executor, finish, exit code.
+
+mod select;
 
 use super::ParamArgs;
-use super::diagnostics::{load_valid, prepare};
-use crate::event::{EventKind, PlannedMilestone, PlannedStep, RunEvent, RunOutcome};
-use crate::exec::executor::{self, Request};
+use super::diagnostics::{Prepared, load_valid, prepare};
+use crate::event::RunOutcome;
+use crate::exec::executor::{self, Request, Resume};
 use crate::exec::lock::{RunLock, TargetLock};
 use crate::exec::state;
 use crate::exit_code;
-use crate::journal::{self, Journal, RunRecord};
-use crate::report::terminal::Terminal;
-use crate::report::{self, Format, model};
+use crate::journal::basis::{self, Basis, Wanted};
+use crate::report::Format;
+use crate::report::reporter::{self, Ended, Reporter};
 use crate::template::Mode;
-use sha2::{Digest, Sha256};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
@@ -105,209 +107,99 @@ pub fn run(args: &Args) -> u8 {
     code
 }
 
-fn sha256_file(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| hex::encode(Sha256::digest(&b)))
-        .unwrap_or_default()
-}
-
-/// What a run starts from: nothing, an unfinished run it continues (`--resume`), or a
-/// finished run whose steps it takes (`--from`/`--only` after it finished: a new run).
-enum Basis {
-    Fresh,
-    Resume(RunRecord),
-    Derived(RunRecord),
-}
-
-impl Basis {
-    fn record(&self) -> Option<&RunRecord> {
-        match self {
-            Basis::Fresh => None,
-            Basis::Resume(r) | Basis::Derived(r) => Some(r),
-        }
-    }
-}
-
-/// Find what the run starts from. A finished run is never continued: its journal and
-/// reports are the evidence of what happened.
-fn find_basis(args: &Args, state: &Path, name: &str) -> Result<Basis, String> {
-    let selecting = args.from.is_some() || args.only.is_some();
-    if args.resume.is_none() && !selecting {
-        return Ok(Basis::Fresh);
-    }
-    let runs = journal::runs(state, Some(name)).map_err(|e| format!("cannot read runs: {e}"))?;
-    let newest_success = || runs.iter().rev().find(|r| r.succeeded()).cloned();
-    match args.resume.as_deref() {
-        Some("") => {
-            if let Some(r) = runs.iter().rev().find(|r| !r.succeeded()) {
-                return Ok(Basis::Resume(r.clone()));
-            }
-            match newest_success() {
-                Some(r) if selecting => {
-                    eprintln!(
-                        "run `{}` of `{name}` finished and stays as it is; a new run takes its steps",
-                        r.run_id
-                    );
-                    Ok(Basis::Derived(r))
-                }
-                _ => Err(format!(
-                    "no unfinished run of `{name}` to resume in `{}`",
-                    state.display()
-                )),
-            }
-        }
-        Some(wanted) => {
-            let r = runs
-                .iter()
-                .find(|r| r.run_id == wanted)
-                .ok_or_else(|| format!("no run `{wanted}` of `{name}` in `{}`", state.display()))?;
-            if r.succeeded() {
-                return Err(format!(
-                    "run `{wanted}` of `{name}` already succeeded and is kept as it is; to run \
-                     steps again in a new run that takes the others from it, give `--from STEP` \
-                     or `--only STEP` without `--resume`"
-                ));
-            }
-            Ok(Basis::Resume(r.clone()))
-        }
-        None => Ok(newest_success().map_or(Basis::Fresh, Basis::Derived)),
-    }
-}
-
-/// `--approve`, `--from` and `--only` name steps the run can reach (sub-runbooks' included);
-/// `--approve` names a gate. Checked before anything runs.
-fn check_selected_ids(args: &Args, p: &super::Prepared) -> Result<(), String> {
-    let all = crate::plan::nested::all_ids(&p.plan.steps);
-    let known = |id: &str| all.iter().any(|(k, _)| k == id);
-    let name = &p.runbook.name;
-    for id in args.from.iter().chain(args.only.iter()) {
-        if !known(id) {
-            let ids: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
-            return Err(format!(
-                "no step `{id}` in `{name}`; {}",
-                crate::runbook::diagnostic::suggest(id, &ids, "step ids")
-            ));
-        }
-    }
-    for id in &args.approve {
-        if all.iter().any(|(k, gate)| k == id && *gate) {
-            continue;
-        }
-        let gates = if p.plan.gates.is_empty() {
-            "it has no gates".to_owned()
-        } else {
-            format!(
-                "its gates: {}",
-                p.plan
-                    .gates
-                    .iter()
-                    .map(|g| format!("`{g}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let what = if known(id) {
-            "is not a gate"
-        } else {
-            "is not a step"
-        };
-        return Err(format!(
-            "`--approve {id}`: `{id}` {what} of `{name}`; {gates}"
-        ));
-    }
-    Ok(())
-}
-
-/// `--only` in a new run: the selected steps' needs must come from the run it derives from.
-fn check_only_needs(
-    p: &super::Prepared,
-    basis: &Basis,
-    earlier: &executor::Resume,
-    only: &str,
-) -> Result<(), String> {
-    let Some(i) = p.runbook.steps.iter().position(|s| s.id() == only) else {
-        return Ok(()); // a sub-runbook's step: its parent runs, the sub-runbook checks the rest
-    };
-    let missing: Vec<String> = p.dag.needs[i]
-        .iter()
-        .map(|&j| p.runbook.steps[j].id().to_owned())
-        .filter(|id| !earlier.done.contains_key(id))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
-    Err(match basis.record() {
-        Some(r) => format!(
-            "`--only {only}` needs {}, which did not succeed in run `{}`; run them too (`--from`) or the whole runbook",
-            list.join(", "),
-            r.run_id
-        ),
-        None => format!(
-            "`--only {only}` needs {}, and no earlier successful run of `{}` has them; run the whole runbook first",
-            list.join(", "),
-            p.runbook.name
-        ),
-    })
-}
-
-#[expect(
-    clippy::too_many_lines,
-    reason = "the one place that wires a run together, in order"
-)]
 async fn run_async(args: &Args) -> u8 {
     let state = state::state_dir(args.state_dir.as_deref());
-    let Some((runbook, _)) = load_valid(&args.file) else {
-        return exit_code::INVALID;
+    let Ready {
+        basis,
+        run_id,
+        prepared,
+        resume,
+    } = match ready(args, &state) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
-    let basis = match find_basis(args, &state, &runbook.name) {
-        Ok(b) => b,
+    let _locks = match take_locks(args, &state, &prepared, &run_id) {
+        Ok(l) => l,
         Err(msg) => {
             eprintln!("error: {msg}");
-            return exit_code::INVALID;
+            return exit_code::STEP_FAILED;
         }
     };
-    let resumed = match &basis {
-        Basis::Resume(r) => Some(r),
-        _ => None,
+    let interrupt = CancellationToken::new();
+    let start = basis::started(
+        &args.file,
+        &run_id,
+        &basis,
+        &prepared.runbook,
+        &prepared.ctx,
+        &prepared.plan,
+    );
+    let setup = reporter_setup(args, &state, &run_id, &basis, &prepared, interrupt.clone());
+    let mut reporter = match Reporter::start(setup, start) {
+        Ok(r) => r,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return exit_code::STEP_FAILED;
+        }
     };
-    // On resume, `now` and the params come from the journal so names stay the same: those of
-    // the newest attempt, so that a value corrected with `-p` on one `--resume` stays for the
-    // next. A `-p` given now wins over the journal's.
+    super::interrupt::spawn_signal_handler(interrupt.clone(), reporter.sinks());
+    let request = Request {
+        runbook: std::sync::Arc::new(prepared.runbook.clone()),
+        dag: prepared.dag.clone(),
+        ctx: prepared.ctx.clone(),
+        jobs: args.jobs,
+        resume,
+        approvals: args.approve.clone(),
+        approver: args.approver.clone().unwrap_or_else(default_approver),
+        interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        resumed: basis.resumed().is_some(),
+        interrupt,
+    };
+    let outcome = executor::execute(request, reporter.emit()).await;
+    reporter.settle().await;
+    wait_for_stopping_execs().await;
+    exit_code_of(outcome, reporter.finish(outcome), args.fail_over_rto)
+}
+
+/// A run ready to start: what it starts from, its id, its runbook prepared, and what it
+/// takes from an earlier run.
+struct Ready {
+    basis: Basis,
+    run_id: String,
+    prepared: Prepared,
+    resume: Resume,
+}
+
+/// Load the runbook, find what the run starts from, prepare it (params, secrets, plan with
+/// estimates from past runs) and check the steps the command line names. `Err` is the exit
+/// code; the problem has been said.
+fn ready(args: &Args, state: &Path) -> Result<Ready, u8> {
+    let fail = |msg: String| {
+        eprintln!("error: {msg}");
+        exit_code::INVALID
+    };
+    let (runbook, _) = load_valid(&args.file).ok_or(exit_code::INVALID)?;
+    let wanted = Wanted {
+        resume: args.resume.as_deref(),
+        selecting: args.from.is_some() || args.only.is_some(),
+    };
+    let basis = Basis::find(wanted, state, &runbook.name).map_err(fail)?;
+    // A `-p` given now wins over the journal's.
     let mut params = args.params.clone();
-    if let Some(EventKind::RunStarted {
-        now, params: old, ..
-    }) = resumed.and_then(RunRecord::last_started).map(|e| &e.kind)
-    {
-        params.now = Some(now.to_rfc3339());
-        let mut pairs: Vec<String> = old
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{k}={}",
-                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-                )
-            })
-            .collect();
-        pairs.extend(params.params.iter().cloned());
+    if let Some((now, mut pairs)) = basis.earlier_params() {
+        params.now = Some(now);
+        pairs.append(&mut params.params);
         params.params = pairs;
     }
-    let secrets = match crate::exec::secrets::read(&runbook) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}\nno step was run");
-            return exit_code::INVALID;
-        }
-    };
-    let run_id = resumed.map_or_else(
-        || state::new_run_id(chrono::Utc::now()),
-        |r| r.run_id.clone(),
-    );
-    let Some(mut prepared) = prepare(&args.file, &params, Mode::Run, &run_id, secrets) else {
-        return exit_code::INVALID;
-    };
+    let secrets = crate::exec::secrets::read(&runbook).map_err(|e| {
+        eprintln!("error: {e}\nno step was run");
+        exit_code::INVALID
+    })?;
+    let run_id = basis.run_id();
+    let mut prepared =
+        prepare(&args.file, &params, Mode::Run, &run_id, secrets).ok_or(exit_code::INVALID)?;
     // Estimates from past runs, for the projected finish on the terminal.
-    let estimates = super::plan::history_estimates(&state, &prepared.runbook.name);
+    let estimates = super::plan::history_estimates(state, &prepared.runbook.name);
     crate::plan::build::apply_history(
         &mut prepared.plan,
         &prepared.runbook,
@@ -315,153 +207,80 @@ async fn run_async(args: &Args) -> u8 {
         &estimates,
         prepared.ctx.now,
     );
-    if let Err(msg) = check_selected_ids(args, &prepared) {
-        eprintln!("error: {msg}");
-        return exit_code::INVALID;
+    select::check_ids(
+        args.from.as_deref(),
+        args.only.as_deref(),
+        &args.approve,
+        &prepared,
+    )
+    .map_err(fail)?;
+    let resume = basis.resume(args.from.as_deref(), args.only.as_deref());
+    if let Some(only) = &args.only {
+        basis
+            .check_only_needs(&prepared.runbook, &prepared.dag, &resume, only)
+            .map_err(fail)?;
     }
-    // What the run takes from the run it continues or derives from.
-    let mut resume = basis.record().map(RunRecord::earlier).unwrap_or_default();
-    if let Some(only) = &args.only
-        && !matches!(basis, Basis::Resume(_))
-        && let Err(msg) = check_only_needs(&prepared, &basis, &resume, only)
-    {
-        eprintln!("error: {msg}");
-        return exit_code::INVALID;
-    }
-    let _lock = match RunLock::acquire(&state, &prepared.runbook.name, &run_id) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit_code::STEP_FAILED;
-        }
-    };
-    // Before the journal exists: a run refused here leaves no trace to resume.
-    let _targets = match TargetLock::acquire_all(
-        &crate::exec::lock::lock_dir(args.lock_dir.as_deref(), &state),
+    Ok(Ready {
+        basis,
+        run_id,
+        prepared,
+        resume,
+    })
+}
+
+/// The run's lock, then the target locks (`locks:`). Before the journal exists: a run
+/// refused here leaves no trace to resume.
+fn take_locks(
+    args: &Args,
+    state: &Path,
+    prepared: &Prepared,
+    run_id: &str,
+) -> Result<(RunLock, Vec<TargetLock>), String> {
+    let run = RunLock::acquire(state, &prepared.runbook.name, run_id).map_err(|e| e.to_string())?;
+    let targets = TargetLock::acquire_all(
+        &crate::exec::lock::lock_dir(args.lock_dir.as_deref(), state),
         &prepared.plan.locks,
-        &run_id,
+        run_id,
         &prepared.runbook.name,
         args.lock_wait.0,
-    ) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit_code::STEP_FAILED;
-        }
-    };
-    let run_dir = state::run_dir(&state, &run_id);
-    let journal = match Journal::open(&run_dir) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!(
-                "error: cannot open the journal in `{}`: {e}",
-                run_dir.display()
-            );
-            return exit_code::STEP_FAILED;
-        }
-    };
-    resume.from = args.from.iter().cloned().collect();
-    resume.only = args.only.clone().map(|o| vec![o]);
-    // The command that continues this run: the state directory too when it was given.
-    let resume_command = format!(
-        "rb run {}{} --resume {run_id}",
-        args.file.display(),
-        args.state_dir
-            .as_ref()
-            .map_or_else(String::new, |d| format!(" --state-dir {}", d.display()))
-    );
-    let masker = prepared.ctx.masker();
-    let start = RunEvent::now(EventKind::RunStarted {
-        version: crate::event::JOURNAL_VERSION,
-        run_id: run_id.clone(),
-        runbook: prepared.runbook.name.clone(),
-        file: args.file.display().to_string(),
-        file_sha256: sha256_file(&args.file),
-        now: prepared.ctx.now,
-        params: prepared.ctx.params.clone().into_iter().collect(),
-        vars: prepared
-            .ctx
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), masker.mask(v).into()))
-            .collect(),
-        secrets: prepared.ctx.secrets.keys().cloned().collect(),
-        rto_seconds: prepared.plan.rto_seconds,
-        rpo_seconds: prepared.plan.rpo_seconds,
-        resumed: resumed.is_some(),
-        derived_from: match &basis {
-            Basis::Derived(r) => Some(r.run_id.clone()),
-            _ => None,
-        },
-        pid: std::process::id(),
-        steps: planned_steps(&prepared.plan),
-        milestones: prepared
-            .runbook
-            .objectives
-            .milestones
-            .iter()
-            .map(|m| PlannedMilestone {
-                name: m.name.clone(),
-                rto_seconds: m.rto.secs(),
-                steps: m.steps.clone(),
-            })
-            .collect(),
-        restore_point: prepared.runbook.objectives.restore_point.clone(),
-    });
-    let resumed_run = resumed.is_some();
-    let mut events: Vec<RunEvent> = resumed.map(|r| r.events.clone()).unwrap_or_default();
-    let mut terminal = Terminal::new(args.quiet);
-    if let Some(first) = events.first() {
-        terminal.set_first_start(first.at);
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((run, targets))
+}
+
+/// Where the reports go, the webhooks, and the command that continues this run (the state
+/// directory too when it was given).
+fn reporter_setup(
+    args: &Args,
+    state: &Path,
+    run_id: &str,
+    basis: &Basis,
+    prepared: &Prepared,
+    stop: CancellationToken,
+) -> reporter::Setup {
+    reporter::Setup {
+        quiet: args.quiet,
+        state: state.to_owned(),
+        run_dir: state::run_dir(state, run_id),
+        reports: args.report.clone(),
+        metrics: args.metrics.clone(),
+        earlier: basis.earlier_events(),
+        hooks: crate::report::notify::hooks(&prepared.runbook, &prepared.ctx.secrets),
+        resume_command: format!(
+            "rb run {}{} --resume {run_id}",
+            args.file.display(),
+            args.state_dir
+                .as_ref()
+                .map_or_else(String::new, |d| format!(" --state-dir {}", d.display()))
+        ),
+        masker: prepared.ctx.masker(),
+        stop,
     }
-    let interrupt = CancellationToken::new();
-    let sinks = Arc::new(Mutex::new(Sinks {
-        journal,
-        terminal,
-        events: Vec::new(),
-        failed_write: None,
-        stop: interrupt.clone(),
-        held: None,
-    }));
-    let emit_sinks = sinks.clone();
-    let emit: Arc<dyn Fn(RunEvent) + Send + Sync> = Arc::new(move |e: RunEvent| {
-        emit_sinks.lock().expect("sinks").event(e);
-    });
-    let (emit, notifier) = report::notify::attach(
-        emit,
-        report::notify::Setup {
-            hooks: report::notify::hooks(&prepared.runbook, &prepared.ctx.secrets),
-            resume_command: resume_command.clone(),
-            first_start: events.first().map(|e| e.at),
-            masker: masker.clone(),
-        },
-    );
-    emit(start);
-    let ticker = spawn_ticker(sinks.clone());
-    super::interrupt::spawn_signal_handler(interrupt.clone(), sinks.clone());
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let request = Request {
-        runbook: Arc::new(prepared.runbook.clone()),
-        dag: prepared.dag.clone(),
-        ctx: prepared.ctx.clone(),
-        jobs: args.jobs,
-        resume,
-        approvals: args.approve.clone(),
-        approver: args.approver.clone().unwrap_or_else(default_approver),
-        interactive,
-        resumed: resumed_run,
-        interrupt,
-    };
-    let outcome = executor::execute(request, emit).await;
-    notifier.finish().await;
-    ticker.abort();
-    if sinks.lock().expect("sinks").held.is_some() {
-        // A second interrupt is stopping what the steps started (their end is what let the
-        // executor finish): it journals the end of the run and exits.
-        std::future::pending::<()>().await;
-    }
-    // A container exec whose step gave up waiting for it (a timeout's grace ran out) is
-    // being stopped in the background: rb does not exit before that stop is done.
+}
+
+/// A container exec whose step gave up waiting for it (a timeout's grace ran out) is being
+/// stopped in the background: rb does not exit before that stop is done.
+async fn wait_for_stopping_execs() {
     for left in crate::docker::stop_running_execs(std::time::Duration::from_secs(20)).await {
         if let Err(e) = left.result {
             eprintln!(
@@ -470,178 +289,20 @@ async fn run_async(args: &Args) -> u8 {
             );
         }
     }
-    let mut sinks = sinks.lock().expect("sinks");
-    if let Some(e) = &sinks.failed_write {
-        eprintln!(
-            "error: the journal could not be written (`{}`: {e}); the run was stopped before \
-             its next step",
-            sinks.journal.path().display()
-        );
-    }
-    events.append(&mut sinks.events);
-    let report = model::build(&events);
-    if let Some(r) = &report {
-        write_reports(args, &state, &run_dir, r);
-    }
-    let journal_failed = sinks.failed_write.is_some();
-    drop(sinks);
-    if journal_failed {
+}
+
+/// The exit code of a run that ended with `outcome`.
+fn exit_code_of(outcome: RunOutcome, ended: Ended, fail_over_rto: bool) -> u8 {
+    if ended.journal_failed {
         return exit_code::STEP_FAILED;
     }
     match outcome {
-        RunOutcome::Succeeded => {
-            let over = report.as_ref().and_then(|r| r.rto_met) == Some(false);
-            if over && args.fail_over_rto {
-                exit_code::OVER_RTO
-            } else {
-                exit_code::OK
-            }
-        }
-        RunOutcome::Failed => {
-            eprintln!("fix the cause, then continue with: {resume_command}");
-            exit_code::STEP_FAILED
-        }
-        RunOutcome::GatePending => {
-            let gates = pending_gates(&events);
-            let approve: Vec<String> = gates.iter().map(|g| format!("--approve {g}")).collect();
-            eprintln!(
-                "waiting for approval of gate {}; approve and continue with:\n  {resume_command} {}",
-                gates
-                    .iter()
-                    .map(|g| format!("`{g}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                approve.join(" ")
-            );
-            exit_code::GATE_NOT_APPROVED
-        }
-        RunOutcome::GateRejected => exit_code::GATE_NOT_APPROVED,
+        RunOutcome::Succeeded if ended.rto_missed && fail_over_rto => exit_code::OVER_RTO,
+        RunOutcome::Succeeded => exit_code::OK,
+        RunOutcome::Failed => exit_code::STEP_FAILED,
+        RunOutcome::GatePending | RunOutcome::GateRejected => exit_code::GATE_NOT_APPROVED,
         RunOutcome::Interrupted => exit_code::INTERRUPTED,
     }
-}
-
-/// Each step with its needs and estimate (median of past runs, else `estimate`).
-fn planned_steps(plan: &crate::plan::build::Plan) -> Vec<PlannedStep> {
-    plan.steps
-        .iter()
-        .map(|s| PlannedStep {
-            id: s.id.clone(),
-            needs: s.needs.clone(),
-            estimate_seconds: s
-                .history
-                .map(|h| h.median_seconds)
-                .or(s.estimate.map(crate::duration::Dur::secs)),
-        })
-        .collect()
-}
-
-/// The gates that asked and got no answer (a sub-runbook's as `parent/gate`).
-fn pending_gates(events: &[RunEvent]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for e in events {
-        match &e.kind {
-            EventKind::GateRequested { step, .. } if !out.contains(step) => {
-                out.push(step.clone());
-            }
-            EventKind::GateAnswered { step, .. } => out.retain(|g| g != step),
-            _ => {}
-        }
-    }
-    out
-}
-
-/// `report.json` in the run directory, every `--report`, and `--metrics`.
-fn write_reports(args: &Args, state: &Path, run_dir: &Path, r: &model::Report) {
-    write_file(
-        &run_dir.join("report.json"),
-        &report::render(r, Format::Json, &[]),
-        "report",
-    );
-    let needs_history = args.metrics.is_some()
-        || args
-            .report
-            .iter()
-            .any(|p| Format::from_path(p) == Some(Format::Html));
-    let history: Vec<model::Report> = if needs_history {
-        report::history(state, Some(&r.runbook))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|h| h.run_id != r.run_id)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    for p in &args.report {
-        let format = Format::from_path(p).unwrap_or(Format::Json);
-        write_file(p, &report::render(r, format, &history), "report");
-    }
-    if let Some(p) = &args.metrics {
-        write_file(
-            p,
-            &report::render(r, Format::Prometheus, &history),
-            "metrics",
-        );
-    }
-}
-
-fn write_file(path: &Path, text: &str, what: &str) {
-    let result = crate::io::atomic::AtomicFile::create(path).and_then(|mut f| {
-        use std::io::Write as _;
-        f.write_all(text.as_bytes())
-            .map_err(|e| crate::io::error::Error::io("write", path, e))?;
-        f.commit()
-    });
-    if let Err(e) = result {
-        eprintln!("error: cannot write the {what} `{}`: {e}", path.display());
-    }
-}
-
-/// The sinks every event goes to, in order: journal first (on disk before anything else
-/// happens), then the terminal.
-pub(super) struct Sinks {
-    journal: Journal,
-    terminal: Terminal,
-    pub(super) events: Vec<RunEvent>,
-    failed_write: Option<String>,
-    /// Cancels the run: a run whose journal cannot be written starts no further step (it
-    /// could neither be resumed nor reported), and runs its `always` steps.
-    stop: CancellationToken,
-    /// While a second interrupt stops everything, events are held here: a step whose
-    /// process it kills must be journaled as stopped by it, not as failed with code 143.
-    pub(super) held: Option<Vec<RunEvent>>,
-}
-
-impl Sinks {
-    pub(super) fn event(&mut self, e: RunEvent) {
-        if let Some(held) = &mut self.held {
-            held.push(e);
-            return;
-        }
-        if let Err(err) = self.journal.append(&e)
-            && self.failed_write.is_none()
-        {
-            self.failed_write = Some(err.to_string());
-            self.stop.cancel();
-        }
-        self.terminal.event(&e);
-        if !matches!(e.kind, EventKind::StepProgressed { .. }) {
-            self.events.push(e);
-        }
-    }
-}
-
-/// Every second the terminal may show the elapsed time and projected finish again (redrawn
-/// on a terminal; without one, a line when a step has run a while without one).
-fn spawn_ticker(sinks: Arc<Mutex<Sinks>>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-        loop {
-            every.tick().await;
-            if let Ok(mut s) = sinks.lock() {
-                s.terminal.tick();
-            }
-        }
-    })
 }
 
 /// `$USER`, else the name of the current uid.

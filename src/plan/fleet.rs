@@ -28,7 +28,7 @@ pub fn groups(steps: &[PlanStep], seconds: impl Fn(&PlanStep) -> f64) -> Vec<Pla
             (s.id.as_str(), needs, seconds(s))
         })
         .collect();
-    let slowest = crate::report::groups::slowest(&weighed);
+    let slowest = crate::runbook::chains::slowest(&weighed);
     crate::runbook::for_each::groups_of(steps.iter().map(|s| s.id.as_str()))
         .into_iter()
         .map(|(group, keys)| {

@@ -1,5 +1,6 @@
 //! Sinks of run events: the terminal, and the report that `report.json` (and `rb report`)
 //! is made of, rendered as text, Markdown, JSON, `JUnit` XML or HTML, and Prometheus metrics.
+//! [`reporter`] feeds a run's events to the sinks and writes the reports at its end.
 
 pub mod decisions;
 pub mod groups;
@@ -11,6 +12,7 @@ pub mod model;
 pub mod notify;
 pub mod objectives;
 pub mod projection;
+pub mod reporter;
 pub mod terminal;
 pub mod text;
 

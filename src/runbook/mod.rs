@@ -5,6 +5,7 @@
 //! cycles, templates) and resolves `needs` into the step graph (`graph`). Both return
 //! [`diagnostic::Diagnostic`]s; nothing here touches the outside world.
 
+pub mod chains;
 pub mod context;
 pub mod diagnostic;
 pub mod for_each;

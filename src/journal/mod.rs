@@ -1,6 +1,8 @@
 //! The journal: one JSON event per line in `STATE/runs/RUN_ID/journal.jsonl`, each line
 //! written and fsynced before the executor goes on, and read back for `--resume`,
-//! `rb history` and `rb report`.
+//! `rb history` and `rb report`. [`basis`] finds what a run starts from.
+
+pub mod basis;
 
 use crate::event::{EventKind, Outcome, RunEvent};
 use crate::exec::executor::{Done, Resume};
