@@ -356,7 +356,10 @@ fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
         let p = e.expect("entry").path();
         if p.is_dir() {
             out.extend(walkdir(&p));
-        } else if p.extension().is_some_and(|x| x == "yaml") {
+        } else if p.extension().is_some_and(|x| x == "yaml")
+            // Params files (`fleet.params.example.yaml`) are not runbooks.
+            && !p.display().to_string().contains(".params.")
+        {
             out.push(p);
         }
     }
