@@ -5,6 +5,8 @@
 //! also when the test fails.
 
 mod pg;
+#[path = "support/mod.rs"]
+mod support;
 
 use pg::{
     DB, Env, USER, app, docker, docker_ok, fingerprint, free_port, password, pg_image, poll, psql,

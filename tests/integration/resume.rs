@@ -5,8 +5,7 @@
 //! backup that never ran "ok".
 
 use super::run::{
-    Reap, events, expect, journal, read, report, run, run_dirs, spawn_args, step, the_run,
-    wait_started,
+    events, expect, journal, read, report, run, run_dirs, spawn_args, step, the_run, wait_started,
 };
 use crate::support::Test;
 use std::time::{Duration, Instant};
@@ -63,16 +62,15 @@ fn an_always_step_runs_again_when_a_step_it_follows_ran_in_the_resumed_attempt()
 #[test]
 fn after_ctrl_c_a_resumed_run_redoes_what_an_always_step_undid() {
     let t = app().file("hang", "");
-    let mut rb = Reap(Some(spawn_args(&t, &["rb.yaml", "--approve", "approve"])));
+    let mut rb = spawn_args(&t, &["rb.yaml", "--approve", "approve"]);
     wait_started(&t, "work");
     super::run::poll("`work` to log", Duration::from_secs(10), || {
         std::fs::read_to_string(t.path("log"))
             .ok()
             .filter(|l| l.contains("work"))
     });
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(rb.child().id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    expect(&rb.wait(Duration::from_secs(20)), 130);
+    rb.signal(nix::sys::signal::Signal::SIGINT);
+    rb.wait(Duration::from_secs(20)).exits(130);
     assert_eq!(log(&t), ["stop", "work", "start"]);
     std::fs::remove_file(t.path("hang")).unwrap();
 

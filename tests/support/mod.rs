@@ -1,8 +1,33 @@
-//! A just-style `Test` builder: files in a temporary directory, the real `rb` binary, and
-//! assertions on exit code, stdout and stderr.
+//! The one way the tests run the real `rb` binary, shared by every test binary
+//! (`#[path = "../support/mod.rs"] mod support;`).
+//!
+//! A just-style `Test` builder: files in a temporary directory, arguments, variables and the
+//! working directory; [`Test::run`] / [`Test::expect`] run `rb` to its end and give a [`Ran`],
+//! whose `#[track_caller]` expectations chain and fail at the test's own line with the whole
+//! output shown:
+//!
+//! ```ignore
+//! Test::new().file("rb.yaml", BOOK).args(["run", "rb.yaml"])
+//!     .expect(0)
+//!     .stdout_has("done")
+//!     .stderr_lacks("s3cr3t");
+//! ```
+//!
+//! [`Test::spawn`] starts `rb` in the background instead: a [`Spawned`] handle that is killed
+//! and reaped when dropped (also when the test fails first), and [`Spawned::wait`] collects
+//! its output within a deadline. [`Test::command`] is the same command for a test that needs
+//! more (a wrapper such as `setpriv`, other stdio).
+
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+mod ran;
+mod spawned;
+
+pub use spawned::Spawned;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const RB: &str = env!("CARGO_BIN_EXE_rb");
 
@@ -15,6 +40,7 @@ pub struct Test {
     pub dir: tempfile::TempDir,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    env_remove: Vec<String>,
     cwd: Option<PathBuf>,
 }
 
@@ -43,6 +69,7 @@ impl Test {
                 ("RB_STATE_DIR".into(), state),
                 ("RB_LOCK_DIR".into(), locks),
             ],
+            env_remove: Vec::new(),
             cwd: None,
         }
     }
@@ -78,25 +105,44 @@ impl Test {
         self
     }
 
-    pub fn run(&self) -> Ran {
-        let out: Output = Command::new(RB)
-            .args(&self.args)
+    /// Unset a variable for `rb` (one of the defaults above, or one of the test's own).
+    pub fn env_remove(mut self, k: &str) -> Self {
+        self.env.retain(|(name, _)| name != k);
+        self.env_remove.push(k.into());
+        self
+    }
+
+    /// The command [`run`](Self::run) and [`spawn`](Self::spawn) start: `rb ARGS` with the
+    /// variables and in the directory set; stdin is empty (not a terminal).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(RB);
+        cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.cwd.as_deref().unwrap_or(self.dir.path()))
-            .output()
-            .expect("rb runs");
-        Ran::from(out)
+            .stdin(Stdio::null());
+        for k in &self.env_remove {
+            cmd.env_remove(k);
+        }
+        cmd
+    }
+
+    /// Run `rb` to its end.
+    pub fn run(&self) -> Ran {
+        Ran::from(self.command().output().expect("rb runs"))
     }
 
     /// Run and assert the exit code.
+    #[track_caller]
     pub fn expect(&self, code: i32) -> Ran {
-        let ran = self.run();
-        assert_eq!(
-            ran.code, code,
-            "exit code of rb {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.args, ran.stdout, ran.stderr
-        );
-        ran
+        self.run().exits(code)
+    }
+
+    /// Start `rb` in the background, stdout and stderr captured; killed and reaped when the
+    /// handle is dropped.
+    pub fn spawn(&self) -> Spawned {
+        let mut cmd = self.command();
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        Spawned::from(cmd.spawn().expect("rb starts"))
     }
 }
 
@@ -113,25 +159,19 @@ impl From<Output> for Ran {
 /// Assert the exit code of a run, showing its output when it differs.
 #[track_caller]
 pub fn expect(ran: &Ran, code: i32) {
-    assert_eq!(
-        ran.code, code,
-        "exit code\n--- stdout\n{}\n--- stderr\n{}",
-        ran.stdout, ran.stderr
-    );
+    assert_eq!(ran.code, code, "exit code\n{}", ran.show());
 }
 
 /// Call `f` until it returns something, failing the test after `within`.
-pub fn poll<T>(what: &str, within: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + within;
+#[track_caller]
+pub fn poll<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -18,11 +18,9 @@
 //!
 //! `RB_TORTURE_KILLS` (default 3) is the number of kills per runbook; `RB_TORTURE_SEED`
 //! fixes the random instants (the seed is printed either way). The full local run:
-//! `RB_TORTURE_KILLS=50 cargo test --test torture -- --nocapture`.
+//! `RB_TORTURE_KILLS=50 cargo test --test engine torture:: -- --nocapture`.
 
-mod pg;
-
-use pg::{DB, app, docker, docker_ok, free_port, root, start_pg};
+use crate::pg::{DB, app, docker, docker_ok, free_port, root, start_pg};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -106,7 +104,7 @@ impl World {
     }
 
     fn psql_ok(&self, sql: &str) -> String {
-        pg::psql_ok(&self.pg, &self.pw, DB, sql)
+        crate::pg::psql_ok(&self.pg, &self.pw, DB, sql)
     }
 
     /// Enough rows that the dump and the restore take a while: kills land inside them.
@@ -122,7 +120,7 @@ impl World {
     }
 
     fn fingerprint(&self) -> BTreeMap<String, String> {
-        pg::fingerprint(&self.pg, &self.pw, DB)
+        crate::pg::fingerprint(&self.pg, &self.pw, DB)
     }
 
     fn backup_args(&self) -> Vec<String> {

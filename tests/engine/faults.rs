@@ -7,9 +7,9 @@
 //! Every container, mount, bridge and daemon a test makes is removed by a guard, also when
 //! the test fails.
 
-mod pg;
-
-use pg::{DB, Env, app, docker, docker_ok, free_port, password, poll, psql_ok, root, start_pg};
+use crate::pg::{
+    DB, Env, app, docker, docker_ok, free_port, password, poll, psql_ok, root, start_pg,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -358,7 +358,7 @@ steps:
 fn sigterm_during_a_data_stream_cancels_the_step_and_the_run_resumes() {
     let mut g = Env::new("term");
     let tools = g.name("tools");
-    docker_ok(&["run", "-d", "--name", &tools, &pg::tools_image()]);
+    docker_ok(&["run", "-d", "--name", &tools, &crate::pg::tools_image()]);
     let book = stream_book(&g, &tools);
     let book_s = book.display().to_string();
     let child = spawn(&g, "unused", &["run", &book_s]);
@@ -573,7 +573,7 @@ impl Drop for Daemon {
 fn docker_daemon_stopped_mid_step_fails_clearly_and_resumes_once_it_is_back() {
     let g = Env::new("daemon");
     let mut d = Daemon::new("d");
-    d.load(&pg::tools_image());
+    d.load(&crate::pg::tools_image());
     d.docker_ok(&[
         "run",
         "-d",
@@ -581,7 +581,7 @@ fn docker_daemon_stopped_mid_step_fails_clearly_and_resumes_once_it_is_back() {
         "rbfault-lines",
         "--network",
         "none",
-        &pg::tools_image(),
+        &crate::pg::tools_image(),
     ]);
     let out_file = g.path("out/lines.txt");
     let book = g.path("lines.yaml");
@@ -760,7 +760,7 @@ fn a_backup_and_a_restore_of_the_same_database_never_run_at_once() {
 fn resume_stops_what_a_killed_attempt_left_running_in_the_container() {
     let mut g = Env::new("leftover");
     let tools = g.name("tools");
-    docker_ok(&["run", "-d", "--name", &tools, &pg::tools_image()]);
+    docker_ok(&["run", "-d", "--name", &tools, &crate::pg::tools_image()]);
     let book = g.path("left.yaml");
     std::fs::write(
         &book,
