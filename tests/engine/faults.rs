@@ -10,26 +10,28 @@
 use crate::pg::{
     DB, Env, app, docker, docker_ok, free_port, password, poll, psql_ok, root, start_pg,
 };
+use crate::support::Test;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// `rb ARGS` from the repository root with the password in its environment.
-fn rb_cmd(g: &Env, pw: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rb"));
-    c.args(args)
-        .current_dir(root())
+fn rb_test(g: &Env, pw: &str, args: &[&str]) -> Test {
+    Test::new()
+        .cwd(&root())
         .env("PGPASSWORD", pw)
-        .env("RB_STATE_DIR", g.path("state"))
-        .env("RB_LOCK_DIR", g.path("locks"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    c
+        .env_path("RB_STATE_DIR", g.path("state"))
+        .env_path("RB_LOCK_DIR", g.path("locks"))
+        .args(args)
+}
+
+fn rb_cmd(g: &Env, pw: &str, args: &[&str]) -> Command {
+    rb_test(g, pw, args).command()
 }
 
 fn rb(g: &Env, pw: &str, args: &[&str]) -> Output {
-    rb_cmd(g, pw, args).output().expect("rb runs")
+    rb_test(g, pw, args).output()
 }
 
 fn spawn(g: &Env, pw: &str, args: &[&str]) -> Child {

@@ -21,6 +21,7 @@
 //! `RB_TORTURE_KILLS=50 cargo test --test engine torture:: -- --nocapture`.
 
 use crate::pg::{DB, app, docker, docker_ok, free_port, root, start_pg};
+use crate::support::Test;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -157,15 +158,14 @@ impl World {
         let log = self.path(&format!("logs/{}.log", self.spawned));
         std::fs::create_dir_all(log.parent().expect("parent")).expect("logs dir");
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_rb"))
-            .args(args)
-            .current_dir(root())
+        let child = Test::new()
+            .cwd(&root())
             .env("PGPASSWORD", &self.pw)
-            .env("RB_STATE_DIR", self.path("state"))
-            .env("RB_LOCK_DIR", self.path("locks"))
+            .env_path("RB_STATE_DIR", self.path("state"))
+            .env_path("RB_LOCK_DIR", self.path("locks"))
             .env("RB_TORTURE_MARK", &self.tag)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
+            .args(args)
+            .command()
             .stdout(file.try_clone().expect("dup"))
             .stderr(file)
             .spawn()

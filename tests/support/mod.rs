@@ -25,6 +25,7 @@ mod spawned;
 
 pub use spawned::Spawned;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -39,7 +40,7 @@ pub fn repo() -> PathBuf {
 pub struct Test {
     pub dir: tempfile::TempDir,
     args: Vec<String>,
-    env: Vec<(String, String)>,
+    env: Vec<(String, OsString)>,
     env_remove: Vec<String>,
     cwd: Option<PathBuf>,
 }
@@ -57,8 +58,8 @@ impl Test {
         let dir = tempfile::tempdir().expect("temp dir");
         // Runs, plan history and target locks never come from (or go to) the machine's own
         // state and lock dirs.
-        let state = dir.path().join(".rb-state").display().to_string();
-        let locks = dir.path().join(".rb-locks").display().to_string();
+        let state = dir.path().join(".rb-state").into_os_string();
+        let locks = dir.path().join(".rb-locks").into_os_string();
         Self {
             dir,
             args: Vec::new(),
@@ -99,6 +100,12 @@ impl Test {
         self
     }
 
+    /// Set a variable to a path.
+    pub fn env_path(mut self, k: &str, v: impl AsRef<Path>) -> Self {
+        self.env.push((k.into(), v.as_ref().as_os_str().to_owned()));
+        self
+    }
+
     /// Run in this directory instead of the test directory.
     pub fn cwd(mut self, dir: &Path) -> Self {
         self.cwd = Some(dir.to_owned());
@@ -128,7 +135,12 @@ impl Test {
 
     /// Run `rb` to its end.
     pub fn run(&self) -> Ran {
-        Ran::from(self.command().output().expect("rb runs"))
+        Ran::from(self.output())
+    }
+
+    /// Run `rb` to its end; its output as bytes (for tests that read binary output).
+    pub fn output(&self) -> Output {
+        self.command().output().expect("rb runs")
     }
 
     /// Run and assert the exit code.
