@@ -122,25 +122,20 @@ fn missing_file() {
 #[test]
 fn a_closed_stdout_ends_the_output_quietly() {
     use std::io::Read as _;
-    let mut child = std::process::Command::new(crate::support::RB)
-        .arg("schema")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("rb starts");
+    let mut rb = Test::new().args(["schema"]).spawn();
     let mut first = [0u8; 10];
-    child
+    rb.child()
         .stdout
         .take()
         .expect("stdout")
         .read_exact(&mut first)
         .expect("the first bytes");
     // The pipe is closed here (dropped): the rest of the 140 kB schema has nowhere to go.
-    let out = child.wait_with_output().expect("rb ends");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
+    let ran = rb
+        .wait(Duration::from_secs(30))
+        .exits(0)
+        .stderr_lacks("panicked");
+    assert!(ran.stderr.is_empty(), "{}", ran.stderr);
 }
 
 /// What `rb validate` cannot know (a sub-runbook's outputs) fails at run time naming the step,

@@ -43,6 +43,8 @@ pub struct Test {
     env: Vec<(String, OsString)>,
     env_remove: Vec<String>,
     cwd: Option<PathBuf>,
+    via: Vec<String>,
+    pty: bool,
 }
 
 /// What a run of `rb` produced.
@@ -72,6 +74,8 @@ impl Test {
             ],
             env_remove: Vec::new(),
             cwd: None,
+            via: Vec::new(),
+            pty: false,
         }
     }
 
@@ -95,13 +99,13 @@ impl Test {
         self
     }
 
-    pub fn env(mut self, k: &str, v: &str) -> Self {
-        self.env.push((k.into(), v.into()));
-        self
+    pub fn env(self, k: &str, v: &str) -> Self {
+        self.env_path(k, v)
     }
 
     /// Set a variable to a path.
     pub fn env_path(mut self, k: &str, v: impl AsRef<Path>) -> Self {
+        self.env_remove.retain(|name| name != k);
         self.env.push((k.into(), v.as_ref().as_os_str().to_owned()));
         self
     }
@@ -119,12 +123,39 @@ impl Test {
         self
     }
 
+    /// Start `rb` through `program ARGS… rb …` (`setpriv --reuid=…`, say).
+    pub fn via(mut self, program: &str, args: &[&str]) -> Self {
+        self.via = std::iter::once(program)
+            .chain(args.iter().copied())
+            .map(str::to_owned)
+            .collect();
+        self
+    }
+
+    /// Start `rb` on a pseudo-terminal (util-linux `script`): what it draws comes on stdout,
+    /// stdin goes to the terminal.
+    pub fn pty(mut self) -> Self {
+        self.pty = true;
+        self
+    }
+
     /// The command [`run`](Self::run) and [`spawn`](Self::spawn) start: `rb ARGS` with the
     /// variables and in the directory set; stdin is empty (not a terminal).
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(RB);
-        cmd.args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+        let argv: Vec<&str> = (self.via.iter().map(String::as_str))
+            .chain([RB])
+            .chain(self.args.iter().map(String::as_str))
+            .collect();
+        let mut cmd = if self.pty {
+            let mut cmd = Command::new("script");
+            cmd.args(["-qec", &shell_line(&argv), "/dev/null"]);
+            cmd
+        } else {
+            let mut cmd = Command::new(argv[0]);
+            cmd.args(&argv[1..]);
+            cmd
+        };
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.cwd.as_deref().unwrap_or(self.dir.path()))
             .stdin(Stdio::null());
         for k in &self.env_remove {
@@ -156,6 +187,15 @@ impl Test {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         Spawned::from(cmd.spawn().expect("rb starts"))
     }
+}
+
+/// `argv` as one line for `sh -c`, every word quoted.
+fn shell_line(argv: &[&str]) -> String {
+    let quoted: Vec<String> = argv
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    quoted.join(" ")
 }
 
 impl From<Output> for Ran {

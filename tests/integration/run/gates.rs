@@ -2,8 +2,8 @@
 //! out is rejected, gate wait (also of an included runbook) is kept apart from the RTO.
 
 use super::{events, expect, journal, lines, rb_env, report, run, step, the_run};
-use crate::support::{RB, Spawned, Test};
-use std::process::{Command, Stdio};
+use crate::support::{Spawned, Test};
+use std::process::Stdio;
 use std::time::Duration;
 
 #[test]
@@ -129,11 +129,11 @@ steps:
 "#,
     );
     // On a terminal (a pty made by util-linux `script`) nobody answers; stdin stays open.
-    let cmd = format!("{RB} run rb.yaml --state-dir state");
-    let mut child = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .current_dir(t.dir.path())
-        .env("NO_COLOR", "1")
+    let mut child = Test::new()
+        .cwd(t.dir.path())
+        .pty()
+        .args(["run", "rb.yaml", "--state-dir", "state"])
+        .command()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
