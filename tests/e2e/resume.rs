@@ -207,7 +207,8 @@ fn restore_interrupted_then_resumed_stops_the_application_again_before_the_drop(
     );
     assert!(!running(&be), "stop_app stopped the application");
     restore.signal(nix::sys::signal::Signal::SIGINT);
-    let ran = restore.wait(Duration::from_mins(2)).exits(130);
+    let ran = restore.wait(Duration::from_mins(2));
+    ran.exits(130);
     let id = run_id(&ran.stderr);
     assert!(
         running(&be) && running(&fe),

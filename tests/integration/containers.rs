@@ -681,7 +681,7 @@ steps:
     );
     let t = Test::new().file("rb.yaml", &good);
     let ran = in_dir(&t, ["plan", "rb.yaml", "--check"]).expect(0);
-    assert!(ran.stdout.contains("Checks:"), "{}", ran.stdout);
+    ran.stdout_has("Checks:");
     assert!(
         ran.stdout.contains("engine    default: ") && ran.stdout.contains("reachable, Docker "),
         "{}",
@@ -710,7 +710,7 @@ steps:
         !checks.contains(&created),
         "created by run: not probed\n{checks}"
     );
-    assert!(!ran.stdout.contains("FAIL"), "{}", ran.stdout);
+    ran.stdout_lacks("FAIL");
     // Without --check: no probes.
     let plain = in_dir(&t, ["plan", "rb.yaml"]).expect(0);
     assert!(!plain.stdout.contains("Checks:"));

@@ -112,12 +112,9 @@ fn a_damaged_journal_is_read_as_far_as_it_can_be_and_the_run_stays_resumable() {
     std::fs::write(&journal, &damaged).unwrap();
 
     let history = rb(&t, &["history"], &[]);
-    expect(&history, 0);
-    assert!(history.stdout.contains("damaged"), "{}", history.stdout);
-    assert!(history.stderr.contains("line 3"), "{}", history.stderr);
+    history.exits(0).stdout_has("damaged").stderr_has("line 3");
     let report = rb(&t, &["report", "latest"], &[]);
-    expect(&report, 0);
-    assert!(report.stderr.contains("line 3"), "{}", report.stderr);
+    report.exits(0).stderr_has("line 3");
 
     std::fs::write(t.path("go"), "").unwrap();
     let resumed = rb(&t, &["run", "rb.yaml", "--resume"], &[]);
@@ -180,12 +177,7 @@ steps:
     );
     let _fs = Tmpfs::mount(&t.path("state"), "256k");
     let ran = rb(&t, &["run", "rb.yaml"], &[]);
-    expect(&ran, 1);
-    assert!(
-        ran.stderr.contains("the journal could not be written"),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(1).stderr_has("the journal could not be written");
     assert!(!t.path("next-ran").exists(), "the next step did not start");
 }
 

@@ -75,7 +75,7 @@ fn quiet_shows_only_the_final_line_and_failures() {
         "{}",
         failing.stderr
     );
-    assert!(!failing.stderr.contains("▶"), "{}", failing.stderr);
+    failing.stderr_lacks("▶");
 }
 
 #[test]

@@ -177,7 +177,9 @@ impl Test {
     /// Run and assert the exit code.
     #[track_caller]
     pub fn expect(&self, code: i32) -> Ran {
-        self.run().exits(code)
+        let ran = self.run();
+        ran.exits(code);
+        ran
     }
 
     /// Start `rb` in the background, stdout and stderr captured; killed and reaped when the

@@ -1,6 +1,7 @@
 //! The expectations on a finished run: exit code, stdout, stderr; each `#[track_caller]`,
-//! each showing the whole output when it fails, chained by value:
-//! `t.expect(0).stdout_has("done").stderr_lacks("s3cr3t")`.
+//! each showing the whole output when it fails, chained:
+//! `t.expect(0).stdout_has("done").stderr_lacks("s3cr3t");` or, on a run kept for more
+//! checks, `ran.stderr_has("refused").stdout_lacks("s3cr3t");`.
 
 use super::Ran;
 
@@ -14,14 +15,14 @@ impl Ran {
 
     /// Assert the exit code.
     #[track_caller]
-    pub fn exits(self, code: i32) -> Self {
+    pub fn exits(&self, code: i32) -> &Self {
         assert_eq!(self.code, code, "exit code of rb\n{}", self.show());
         self
     }
 
     /// Assert stdout contains `text`.
     #[track_caller]
-    pub fn stdout_has(self, text: &str) -> Self {
+    pub fn stdout_has(&self, text: &str) -> &Self {
         assert!(
             self.stdout.contains(text),
             "stdout lacks {text:?}\n{}",
@@ -32,7 +33,7 @@ impl Ran {
 
     /// Assert stdout does not contain `text`.
     #[track_caller]
-    pub fn stdout_lacks(self, text: &str) -> Self {
+    pub fn stdout_lacks(&self, text: &str) -> &Self {
         assert!(
             !self.stdout.contains(text),
             "stdout has {text:?}\n{}",
@@ -43,7 +44,7 @@ impl Ran {
 
     /// Assert stderr contains `text`.
     #[track_caller]
-    pub fn stderr_has(self, text: &str) -> Self {
+    pub fn stderr_has(&self, text: &str) -> &Self {
         assert!(
             self.stderr.contains(text),
             "stderr lacks {text:?}\n{}",
@@ -54,7 +55,7 @@ impl Ran {
 
     /// Assert stderr does not contain `text`.
     #[track_caller]
-    pub fn stderr_lacks(self, text: &str) -> Self {
+    pub fn stderr_lacks(&self, text: &str) -> &Self {
         assert!(
             !self.stderr.contains(text),
             "stderr has {text:?}\n{}",
@@ -65,7 +66,7 @@ impl Ran {
 
     /// Assert neither stdout nor stderr contains `text` (a secret, say).
     #[track_caller]
-    pub fn never_shows(self, text: &str) -> Self {
+    pub fn never_shows(&self, text: &str) -> &Self {
         self.stdout_lacks(text).stderr_lacks(text)
     }
 }

@@ -52,7 +52,7 @@ steps:
     );
     expect(&plan, 0);
     assert_eq!(dry.stdout, plan.stdout);
-    assert!(dry.stdout.contains("hello-you"), "{}", dry.stdout);
+    dry.stdout_has("hello-you");
     assert!(!t.path("hello-you").exists(), "a dry run ran a step");
     assert!(!t.path("state").exists(), "a dry run wrote state");
 }

@@ -141,12 +141,7 @@ steps:
         .expect("util-linux `script` runs");
     let _stdin = child.stdin.take();
     let ran = Spawned::from(child).wait(Duration::from_secs(30));
-    expect(&ran, 3);
-    assert!(
-        ran.stdout.contains("gate `approve` timed out after 1s"),
-        "{}",
-        ran.stdout
-    );
+    ran.exits(3).stdout_has("gate `approve` timed out after 1s");
     assert!(!t.path("after.done").exists(), "nothing after the gate ran");
     let j = journal(&the_run(&t));
     let answered = events(&j, "gate_answered", "approve");

@@ -153,8 +153,7 @@ fn a_stale_target_lock_is_taken_over_and_a_wait_that_expires_says_so() {
             "300ms",
         ],
     );
-    expect(&waited, 1);
-    assert!(waited.stderr.contains("after waiting"), "{}", waited.stderr);
+    waited.exits(1).stderr_has("after waiting");
     std::fs::write(t.path("go"), "").unwrap();
     expect(&bk.wait(Duration::from_secs(20)), 0);
 }

@@ -79,8 +79,7 @@ steps:
 "#,
     );
     let ran = run(&t, &[]);
-    expect(&ran, 1);
-    assert!(ran.stderr.contains("broken"), "{}", ran.stderr);
+    ran.exits(1).stderr_has("broken");
     assert!(t.path("slow.done").exists(), "the running root finished");
     assert!(t.path("cleanup.done").exists(), "the always step ran");
     assert!(!t.path("after_bad.done").exists());
@@ -137,16 +136,8 @@ fn when_skips_only_the_step_and_failures_skip_dependents() {
     let ran = dir
         .args(["run", "rb.yaml", "--state-dir", "state"])
         .expect(1);
-    assert!(
-        ran.stderr.contains("b skipped: needs `a`"),
-        "{}",
-        ran.stderr
-    );
-    assert!(
-        ran.stderr.contains("c skipped: needs `b`"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("b skipped: needs `a`")
+        .stderr_has("c skipped: needs `b`");
 }
 
 #[test]

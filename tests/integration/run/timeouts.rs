@@ -27,7 +27,7 @@ steps:
     let took = started.elapsed();
     expect(&ran, 1);
     assert!(took < Duration::from_secs(8), "took {took:?}");
-    assert!(ran.stderr.contains("timed out"), "{}", ran.stderr);
+    ran.stderr_has("timed out");
     let r = report(&the_run(&t));
     assert_eq!(step(&r, "long")["status"], "failed");
     assert!(
