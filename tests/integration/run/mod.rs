@@ -21,11 +21,10 @@ use std::time::Duration;
 /// `rb ARGS` in `dir` (stdin not a terminal): the state under `dir/state` unless ARGS say
 /// otherwise, target locks under `dir/state/locks/targets`.
 fn rb_in(dir: &Path) -> Test {
-    let locks = dir.join("state/locks/targets").display().to_string();
     Test::new()
         .cwd(dir)
         .env_remove("RB_STATE_DIR")
-        .env("RB_LOCK_DIR", &locks)
+        .env_path("RB_LOCK_DIR", dir.join("state/locks/targets"))
 }
 
 /// Run `rb ARGS` in `dir` (stdin not a terminal).
