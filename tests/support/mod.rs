@@ -15,8 +15,13 @@
 //!
 //! [`Test::spawn`] starts `rb` in the background instead: a [`Spawned`] handle that is killed
 //! and reaped when dropped (also when the test fails first), and [`Spawned::wait`] collects
-//! its output within a deadline. [`Test::command`] is the same command for a test that needs
-//! more (a wrapper such as `setpriv`, other stdio).
+//! its output within a deadline. [`Test::via`] runs `rb` through a wrapper (`setpriv`),
+//! [`Test::pty`] on a pseudo-terminal; [`Test::command`] is the same command, for a test that
+//! needs other stdio.
+//!
+//! Every test that runs `rb` goes through here; only the tmux screen test
+//! (`integration/terminal.rs`) and the systemd units (`integration/scheduling.rs`) name the
+//! binary in a shell line of their own.
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
