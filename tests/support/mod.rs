@@ -20,8 +20,7 @@
 //! needs other stdio.
 //!
 //! Every test that runs `rb` goes through here; only the tmux screen test
-//! (`integration/terminal.rs`) and the systemd units (`integration/scheduling.rs`) name the
-//! binary in a shell line of their own.
+//! (`integration/terminal.rs`) names the binary in a shell line of its own.
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
