@@ -565,22 +565,11 @@ const UPLOAD: Duration = Duration::from_mins(5);
 
 /// Starts `rb run` in the background.
 fn spawn_rb(t: &Test, args: &[&str]) -> Spawned {
-    let mut rb = Test::new()
-        .cwd(t.dir.path())
-        .args([
-            "run",
-            "rb.yaml",
-            "--state-dir",
-            "state",
-            "--report",
-            "report.json",
-        ])
-        .args(args)
-        .env_path("RB_LOCK_DIR", t.path(".locks"));
-    for (k, v) in creds_env() {
-        rb = rb.env(k, &v);
-    }
-    rb.spawn()
+    let env = creds_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    crate::support::book(t, args, &env)
+        .env_path("RB_LOCK_DIR", t.path(".locks"))
+        .spawn()
 }
 
 /// Waits until the run's journal shows `bytes` sent by step `step`.

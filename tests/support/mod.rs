@@ -234,22 +234,26 @@ pub fn poll<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -
 }
 
 /// `rb run rb.yaml ARGS` in the test directory, with its state dir and a JSON report there,
-/// and these variables set; the report parsed (`Null` when none was written).
-pub fn run_book(t: &Test, args: &[&str], env: &[(&str, &str)]) -> (Ran, serde_json::Value) {
-    let mut all = vec![
+/// and these variables set: the command of [`run_book`], to run or spawn.
+pub fn book(t: &Test, args: &[&str], env: &[(&str, &str)]) -> Test {
+    let mut rb = Test::new().cwd(t.dir.path()).args([
         "run",
         "rb.yaml",
         "--state-dir",
         "state",
         "--report",
         "report.json",
-    ];
-    all.extend(args);
-    let mut run = Test::new().cwd(t.dir.path()).args(all);
+    ]);
+    rb = rb.args(args);
     for (k, v) in env {
-        run = run.env(k, v);
+        rb = rb.env(k, v);
     }
-    let ran = run.run();
+    rb
+}
+
+/// [`book`] run to its end; the report parsed (`Null` when none was written).
+pub fn run_book(t: &Test, args: &[&str], env: &[(&str, &str)]) -> (Ran, serde_json::Value) {
+    let ran = book(t, args, env).run();
     let report = std::fs::read_to_string(t.path("report.json"))
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
