@@ -5,6 +5,8 @@
 //! also when the test fails.
 
 mod pg;
+#[path = "support/mod.rs"]
+mod support;
 
 use pg::{
     DB, Env, USER, app, docker, docker_ok, fingerprint, free_port, password, pg_image, poll, psql,
@@ -53,19 +55,14 @@ fn rb_with(env: &Env, pw: &str, args: &[&str], vars: &[(&str, &str)]) -> Output 
         args.extend(audit::report_args(&env.path("audit")));
     }
     let key = format!("{pw}-key");
-    let out = Command::new(env!("CARGO_BIN_EXE_rb"))
-        .args(&args)
-        .current_dir(root())
+    let mut rb = rb_of(env, &args)
         .env("PGPASSWORD", pw)
         .env("CODEXOS_SECRET_KEY", &key)
-        .env("RB_STATE_DIR", env.path("state"))
-        .env("RB_LOCK_DIR", env.path("locks"))
-        .env("NO_COLOR", "1")
-        .env("RB_TRANSPORT", env.transport.unwrap_or("auto"))
-        .envs(vars.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("rb runs");
+        .env("RB_TRANSPORT", env.transport.unwrap_or("auto"));
+    for (k, v) in vars {
+        rb = rb.env(k, v);
+    }
+    let out = rb.output();
     let mut secrets = vec![pw, key.as_str()];
     secrets.extend(
         vars.iter()
@@ -95,6 +92,15 @@ fn check_transports(env: &Env, report: &serde_json::Value) {
     }
 }
 
+/// `rb ARGS` from the repository root, with the state and lock directories of this test.
+fn rb_of<S: AsRef<str>>(env: &Env, args: &[S]) -> support::Test {
+    support::Test::new()
+        .cwd(&root())
+        .env_path("RB_STATE_DIR", env.path("state"))
+        .env_path("RB_LOCK_DIR", env.path("locks"))
+        .args(args)
+}
+
 /// The report of the run `out` was the output of, as `rb report RUN_ID` renders it from the
 /// journal alone.
 fn report_of(env: &Env, out: &Output) -> serde_json::Value {
@@ -104,12 +110,7 @@ fn report_of(env: &Env, out: &Output) -> serde_json::Value {
         .find_map(|l| l.split(" as run ").nth(1))
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no run id in {stderr}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_rb"))
-        .args(["report", run_id, "--format", "json"])
-        .env("RB_STATE_DIR", env.path("state"))
-        .env("RB_LOCK_DIR", env.path("locks"))
-        .output()
-        .expect("rb runs");
+    let out = rb_of(env, &["report", run_id, "--format", "json"]).output();
     expect_code(&out, 0);
     serde_json::from_slice(&out.stdout).expect("a JSON report")
 }

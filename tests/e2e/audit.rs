@@ -193,13 +193,11 @@ steps:
         .collect();
     args.push(format!("control={CONTROL}"));
     args.extend(report_args(&dir.path().join("audit")));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rb"))
-        .args(&args)
-        .current_dir(dir.path())
+    let out = crate::support::Test::new()
+        .cwd(dir.path())
         .env("RB_AUDIT_TOKEN", SECRET)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("rb runs");
+        .args(&args)
+        .output();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let mut places = vec![
         ("stdout".to_owned(), out.stdout.clone()),

@@ -4,11 +4,11 @@
 
 use super::{
     DB, Env, app, backup, docker_ok, expect_code, fingerprint, free_port, password, poll, psql_ok,
-    rb, root, running, seed, start_pg,
+    rb, rb_of, running, seed, start_pg,
 };
+use crate::support::Spawned;
 use serde_json::Value;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The run id `rb` printed (`… as run ID`).
@@ -94,20 +94,11 @@ fn hold_users_lock(pg: &str, pw: &str) {
 }
 
 /// `rb ARGS` started in the background, as `super::rb` runs it.
-fn spawn_rb(env: &Env, pw: &str, args: &[String]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_rb"))
-        .args(args)
-        .current_dir(root())
+fn spawn_rb(env: &Env, pw: &str, args: &[String]) -> Spawned {
+    rb_of(env, args)
         .env("PGPASSWORD", pw)
-        .env("CODEXOS_SECRET_KEY", format!("{pw}-key"))
-        .env("RB_STATE_DIR", env.path("state"))
-        .env("RB_LOCK_DIR", env.path("locks"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .env("CODEXOS_SECRET_KEY", &format!("{pw}-key"))
         .spawn()
-        .expect("rb starts")
 }
 
 /// A restore scene: `PostgreSQL` seeded and backed up, two stand-in application containers,
@@ -199,7 +190,7 @@ fn restore_interrupted_then_resumed_stops_the_application_again_before_the_drop(
     hold_users_lock(&pg, &pw);
     let mut with_approval = args.clone();
     with_approval.extend(["--approve".into(), "approve_drop".into()]);
-    let child = spawn_rb(&env, &pw, &with_approval);
+    let mut restore = spawn_rb(&env, &pw, &with_approval);
     poll(
         "the safety dump to wait for the lock",
         Duration::from_mins(2),
@@ -215,14 +206,10 @@ fn restore_interrupted_then_resumed_stops_the_application_again_before_the_drop(
         },
     );
     assert!(!running(&be), "stop_app stopped the application");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().expect("rb ends");
-    expect_code(&out, 130);
-    let id = run_id(&String::from_utf8_lossy(&out.stderr));
+    restore.signal(nix::sys::signal::Signal::SIGINT);
+    let ran = restore.wait(Duration::from_mins(2));
+    ran.exits(130);
+    let id = run_id(&ran.stderr);
     assert!(
         running(&be) && running(&fe),
         "Ctrl-C started the application again"

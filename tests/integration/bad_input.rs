@@ -122,25 +122,18 @@ fn missing_file() {
 #[test]
 fn a_closed_stdout_ends_the_output_quietly() {
     use std::io::Read as _;
-    let mut child = std::process::Command::new(crate::support::RB)
-        .arg("schema")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("rb starts");
+    let mut rb = Test::new().args(["schema"]).spawn();
     let mut first = [0u8; 10];
-    child
+    rb.child()
         .stdout
         .take()
         .expect("stdout")
         .read_exact(&mut first)
         .expect("the first bytes");
     // The pipe is closed here (dropped): the rest of the 140 kB schema has nowhere to go.
-    let out = child.wait_with_output().expect("rb ends");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
+    let ran = rb.wait(Duration::from_secs(30));
+    ran.exits(0).stderr_lacks("panicked");
+    assert!(ran.stderr.is_empty(), "{}", ran.stderr);
 }
 
 /// What `rb validate` cannot know (a sub-runbook's outputs) fails at run time naming the step,
@@ -181,22 +174,14 @@ fn booleans_render_as_written_and_conversions_name_the_value() {
         .cwd(t.dir.path())
         .args(["plan", "rb.yaml"])
         .expect(0);
-    assert!(
-        plan.stdout.contains("command: echo false true false"),
-        "{}",
-        plan.stdout
-    );
+    plan.stdout_has("command: echo false true false");
     let (ran, report) = crate::support::run_book(&t, &[], &[]);
     assert_eq!(ran.code, 1, "{}", ran.stderr);
     assert_eq!(
         crate::support::report_step(&report, "a")["outputs"]["stdout"],
         "false true false\n"
     );
-    assert!(
-        ran.stderr.contains("cannot convert 'abc' to int"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("cannot convert 'abc' to int");
 }
 
 /// Optional fields: a field that is one `{{ expression }}` may produce a list (or mapping),
@@ -230,11 +215,7 @@ fn a_field_can_be_a_list_from_an_expression_or_be_omitted() {
         .cwd(t.dir.path())
         .args(["plan", "rb.yaml", "-p", "cmd=echo hi"])
         .expect(0);
-    assert!(
-        plan.stdout.contains("command: sh -c 'echo hi'"),
-        "{}",
-        plan.stdout
-    );
+    plan.stdout_has("command: sh -c 'echo hi'");
     assert!(
         !plan.stdout.contains("cwd:"),
         "cwd omitted: {}",

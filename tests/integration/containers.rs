@@ -1,6 +1,6 @@
 //! Container steps through the real `rb` binary on the real Docker engines (tests/env).
 
-use crate::support::{self, RB, Ran, Test};
+use crate::support::{self, Ran, Test};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -578,17 +578,18 @@ fn permission_denied_on_the_socket_is_explained() {
         );
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
     }
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", RB])
+    let ran = Test::new()
+        .cwd(t.dir.path())
+        .via(
+            "setpriv",
+            &["--reuid=65534", "--regid=65534", "--clear-groups"],
+        )
         .args(["run", "rb.yaml", "--state-dir", "state"])
-        .current_dir(t.dir.path())
-        .env("NO_COLOR", "1")
-        .env("DOCKER_HOST", engine1())
-        .output()
-        .expect("setpriv runs");
-    let all =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+        .env_remove("RB_STATE_DIR")
+        .env_remove("RB_LOCK_DIR")
+        .env("DOCKER_HOST", &engine1())
+        .expect(1);
+    let all = ran.stdout + &ran.stderr;
     assert!(
         all.contains(&format!(
             "permission denied on docker engine `unix://{sock}`"
@@ -680,7 +681,7 @@ steps:
     );
     let t = Test::new().file("rb.yaml", &good);
     let ran = in_dir(&t, ["plan", "rb.yaml", "--check"]).expect(0);
-    assert!(ran.stdout.contains("Checks:"), "{}", ran.stdout);
+    ran.stdout_has("Checks:");
     assert!(
         ran.stdout.contains("engine    default: ") && ran.stdout.contains("reachable, Docker "),
         "{}",
@@ -709,7 +710,7 @@ steps:
         !checks.contains(&created),
         "created by run: not probed\n{checks}"
     );
-    assert!(!ran.stdout.contains("FAIL"), "{}", ran.stdout);
+    ran.stdout_lacks("FAIL");
     // Without --check: no probes.
     let plain = in_dir(&t, ["plan", "rb.yaml"]).expect(0);
     assert!(!plain.stdout.contains("Checks:"));

@@ -2,7 +2,7 @@
 //! `container.exec` runs in its container before rb exits, on the real Docker engine.
 
 use crate::containers::{Guard, docker_ok, engine1, name, tools_image};
-use crate::hostile_state::{journals, signal, spawn, wait_code};
+use crate::hostile_state::{journals, spawn, wait_code};
 use crate::support::{Test, poll};
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
@@ -41,10 +41,10 @@ steps:
         });
     };
     started("sleep 1001");
-    signal(&child, Signal::SIGINT);
+    child.signal(Signal::SIGINT);
     started("sleep 1002");
     let second = Instant::now();
-    signal(&child, Signal::SIGINT);
+    child.signal(Signal::SIGINT);
     assert_eq!(wait_code(&mut child), 130);
     let exited = second.elapsed();
     // Stopped before rb exited (the stop is confirmed by the engine).

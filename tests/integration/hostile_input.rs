@@ -101,8 +101,8 @@ steps:
             assert!(ticks % 2 == 1, "outside a code span: {line}");
         }
     }
-    assert!(ran.stdout.contains("&lt;!-- the rest"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("| # | step |"), "{}", ran.stdout);
+    ran.stdout_has("&lt;!-- the rest")
+        .stdout_has("| # | step |");
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn duplicate_keys_are_errors_naming_both_places() {
     let ran = t
         .args(["plan", "rb.yaml", "--params-file", "p.yaml"])
         .expect(2);
-    assert!(ran.stderr.contains("duplicate key `p`"), "{}", ran.stderr);
+    ran.stderr_has("duplicate key `p`");
 }
 
 #[test]
@@ -168,11 +168,7 @@ fn one_large_scalar_aliased_many_times_is_refused_quickly() {
 #[test]
 fn endless_files_are_read_no_further_than_the_limit() {
     let ran = Test::new().args(["validate", "/dev/zero"]).expect(2);
-    assert!(
-        ran.stderr.contains("holds more than 4 MiB"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("holds more than 4 MiB");
     let book = "version: 1\nname: big\nparams:\n  p: { type: string, default: a }\nsecrets:\n  s: { file: /dev/zero }\nsteps:\n  - { id: a, type: exec, command: [true] }\n";
     let ran = Test::new()
         .file("rb.yaml", book)
@@ -222,7 +218,7 @@ fn yaml_tags_are_honoured_or_refused() {
         )
         .args(["plan", "rb.yaml"])
         .expect(0);
-    assert!(ran.stdout.contains("echo 0755"), "{}", ran.stdout);
+    ran.stdout_has("echo 0755");
     let ran = Test::new()
         .file(
             "rb.yaml",
@@ -230,11 +226,7 @@ fn yaml_tags_are_honoured_or_refused() {
         )
         .args(["validate", "rb.yaml"])
         .expect(2);
-    assert!(
-        ran.stderr.contains("YAML tag `!!binary` is not supported"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("YAML tag `!!binary` is not supported");
 }
 
 #[test]
@@ -295,11 +287,7 @@ steps:
         "version: 1\nname: cwd\nsteps:\n  - { id: a, type: exec, command: [true], cwd: nowhere }\n",
     );
     let ran = t.args(["run", "rb.yaml"]).expect(1);
-    assert!(
-        ran.stderr.contains("nowhere` (`cwd`) does not exist"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("nowhere` (`cwd`) does not exist");
 }
 
 #[test]

@@ -2,10 +2,10 @@
 //! when no process holds it (pid reuse, PID namespaces and half-written files change
 //! nothing), and target locks are machine-wide: shared across state dirs and users.
 
-use crate::support::{RB, Test, poll};
+use crate::support::{Spawned, Test, poll};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A runbook `NAME` locking `LOCK` whose one step waits for the file `go` in its directory.
@@ -32,61 +32,33 @@ fn command(
     lock_dir: Option<&Path>,
     uid: Option<u32>,
 ) -> Command {
-    let mut c = match uid {
-        Some(uid) => {
-            let mut c = Command::new("setpriv");
-            c.args([
-                format!("--reuid={uid}"),
-                format!("--regid={uid}"),
-                "--clear-groups".into(),
-                RB.into(),
-            ]);
-            c
-        }
-        None => Command::new(RB),
-    };
-    c.args(["run", file, "--state-dir", state])
-        .env("NO_COLOR", "1")
+    let mut rb = Test::new()
+        .cwd(dir)
+        .args(["run", file, "--state-dir", state])
         .env_remove("RB_STATE_DIR")
         .env_remove("RB_LOCK_DIR")
-        .env_remove("XDG_RUNTIME_DIR")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(l) = lock_dir {
-        c.env("RB_LOCK_DIR", l);
+        .env_remove("XDG_RUNTIME_DIR");
+    if let Some(uid) = uid {
+        let (user, group) = (format!("--reuid={uid}"), format!("--regid={uid}"));
+        rb = rb.via("setpriv", &[&user, &group, "--clear-groups"]);
     }
+    if let Some(l) = lock_dir {
+        rb = rb.env_path("RB_LOCK_DIR", l);
+    }
+    let mut c = rb.command();
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
     c
 }
 
-/// A spawned `rb`, killed if the test fails first.
-struct Running(Child);
-
-impl Running {
-    fn finish(mut self) -> (i32, String) {
-        let status = poll("rb to end", Duration::from_secs(30), || {
-            self.0.try_wait().unwrap()
-        });
-        let mut err = String::new();
-        if let Some(mut e) = self.0.stderr.take() {
-            use std::io::Read as _;
-            e.read_to_string(&mut err).unwrap();
-        }
-        (status.code().unwrap_or(-1), err)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Wait for a spawned `rb` (killed if the test fails first): its exit code and stderr.
+fn finish(mut rb: Spawned) -> (i32, String) {
+    let ran = rb.wait(Duration::from_secs(30));
+    (ran.code, ran.stderr)
 }
 
 /// Run to the end (within a deadline: a run that should have been refused may wait for `go`).
 fn output(mut c: Command) -> (i32, String) {
-    Running(c.spawn().expect("rb runs")).finish()
+    finish(Spawned::from(c.spawn().expect("rb runs")))
 }
 
 /// A directory every user may use (the test's own temp dir is root's alone).
@@ -120,7 +92,7 @@ fn target_locks_are_machine_wide_across_state_dirs_and_users() {
     write("rs");
     // Root holds the lock with state dir `s1`; a run with state dir `s2` is refused, as is
     // one by another user (uid 4242) with its own state dir.
-    let holder = Running(
+    let holder = Spawned::from(
         command(d.path(), "bk.yaml", "s1", None, None)
             .spawn()
             .unwrap(),
@@ -142,11 +114,11 @@ fn target_locks_are_machine_wide_across_state_dirs_and_users() {
     assert!(!d.path().join("started-rs").exists());
 
     std::fs::write(d.path().join("go"), "").unwrap();
-    let (code, err) = holder.finish();
+    let (code, err) = finish(holder);
     assert_eq!(code, 0, "{err}");
     // Released: the other user takes it, and now root is refused.
     std::fs::remove_file(d.path().join("go")).unwrap();
-    let other = Running(
+    let other = Spawned::from(
         command(d.path(), "rs.yaml", "s3", None, Some(4242))
             .spawn()
             .unwrap(),
@@ -158,7 +130,7 @@ fn target_locks_are_machine_wide_across_state_dirs_and_users() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("of runbook `rs`"), "{err}");
     std::fs::write(d.path().join("go"), "").unwrap();
-    let (code, err) = other.finish();
+    let (code, err) = finish(other);
     assert_eq!(code, 0, "{err}");
     let dir = std::fs::metadata(rb_lock_dir()).unwrap();
     assert_eq!(
@@ -260,7 +232,7 @@ steps:
         "999999999\nold\nrace\ndb/race\n",
     )
     .unwrap();
-    let racers: Vec<Running> = (0..8)
+    let racers: Vec<Spawned> = (0..8)
         .map(|i| {
             let mut c = command(
                 t.dir.path(),
@@ -270,11 +242,11 @@ steps:
                 None,
             );
             c.args(["--lock-wait", "1m"]);
-            Running(c.spawn().unwrap())
+            Spawned::from(c.spawn().unwrap())
         })
         .collect();
     for r in racers {
-        let (code, err) = r.finish();
+        let (code, err) = finish(r);
         assert_eq!(code, 0, "{err}");
     }
     assert!(

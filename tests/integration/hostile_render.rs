@@ -3,9 +3,8 @@
 //! command, with an error naming the step and the field. rb is run with a watchdog: before
 //! the fix these tests failed after 60 s instead of hanging the suite.
 
-use crate::support::{RB, Ran};
+use crate::support::{Ran, Test};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A list of 2^31 items built in 30 instructions of fuel (minijinja keeps `+` lazy).
@@ -18,27 +17,14 @@ const FAST: Duration = Duration::from_secs(15);
 /// and how long it took.
 fn rb_with_watchdog(dir: &Path, args: &[&str]) -> (Ran, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(RB)
+    let ran = Test::new()
+        .cwd(dir)
+        .env_path("RB_STATE_DIR", dir.join("state"))
+        .env_path("RB_LOCK_DIR", dir.join("locks"))
         .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("RB_STATE_DIR", dir.join("state"))
-        .env("RB_LOCK_DIR", dir.join("locks"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
-        .expect("rb starts");
-    while child.try_wait().expect("wait").is_none() {
-        if started.elapsed() > Duration::from_mins(1) {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("rb {args:?} still running after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("output");
-    (Ran::from(out), started.elapsed())
+        .wait(Duration::from_mins(1));
+    (ran, started.elapsed())
 }
 
 fn book(dir: &Path, yaml: &str) {

@@ -2,23 +2,25 @@
 //! the real `rb` binary: rendered strings re-typed as numbers, a damaged journal, a full state
 //! filesystem, archives with links, and a second signal.
 
-use crate::support::{RB, Ran, Test, expect, poll};
+use crate::support::{Ran, Spawned, Test, expect, poll};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// `rb` in the test directory, with its state and locks there.
+fn rb_at(t: &Test) -> Test {
+    Test::new()
+        .cwd(t.dir.path())
+        .env_path("RB_STATE_DIR", t.path("state"))
+        .env_path("RB_LOCK_DIR", t.path("locks"))
+}
+
 fn rb(t: &Test, args: &[&str], env: &[(&str, &str)]) -> Ran {
-    let out = Command::new(RB)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("RB_STATE_DIR", t.path("state"))
-        .env("RB_LOCK_DIR", t.path("locks"))
-        .envs(env.iter().copied())
-        .current_dir(t.dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("rb runs");
-    Ran::from(out)
+    let mut rb = rb_at(t).args(args);
+    for (k, v) in env {
+        rb = rb.env(k, v);
+    }
+    rb.run()
 }
 
 /// Every journal line of every run in the test's state dir.
@@ -110,12 +112,9 @@ fn a_damaged_journal_is_read_as_far_as_it_can_be_and_the_run_stays_resumable() {
     std::fs::write(&journal, &damaged).unwrap();
 
     let history = rb(&t, &["history"], &[]);
-    expect(&history, 0);
-    assert!(history.stdout.contains("damaged"), "{}", history.stdout);
-    assert!(history.stderr.contains("line 3"), "{}", history.stderr);
+    history.exits(0).stdout_has("damaged").stderr_has("line 3");
     let report = rb(&t, &["report", "latest"], &[]);
-    expect(&report, 0);
-    assert!(report.stderr.contains("line 3"), "{}", report.stderr);
+    report.exits(0).stderr_has("line 3");
 
     std::fs::write(t.path("go"), "").unwrap();
     let resumed = rb(&t, &["run", "rb.yaml", "--resume"], &[]);
@@ -178,12 +177,7 @@ steps:
     );
     let _fs = Tmpfs::mount(&t.path("state"), "256k");
     let ran = rb(&t, &["run", "rb.yaml"], &[]);
-    expect(&ran, 1);
-    assert!(
-        ran.stderr.contains("the journal could not be written"),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(1).stderr_has("the journal could not be written");
     assert!(!t.path("next-ran").exists(), "the next step did not start");
 }
 
@@ -252,18 +246,11 @@ fn gone(pid: i32) -> bool {
     })
 }
 
-pub fn spawn(t: &Test) -> Child {
-    Command::new(RB)
-        .args(["run", "rb.yaml"])
-        .env("NO_COLOR", "1")
-        .env("RB_STATE_DIR", t.path("state"))
-        .env("RB_LOCK_DIR", t.path("locks"))
-        .current_dir(t.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rb starts")
+/// `rb run rb.yaml` in the background, its output dropped.
+pub fn spawn(t: &Test) -> Spawned {
+    let mut c = rb_at(t).args(["run", "rb.yaml"]).command();
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    Spawned::from(c.spawn().expect("rb starts"))
 }
 
 fn read_pid(t: &Test, name: &str) -> Option<i32> {
@@ -274,16 +261,9 @@ fn read_pid(t: &Test, name: &str) -> Option<i32> {
         .ok()
 }
 
-pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    nix::sys::signal::kill(pid, sig).unwrap();
-}
-
-pub fn wait_code(child: &mut Child) -> i32 {
-    let status = poll("rb to end", Duration::from_secs(30), || {
-        child.try_wait().unwrap()
-    });
-    status.code().unwrap_or(-1)
+/// The exit code of a spawned `rb`, within 30 s.
+pub fn wait_code(rb: &mut Spawned) -> i32 {
+    rb.wait(Duration::from_secs(30)).code
 }
 
 /// Kills what a test left running, if it fails.
@@ -324,12 +304,12 @@ steps:
         read_pid(&t, "work.pid")
     });
     let mut cleanup = Cleanup(vec![work]);
-    signal(&child, nix::sys::signal::Signal::SIGINT);
+    child.signal(nix::sys::signal::Signal::SIGINT);
     let pid = poll("cleanup to start", Duration::from_secs(20), || {
         read_pid(&t, "cleanup.pid")
     });
     cleanup.0.push(pid);
-    signal(&child, nix::sys::signal::Signal::SIGINT);
+    child.signal(nix::sys::signal::Signal::SIGINT);
     assert_eq!(wait_code(&mut child), 130);
     // The hard stop is journaled with the time the run took, not 0 s.
     let finished: serde_json::Value = journals(&t)
@@ -372,7 +352,7 @@ steps:
         read_pid(&t, "work.pid")
     });
     let _cleanup = Cleanup(vec![work]);
-    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    child.signal(nix::sys::signal::Signal::SIGHUP);
     assert_eq!(wait_code(&mut child), 130);
     assert!(t.path("cleaned").exists(), "the cleanup step ran");
     poll("work to be stopped", Duration::from_secs(10), || {

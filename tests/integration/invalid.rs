@@ -59,12 +59,8 @@ fn line_and_column_point_at_the_text() {
         )
         .args(["validate", "rb.yaml"])
         .expect(2);
-    assert!(ran.stderr.contains("rb.yaml:6:5"), "{}", ran.stderr);
-    assert!(
-        ran.stderr.contains("did you mean `command`?"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("rb.yaml:6:5")
+        .stderr_has("did you mean `command`?");
 }
 
 #[test]
@@ -79,12 +75,8 @@ fn validate_many_files_reports_each() {
             "version: 1\nname: bad\nsteps:\n  - { id: a, type: slep, duration: 1s }\n",
         );
     let ran = t.args(["validate", "good.yaml", "bad.yaml"]).expect(2);
-    assert!(ran.stdout.contains("good.yaml: ok"), "{}", ran.stdout);
-    assert!(
-        ran.stderr.contains("did you mean `sleep`?"),
-        "{}",
-        ran.stderr
-    );
+    ran.stdout_has("good.yaml: ok")
+        .stderr_has("did you mean `sleep`?");
     Test::new()
         .file(
             "good.yaml",

@@ -1,5 +1,6 @@
 //! Integration tests around the real `rb` binary.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 mod bad_input;

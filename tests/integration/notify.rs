@@ -314,19 +314,15 @@ fn a_run_still_going_past_its_rto_says_so_while_it_runs() {
             "  - { id: slow, type: exec, shell: 'while test ! -f go; do sleep 0.05; done' }\n",
         ),
     );
-    let mut child = std::process::Command::new(crate::support::RB)
+    let mut rb = Test::new()
+        .cwd(t.dir.path())
         .args(["run", "rb.yaml", "--state-dir", "state"])
-        .env("HOOK_URL", hook.url())
-        .env("NO_COLOR", "1")
-        .current_dir(t.dir.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .env("HOOK_URL", &hook.url())
+        .spawn();
     // Posted while the step still runs: it ends only when the test says so.
     let got = hook.wait_for(1);
     std::fs::write(t.path("go"), "").unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    rb.wait(Duration::from_mins(1)).exits(0);
     let text = got[0].body["text"].as_str().unwrap();
     assert!(
         text.starts_with("⚠️ rb: `nightly` is over its RTO of 1s: still running after "),

@@ -171,8 +171,7 @@ fn over_budget_is_flagged() {
             "plan", "rb.yaml", "-p", "n=1", "--format", "markdown", "--now", NOW,
         ])
         .expect(0);
-    assert!(ran.stdout.contains("is OVER by 30m 00s"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("❌ over"), "{}", ran.stdout);
+    ran.stdout_has("is OVER by 30m 00s").stdout_has("❌ over");
 }
 
 #[test]
@@ -182,21 +181,13 @@ fn params_missing_wrong_unknown_and_from_file() {
         .file("p.yaml", "n: 3\ndir: /srv\n");
     // `rb plan` shows a missing required param as a placeholder (for review); `rb run` refuses.
     let ran = t.args(["plan", "rb.yaml"]).expect(0);
-    assert!(
-        ran.stderr.contains("required param `n` has no value"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("required param `n` has no value");
     let t = Test::new().file("rb.yaml", PARALLEL);
     let ran = t
         .env("RB_TEST_PW", "x")
         .args(["run", "rb.yaml", "--state-dir", "st"])
         .expect(2);
-    assert!(
-        ran.stderr.contains("missing required param `n`"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("missing required param `n`");
     let t = Test::new().file("rb.yaml", PARALLEL);
     let ran = t
         .args(["plan", "rb.yaml", "-p", "n=seven", "-p", "dri=/x"])
@@ -207,19 +198,15 @@ fn params_missing_wrong_unknown_and_from_file() {
         "{}",
         ran.stderr
     );
-    assert!(ran.stderr.contains("unknown param `dri`"), "{}", ran.stderr);
-    assert!(ran.stderr.contains("did you mean `dir`?"), "{}", ran.stderr);
+    ran.stderr_has("unknown param `dri`")
+        .stderr_has("did you mean `dir`?");
     let t = Test::new()
         .file("rb.yaml", PARALLEL)
         .file("p.yaml", "n: 3\ndir: /srv\n");
     let ran = t
         .args(["plan", "rb.yaml", "--params-file", "p.yaml", "--now", NOW])
         .expect(0);
-    assert!(
-        ran.stdout.contains("touch /srv/20261126.a"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("touch /srv/20261126.a");
 }
 
 #[test]
@@ -265,7 +252,7 @@ fn graph_dot_renders_with_graphviz_and_marks_the_critical_path() {
         "{}",
         ran.stdout
     );
-    assert!(ran.stdout.contains("\"b\" -> \"d\";"), "{}", ran.stdout);
+    ran.stdout_has("\"b\" -> \"d\";");
     let dot = std::process::Command::new("dot")
         .args(["-Tsvg"])
         .stdin(std::process::Stdio::piped())

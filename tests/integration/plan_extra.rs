@@ -126,12 +126,8 @@ fn diff_of_identical_versions_is_empty() {
         .file("same.yaml", V1)
         .args(["plan", "--diff", "v1.yaml", "same.yaml", "--now", NOW])
         .expect(0);
-    assert!(
-        ran.stdout.contains("no step changed (4 unchanged)"),
-        "{}",
-        ran.stdout
-    );
-    assert!(ran.stdout.contains("[+0.0s]"), "{}", ran.stdout);
+    ran.stdout_has("no step changed (4 unchanged)")
+        .stdout_has("[+0.0s]");
 }
 
 #[test]
@@ -141,7 +137,7 @@ fn diff_of_an_invalid_version_exits_2() {
         .file("bad.yaml", "version: 1\nname: nightly\nsteps: 3\n")
         .args(["plan", "--diff", "v1.yaml", "bad.yaml"])
         .expect(2);
-    assert!(ran.stderr.contains("bad.yaml"), "{}", ran.stderr);
+    ran.stderr_has("bad.yaml");
 }
 
 const HIST: &str = r"
@@ -284,16 +280,8 @@ fn history_medians_replace_estimates_and_warn_over_rto() {
             "markdown",
         ])
         .expect(0);
-    assert!(
-        md.stdout.contains("| 50.0s (history, 10 runs) |"),
-        "{}",
-        md.stdout
-    );
-    assert!(
-        md.stdout.contains("> ⚠️ **WARNING: the critical path"),
-        "{}",
-        md.stdout
-    );
+    md.stdout_has("| 50.0s (history, 10 runs) |")
+        .stdout_has("> ⚠️ **WARNING: the critical path");
 }
 
 #[test]
@@ -339,11 +327,7 @@ fn plan_shows_missing_required_params_as_placeholders_and_check_probes_secret_so
         .cwd(t.dir.path())
         .args(["plan", "rb.yaml"])
         .expect(0);
-    assert!(
-        plan.stdout.contains("command: echo '<params.target>'"),
-        "{}",
-        plan.stdout
-    );
+    plan.stdout_has("command: echo '<params.target>'");
     assert!(
         plan.stderr
             .contains("warning: required param `target` has no value"),
@@ -362,11 +346,7 @@ fn plan_shows_missing_required_params_as_placeholders_and_check_probes_secret_so
         "{}",
         check.stdout
     );
-    assert!(
-        check.stdout.contains("FAIL secret    key:"),
-        "{}",
-        check.stdout
-    );
+    check.stdout_has("FAIL secret    key:");
     assert!(!check.stdout.contains("s3cr3t-value") && !check.stderr.contains("s3cr3t-value"));
     std::fs::write(t.path("key.txt"), "k").unwrap();
     let ran = crate::support::Test::new()
@@ -374,15 +354,11 @@ fn plan_shows_missing_required_params_as_placeholders_and_check_probes_secret_so
         .env("RB_TEST_SC_PW", "s3cr3t-value")
         .args(["run", "rb.yaml", "--state-dir", "state"])
         .expect(2);
-    assert!(
-        ran.stderr.contains("missing required param `target`"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("missing required param `target`");
     let ok = crate::support::Test::new()
         .cwd(t.dir.path())
         .env("RB_TEST_SC_PW", "s3cr3t-value")
         .args(["plan", "rb.yaml", "-p", "target=x", "--check"])
         .expect(0);
-    assert!(ok.stdout.contains("2 of 2 checks passed"), "{}", ok.stdout);
+    ok.stdout_has("2 of 2 checks passed");
 }

@@ -116,5 +116,5 @@ fn an_invalid_require_is_a_validation_error_at_its_position() {
         "{}",
         ran.stderr
     );
-    assert!(ran.stderr.contains("rb.yaml:9:14"), "{}", ran.stderr);
+    ran.stderr_has("rb.yaml:9:14");
 }

@@ -339,7 +339,7 @@ steps:
         .args(["plan", "rb.yaml", "--check"])
         .run();
     assert_ne!(ran.code, 0);
-    assert!(ran.stdout.contains("`pull: never`"), "{}", ran.stdout);
+    ran.stdout_has("`pull: never`");
     assert!(!on_engine2(&image), "a plan pulled");
 }
 

@@ -604,7 +604,7 @@ fn report_of_an_unknown_run_fails_and_names_the_newest() {
     let ran = Test::new()
         .args(["report", "nope", "--state-dir", state.to_str().unwrap()])
         .expect(2);
-    assert!(ran.stderr.contains("no run `nope`"), "{}", ran.stderr);
+    ran.stderr_has("no run `nope`");
     assert!(ran.stderr.contains(NEW), "{}", ran.stderr);
 }
 
@@ -688,7 +688,7 @@ fn status_checks_the_rpo_against_the_newest_successful_run() {
     insta::assert_snapshot!(late.stdout);
     assert!(late.stdout.contains("RPO VIOLATED"));
     // `restore-db` has an RPO too, but restores backups (it has a restore point).
-    assert!(!late.stdout.contains("restore-db"), "{}", late.stdout);
+    late.stdout_lacks("restore-db");
 }
 
 /// What headless Chromium did with a page: its stderr (console messages show there as

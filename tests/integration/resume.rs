@@ -5,8 +5,7 @@
 //! backup that never ran "ok".
 
 use super::run::{
-    Reap, events, expect, journal, read, report, run, run_dirs, spawn_args, step, the_run,
-    wait_started,
+    events, expect, journal, read, report, run, run_dirs, spawn_args, step, the_run, wait_started,
 };
 use crate::support::Test;
 use std::time::{Duration, Instant};
@@ -63,16 +62,15 @@ fn an_always_step_runs_again_when_a_step_it_follows_ran_in_the_resumed_attempt()
 #[test]
 fn after_ctrl_c_a_resumed_run_redoes_what_an_always_step_undid() {
     let t = app().file("hang", "");
-    let mut rb = Reap(Some(spawn_args(&t, &["rb.yaml", "--approve", "approve"])));
+    let mut rb = spawn_args(&t, &["rb.yaml", "--approve", "approve"]);
     wait_started(&t, "work");
     super::run::poll("`work` to log", Duration::from_secs(10), || {
         std::fs::read_to_string(t.path("log"))
             .ok()
             .filter(|l| l.contains("work"))
     });
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(rb.child().id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    expect(&rb.wait(Duration::from_secs(20)), 130);
+    rb.signal(nix::sys::signal::Signal::SIGINT);
+    rb.wait(Duration::from_secs(20)).exits(130);
     assert_eq!(log(&t), ["stop", "work", "start"]);
     std::fs::remove_file(t.path("hang")).unwrap();
 
@@ -84,11 +82,7 @@ fn after_ctrl_c_a_resumed_run_redoes_what_an_always_step_undid() {
         "stop_app ran again before work: {}",
         ran.stderr
     );
-    assert!(
-        ran.stderr.contains("`start_app` undid it"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("`start_app` undid it");
     assert!(t.path("up").exists());
 }
 
@@ -147,12 +141,8 @@ fn the_rto_and_milestones_are_judged_on_the_wall_time_across_attempts() {
     assert_eq!(slow["attempt"], 1);
     assert_eq!(slow["reused"], true);
     assert_eq!(step(&r, "flaky")["attempt"], 2);
-    assert!(
-        ran.stderr.contains("since the first attempt"),
-        "{}",
-        ran.stderr
-    );
-    assert!(!ran.stderr.contains("within the RTO"), "{}", ran.stderr);
+    ran.stderr_has("since the first attempt")
+        .stderr_lacks("within the RTO");
 
     let text = crate::support::Test::new()
         .args(["report", "latest", "--state-dir"])
@@ -182,9 +172,9 @@ fn the_rto_and_milestones_are_judged_on_the_wall_time_across_attempts() {
 fn a_failed_run_has_no_rto_verdict() {
     let t = Test::new().file("rb.yaml", TIMED).file("fail", "");
     let ran = run(&t, &[]);
-    expect(&ran, 1);
-    assert!(!ran.stderr.contains("within the RTO"), "{}", ran.stderr);
-    assert!(ran.stderr.contains("not recovered"), "{}", ran.stderr);
+    ran.exits(1)
+        .stderr_lacks("within the RTO")
+        .stderr_has("not recovered");
     let r = report(&the_run(&t));
     assert_eq!(r["rto_met"], serde_json::Value::Null, "{r:#}");
     assert_eq!(r["rto_margin_seconds"], serde_json::Value::Null, "{r:#}");
@@ -243,12 +233,7 @@ fn a_finished_run_is_never_rewritten_and_only_starts_a_derived_run() {
     let status_before = status(&t);
 
     let ran = run(&t, &["--resume", "--only", "note"]);
-    expect(&ran, 0);
-    assert!(
-        ran.stderr.contains("finished and stays as it is"),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(0).stderr_has("finished and stays as it is");
     let ran = run(&t, &["--only", "note"]);
     expect(&ran, 0);
     assert!(
@@ -306,12 +291,7 @@ fn a_finished_run_is_never_rewritten_and_only_starts_a_derived_run() {
 fn only_on_a_new_run_takes_its_needs_from_the_newest_successful_run_or_says_which() {
     let t = Test::new().file("rb.yaml", NOTE);
     let ran = run(&t, &["--only", "note"]);
-    expect(&ran, 2);
-    assert!(
-        ran.stderr.contains("`--only note` needs `dump`"),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(2).stderr_has("`--only note` needs `dump`");
     assert!(!t.path("note.count").exists());
     expect(&run(&t, &["--only", "dump"]), 0);
     expect(&run(&t, &["--only", "note"]), 0);
@@ -399,9 +379,9 @@ fn nested_steps_and_gates_are_known_before_the_run() {
 fn a_nested_gate_prints_its_own_approve_and_child_ids_select_child_steps() {
     let t = nested();
     let ran = run(&t, &[]);
-    expect(&ran, 3);
-    assert!(ran.stderr.contains("--approve inc/ok"), "{}", ran.stderr);
-    assert!(!ran.stderr.contains("--approve inc "), "{}", ran.stderr);
+    ran.exits(3)
+        .stderr_has("--approve inc/ok")
+        .stderr_lacks("--approve inc ");
     assert!(
         !ran.stderr.trim_end().ends_with("--approve inc"),
         "{}",
@@ -432,22 +412,14 @@ fn status_of_a_runbook_that_never_ran_or_a_missing_state_dir_is_not_ok() {
         .args([t.path("nowhere").display().to_string()])
         .run();
     assert_eq!(missing.code, 5, "{}", missing.stderr);
-    assert!(
-        missing.stderr.contains("does not exist"),
-        "{}",
-        missing.stderr
-    );
+    missing.stderr_has("does not exist");
     expect(&run(&t, &[]), 0);
     let typo = crate::support::Test::new()
         .args(["status", "nightyl", "--state-dir"])
         .args([t.path("state").display().to_string()])
         .run();
     assert_eq!(typo.code, 5, "{}", typo.stderr);
-    assert!(
-        typo.stderr.contains("no run of `nightyl`"),
-        "{}",
-        typo.stderr
-    );
+    typo.stderr_has("no run of `nightyl`");
 }
 
 #[test]

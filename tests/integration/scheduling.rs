@@ -191,19 +191,11 @@ fn exec_start(service: &str, t: &Test) -> Vec<String> {
         .collect()
 }
 
+/// Run a unit's command line (`rb …`, from [`exec_start`]) in the test directory.
 fn run_unit(argv: &[String], t: &Test) -> (i32, String) {
-    let out = Command::new(&argv[0])
-        .args(&argv[1..])
-        .current_dir(t.dir.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    assert_eq!(argv[0], RB, "the unit runs rb: {argv:?}");
+    let ran = Test::new().cwd(t.dir.path()).args(&argv[1..]).run();
+    (ran.code, ran.stdout + &ran.stderr)
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! tests stop and start, and a three-node cluster with replication 3), with rclone as the
 //! independent S3 client and the real `age` command for encryption interop.
 
-use crate::support::{Ran, Test, expect, poll, repo, run_book};
+use crate::support::{Ran, Spawned, Test, expect, poll, repo, run_book};
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -488,12 +488,7 @@ fn store_plan_hides_credentials_and_check_names_refused_credentials_and_missing_
     // Wrong credentials: refused, and the secret given is never shown.
     let bogus = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let refused = plan(&[("T_S3_ID", &id), ("T_S3_SECRET", bogus)], true);
-    expect(&refused, 1);
-    assert!(
-        refused.stdout.contains("the credentials were refused"),
-        "{}",
-        refused.stdout
-    );
+    refused.exits(1).stdout_has("the credentials were refused");
     assert!(!refused.stdout.contains(bogus) && !refused.stderr.contains(bogus));
     // A missing bucket: named.
     std::fs::write(
@@ -565,27 +560,16 @@ fn store_corrupted_object_is_refused_before_the_restore_goes_on() {
     assert!(!t.path("destroyed").exists());
 }
 
+/// The longest a background upload run may take.
+const UPLOAD: Duration = Duration::from_mins(5);
+
 /// Starts `rb run` in the background.
-fn spawn_rb(t: &Test, args: &[&str]) -> std::process::Child {
-    let mut cmd = Command::new(crate::support::RB);
-    cmd.args([
-        "run",
-        "rb.yaml",
-        "--state-dir",
-        "state",
-        "--report",
-        "report.json",
-    ])
-    .args(args)
-    .current_dir(t.dir.path())
-    .env("NO_COLOR", "1")
-    .env("RB_LOCK_DIR", t.path(".locks"))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    for (k, v) in creds_env() {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
+fn spawn_rb(t: &Test, args: &[&str]) -> Spawned {
+    let env = creds_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    crate::support::book(t, args, &env)
+        .env_path("RB_LOCK_DIR", t.path(".locks"))
+        .spawn()
 }
 
 /// Waits until the run's journal shows `bytes` sent by step `step`.
@@ -681,16 +665,12 @@ fn store_cluster_upload_completes_when_one_node_of_three_is_killed() {
     wait_progress(&t, "put", 16 * 1024 * 1024);
     garage_ctl("stop", "c3");
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.exited().is_none(),
         "the upload still ran when the node stopped"
     );
-    let out = child.wait_with_output().unwrap();
+    let ran = child.wait(UPLOAD);
     garage_ctl("start", "c3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ran.exits(0);
     // Read back through another node of the cluster.
     check_uploaded(&cluster(1), &prefix, &sha);
 }
@@ -709,12 +689,12 @@ fn store_stopped_mid_upload_fails_naming_it_and_resume_finishes() {
     wait_progress(&t, "put", 16 * 1024 * 1024);
     garage_ctl("stop", "fault");
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.exited().is_none(),
         "the upload still ran when the node stopped"
     );
-    let out = child.wait_with_output().unwrap();
+    let ran = child.wait(UPLOAD);
     garage_ctl("start", "fault");
-    assert_eq!(out.status.code(), Some(1));
+    ran.exits(1);
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(t.path("report.json")).unwrap()).unwrap();
     let error = crate::support::report_step(&report, "put")["error"].to_string();
@@ -741,12 +721,8 @@ fn store_rb_killed_mid_upload_leaves_no_backup_and_resume_finishes() {
     let t = t.file("rb.yaml", upload_book(&g, &prefix, ""));
     let mut child = spawn_rb(&t, &[]);
     wait_progress(&t, "put", 16 * 1024 * 1024);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let _ = child.wait();
+    child.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait(UPLOAD);
     assert!(
         rclone_ls(&g, &prefix).is_empty(),
         "{:?}",
@@ -907,20 +883,15 @@ fn store_interrupted_upload_is_aborted_leaving_nothing_under_the_key() {
     let t = Test::new().file("key.txt", "");
     big_file(&t, 256);
     let t = t.file("rb.yaml", upload_book(&g, &prefix, ""));
-    let child = spawn_rb(&t, &[]);
+    let mut child = spawn_rb(&t, &[]);
     wait_progress(&t, "put", 16 * 1024 * 1024);
     assert_eq!(
         pending_uploads(&g, &prefix).len(),
         1,
         "a multipart upload is under way"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
+    child.signal(nix::sys::signal::Signal::SIGINT);
+    child.wait(UPLOAD).exits(130);
     assert!(rclone_ls(&g, &prefix).is_empty());
     assert!(
         pending_uploads(&g, &prefix).is_empty(),

@@ -9,23 +9,16 @@ const RUNBOOK: &str = "version: 1\nname: tty\nsteps:\n  - { id: wait, type: slee
 
 /// Run rb on a pseudo-terminal and return everything it drew.
 fn on_a_terminal(t: &Test, extra: &str, env: &[(&str, &str)]) -> String {
-    let cmd = format!("{RB} run rb.yaml --state-dir state {extra}");
-    let mut c = Command::new("script");
-    c.args(["-qec", &cmd, "/dev/null"])
-        .current_dir(t.dir.path())
+    let mut rb = Test::new()
+        .cwd(t.dir.path())
+        .pty()
+        .args(["run", "rb.yaml", "--state-dir", "state"])
+        .args(extra.split_whitespace())
         .env_remove("NO_COLOR");
     for (k, v) in env {
-        c.env(k, v);
+        rb = rb.env(k, v);
     }
-    let out = c
-        .output()
-        .expect("util-linux `script` runs (it makes the pty)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    rb.expect(0).stdout
 }
 
 #[test]
@@ -82,7 +75,7 @@ fn quiet_shows_only_the_final_line_and_failures() {
         "{}",
         failing.stderr
     );
-    assert!(!failing.stderr.contains("▶"), "{}", failing.stderr);
+    failing.stderr_lacks("▶");
 }
 
 #[test]

@@ -5,7 +5,6 @@ use super::containers::{
     FINGERPRINT, Guard, docker, docker_ok, engine1, name, outputs, pg_image, psql, run_book, seed,
     sh, start_pg, tools_image,
 };
-use super::run::Reap;
 use crate::support::{Test, poll};
 use std::time::{Duration, Instant};
 
@@ -297,19 +296,13 @@ steps:
 "
     );
     let t = Test::new().file("rb.yaml", yaml);
-    let mut rb = Reap(Some(
-        std::process::Command::new(crate::support::RB)
-            .args(["run", "--state-dir", "state", "rb.yaml"])
-            .env("RB_FIFO_ROUTES", "sidecar")
-            .env("NO_COLOR", "1")
-            .env("RB_LOCK_DIR", t.path("locks"))
-            .current_dir(t.dir.path())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
+    let locks = t.path("locks").display().to_string();
+    let mut rb = Test::new()
+        .cwd(t.dir.path())
+        .args(["run", "--state-dir", "state", "rb.yaml"])
+        .env("RB_FIFO_ROUTES", "sidecar")
+        .env("RB_LOCK_DIR", &locks)
+        .spawn();
     poll("the sidecar to stream", Duration::from_mins(1), || {
         let top = docker(&g.host, &["ps", "-q", "--filter", "label=rb.fifo.owner"]);
         let ids = String::from_utf8_lossy(&top.stdout).trim().to_owned();

@@ -27,6 +27,8 @@ use rb::retention::{KeepCount, KeepCounts, KeepWithin, Rules, Snapshot, decide_w
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::support::Test;
+
 /// A policy as the `prune` step will read it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -484,18 +486,12 @@ fn run_step_alone(mut step: Value, root: &std::path::Path, dir: &std::path::Path
     });
     let file = dir.join("rb.yaml");
     std::fs::write(&file, runbook.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rb"))
+    let state = dir.join("state");
+    Test::new()
+        .cwd(dir)
         .args(["run", file.to_str().unwrap(), "--state-dir"])
-        .arg(dir.join("state"))
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rb run failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args([state.to_str().unwrap()])
+        .expect(0);
 }
 
 /// The `retention` step of `runbooks/backup/database.yaml`, as written there.

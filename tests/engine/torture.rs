@@ -18,11 +18,10 @@
 //!
 //! `RB_TORTURE_KILLS` (default 3) is the number of kills per runbook; `RB_TORTURE_SEED`
 //! fixes the random instants (the seed is printed either way). The full local run:
-//! `RB_TORTURE_KILLS=50 cargo test --test torture -- --nocapture`.
+//! `RB_TORTURE_KILLS=50 cargo test --test engine torture:: -- --nocapture`.
 
-mod pg;
-
-use pg::{DB, app, docker, docker_ok, free_port, root, start_pg};
+use crate::pg::{DB, app, docker, docker_ok, free_port, root, start_pg};
+use crate::support::Test;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -106,7 +105,7 @@ impl World {
     }
 
     fn psql_ok(&self, sql: &str) -> String {
-        pg::psql_ok(&self.pg, &self.pw, DB, sql)
+        crate::pg::psql_ok(&self.pg, &self.pw, DB, sql)
     }
 
     /// Enough rows that the dump and the restore take a while: kills land inside them.
@@ -122,7 +121,7 @@ impl World {
     }
 
     fn fingerprint(&self) -> BTreeMap<String, String> {
-        pg::fingerprint(&self.pg, &self.pw, DB)
+        crate::pg::fingerprint(&self.pg, &self.pw, DB)
     }
 
     fn backup_args(&self) -> Vec<String> {
@@ -159,15 +158,14 @@ impl World {
         let log = self.path(&format!("logs/{}.log", self.spawned));
         std::fs::create_dir_all(log.parent().expect("parent")).expect("logs dir");
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_rb"))
-            .args(args)
-            .current_dir(root())
+        let child = Test::new()
+            .cwd(&root())
             .env("PGPASSWORD", &self.pw)
-            .env("RB_STATE_DIR", self.path("state"))
-            .env("RB_LOCK_DIR", self.path("locks"))
+            .env_path("RB_STATE_DIR", self.path("state"))
+            .env_path("RB_LOCK_DIR", self.path("locks"))
             .env("RB_TORTURE_MARK", &self.tag)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
+            .args(args)
+            .command()
             .stdout(file.try_clone().expect("dup"))
             .stderr(file)
             .spawn()

@@ -7,29 +7,31 @@
 //! Every container, mount, bridge and daemon a test makes is removed by a guard, also when
 //! the test fails.
 
-mod pg;
-
-use pg::{DB, Env, app, docker, docker_ok, free_port, password, poll, psql_ok, root, start_pg};
+use crate::pg::{
+    DB, Env, app, docker, docker_ok, free_port, password, poll, psql_ok, root, start_pg,
+};
+use crate::support::Test;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// `rb ARGS` from the repository root with the password in its environment.
-fn rb_cmd(g: &Env, pw: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rb"));
-    c.args(args)
-        .current_dir(root())
+fn rb_test(g: &Env, pw: &str, args: &[&str]) -> Test {
+    Test::new()
+        .cwd(&root())
         .env("PGPASSWORD", pw)
-        .env("RB_STATE_DIR", g.path("state"))
-        .env("RB_LOCK_DIR", g.path("locks"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    c
+        .env_path("RB_STATE_DIR", g.path("state"))
+        .env_path("RB_LOCK_DIR", g.path("locks"))
+        .args(args)
+}
+
+fn rb_cmd(g: &Env, pw: &str, args: &[&str]) -> Command {
+    rb_test(g, pw, args).command()
 }
 
 fn rb(g: &Env, pw: &str, args: &[&str]) -> Output {
-    rb_cmd(g, pw, args).output().expect("rb runs")
+    rb_test(g, pw, args).output()
 }
 
 fn spawn(g: &Env, pw: &str, args: &[&str]) -> Child {
@@ -358,7 +360,7 @@ steps:
 fn sigterm_during_a_data_stream_cancels_the_step_and_the_run_resumes() {
     let mut g = Env::new("term");
     let tools = g.name("tools");
-    docker_ok(&["run", "-d", "--name", &tools, &pg::tools_image()]);
+    docker_ok(&["run", "-d", "--name", &tools, &crate::pg::tools_image()]);
     let book = stream_book(&g, &tools);
     let book_s = book.display().to_string();
     let child = spawn(&g, "unused", &["run", &book_s]);
@@ -573,7 +575,7 @@ impl Drop for Daemon {
 fn docker_daemon_stopped_mid_step_fails_clearly_and_resumes_once_it_is_back() {
     let g = Env::new("daemon");
     let mut d = Daemon::new("d");
-    d.load(&pg::tools_image());
+    d.load(&crate::pg::tools_image());
     d.docker_ok(&[
         "run",
         "-d",
@@ -581,7 +583,7 @@ fn docker_daemon_stopped_mid_step_fails_clearly_and_resumes_once_it_is_back() {
         "rbfault-lines",
         "--network",
         "none",
-        &pg::tools_image(),
+        &crate::pg::tools_image(),
     ]);
     let out_file = g.path("out/lines.txt");
     let book = g.path("lines.yaml");
@@ -760,7 +762,7 @@ fn a_backup_and_a_restore_of_the_same_database_never_run_at_once() {
 fn resume_stops_what_a_killed_attempt_left_running_in_the_container() {
     let mut g = Env::new("leftover");
     let tools = g.name("tools");
-    docker_ok(&["run", "-d", "--name", &tools, &pg::tools_image()]);
+    docker_ok(&["run", "-d", "--name", &tools, &crate::pg::tools_image()]);
     let book = g.path("left.yaml");
     std::fs::write(
         &book,
