@@ -1,5 +1,5 @@
 //! Entry points for the fuzz targets in `fuzz/` and for the stable tests that replay their
-//! corpus (`tests/fuzz_corpus.rs`): each takes arbitrary bytes and drives the real code the
+//! corpus (`tests/properties/fuzz_corpus.rs`): each takes arbitrary bytes and drives the real code the
 //! way `rb` does. None of them may panic, hang or exhaust memory, whatever the input.
 
 use crate::plan::build;

@@ -11,7 +11,7 @@
 //! The decisions are those of current restic (0.16 and later), checked against the golden
 //! files of restic's own test suite (`tests/fixtures/restic-golden/`, `golden_tests.rs`);
 //! [`Rules::Restic014`] gives those of restic 0.14 (Debian's), which
-//! `tests/retention_restic.rs` checks against the real binary. The releases differ in one
+//! `tests/properties/retention_restic.rs` checks against the real binary. The releases differ in one
 //! rule: since 0.16 a count or window with room left also keeps the oldest snapshot.
 //! `all` (restic's `-1`) counts have no limit under both rules.
 

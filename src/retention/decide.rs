@@ -18,7 +18,7 @@ pub enum Rules {
     /// longest history the counts allow.
     #[default]
     Restic016,
-    /// restic 0.14 (Debian 12's), checked against that binary in `tests/retention_restic.rs`:
+    /// restic 0.14 (Debian 12's), checked against that binary in `tests/properties/retention_restic.rs`:
     /// the oldest snapshot is kept only if it is the newest of its bucket.
     Restic014,
 }

@@ -1,5 +1,5 @@
 //! Bucket and window edge cases of [`super::decide()`]; the oracle test against the real
-//! `restic` binary lives in `tests/retention_restic.rs`.
+//! `restic` binary lives in `tests/properties/retention_restic.rs`.
 
 use super::*;
 use crate::retention::KeepCount;
