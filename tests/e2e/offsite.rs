@@ -550,3 +550,100 @@ fn file_backups_go_off_site_and_restore_from_the_store() {
         assert_eq!(restored, content, "{name}: {file} came back from the store");
     }
 }
+
+/// `restore/pitr.yaml` from the store alone: the base backup (backup/wal-archive.yaml) and the
+/// WAL (backup/wal-ship.yaml) shipped to Garage, the primary, its archive and the local base
+/// backups gone; the recovery to a target time brings back exactly the rows before it.
+#[test]
+fn pitr_from_the_store_restores_exactly_the_rows_before_the_target() {
+    let mut env = Env::new("pitrstore");
+    let pw = password("pitrstore");
+    let pg = env.name("pg");
+    let restored = env.name("restored");
+    env.name("restored-prep");
+    let archive = format!("{}-archive", env.prefix);
+    let data = format!("{}-pgdata", env.prefix);
+    env.volumes.push(archive.clone());
+    env.volumes.push(data.clone());
+    super::start_archiving_pg(&pg, &pw, &archive);
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "create table events(id int primary key, batch text not null)",
+    );
+    let store = Store::garage(&env.name("store"));
+    let cluster = format!("cluster={}", env.prefix);
+    let lost_base = env.path("base");
+    let base = [
+        format!("container={pg}"),
+        format!("backup_root={}", lost_base.display()),
+        cluster.clone(),
+    ];
+    let out = store.run(&env, &pw, "runbooks/backup/wal-archive.yaml", &base, &[]);
+    expect_code(&out, 0);
+
+    // Batch A, the target from the server's clock, batch B; the WAL shipped.
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "insert into events select g, 'A' from generate_series(1, 500) g",
+    );
+    let target = psql_ok(&pg, &pw, DB, super::SERVER_NOW);
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "insert into events select g, 'B' from generate_series(501, 800) g",
+    );
+    super::switch_and_archive(&pg, &pw);
+    let ship = [format!("container={pg}"), cluster.clone()];
+    let out = store.run(&env, &pw, "runbooks/backup/wal-ship.yaml", &ship, &[]);
+    expect_code(&out, 0);
+
+    // The site is lost: the primary, its data, its WAL archive and the local base backups.
+    super::docker_ok(&["rm", "-f", "-v", &pg]);
+    super::docker_ok(&["volume", "rm", &archive]);
+    std::fs::remove_dir_all(&lost_base).expect("local base backups removed");
+
+    let new_site = env.path("new-site");
+    let ps = [
+        format!("target_time={target}"),
+        format!("backup_root={}", new_site.display()),
+        format!("archive_volume={archive}"),
+        format!("data_volume={data}"),
+        format!("container={restored}"),
+        format!("image={}", super::pg_image()),
+        cluster,
+    ];
+    let out = store.run(&env, &pw, "runbooks/restore/pitr.yaml", &ps, &[]);
+    expect_code(&out, 0);
+    let report = report_of(&env, &out);
+    for id in [
+        "offsite_base",
+        "offsite_wal",
+        "offsite_unpack",
+        "promoted",
+        "verify",
+    ] {
+        assert_eq!(step_status(&report, id), "succeeded", "{id}");
+    }
+    let batches = psql_ok(
+        &restored,
+        &pw,
+        DB,
+        "select batch || ':' || count(*) || ':' || min(id) || '-' || max(id) from events group by batch order by batch",
+    );
+    assert_eq!(batches, "A:500:1-500", "exactly batch A, none of batch B");
+    assert_eq!(
+        psql_ok(&restored, &pw, DB, "select pg_is_in_recovery()"),
+        "f"
+    );
+    assert!(
+        !super::docker(&["volume", "inspect", &archive])
+            .status
+            .success(),
+        "the WAL came from the store, not from the lost archive volume"
+    );
+}
