@@ -57,9 +57,10 @@ pub struct Decrypt {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetConfig {
-    /// `STORE:KEY`.
+    /// `STORE:KEY`, or `STORE:PREFIX/` (ending with `/`): every complete object below it.
     pub source: String,
-    /// The file to write (published only once every byte is verified).
+    /// The file to write (published only once every byte is verified); for a prefix, the
+    /// directory the objects go to, each under its last name segment.
     pub dest: String,
     /// Decrypt with an identity from a secret (required when the object is encrypted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +146,7 @@ impl Step for PutConfig {
 }
 
 impl Step for GetConfig {
-    const TYPE: StepType = plain(&["file", "bytes", "sha256", "key"]);
+    const TYPE: StepType = plain(&["file", "bytes", "sha256", "key", "dir", "files", "keys"]);
 
     fn touches(&self) -> Touches {
         Touches {
@@ -390,17 +391,87 @@ pub fn identity(cx: &StepCx, d: Option<&Decrypt>) -> Result<Option<Identity>, St
     .transpose()
 }
 
-/// `object.get`.
+/// `object.get`: one object, or (a `source` ending with `/`) every complete object below it.
 pub async fn run_get(cfg: &GetConfig, cx: &StepCx) -> StepResult {
     let (store, key) = resolve(cx, &cfg.source)?;
+    if key.is_empty() || key.ends_with('/') {
+        return run_get_all(cfg, cx, &store, &key).await;
+    }
     let m = require_manifest(&store, &key).await?;
-    let identity = identity(cx, cfg.decrypt.as_ref())?;
-    let decompress = if cfg.decompress { m.compression } else { None };
-    let fetching = crate::steps::store::fetch::start(&store, &key, m);
-    let dest: PathBuf = cx.path(&cfg.dest);
+    let identity = identity(cx, cfg.decrypt.as_ref())?.map(Arc::new);
+    let (path, digest) = fetch_to(
+        &store,
+        &key,
+        m,
+        identity,
+        cfg.decompress,
+        cx.path(&cfg.dest),
+        cx,
+    )
+    .await?;
+    let mut out = Outputs::new();
+    out.insert("file".into(), path.display().to_string().into());
+    out.insert("bytes".into(), digest.bytes.into());
+    out.insert("sha256".into(), digest.sha256.into());
+    out.insert("key".into(), key.into());
+    Ok(out)
+}
+
+/// Every complete object below `prefix`, oldest first, into the directory `dest` under its
+/// last name segment (without the compression extension when it is decompressed); each file
+/// is published only once verified. Objects without a manifest are left out.
+async fn run_get_all(cfg: &GetConfig, cx: &StepCx, store: &Arc<Store>, prefix: &str) -> StepResult {
+    let mut listed = list(store, prefix).await?;
+    listed.reverse();
+    let identity = identity(cx, cfg.decrypt.as_ref())?.map(Arc::new);
+    let dir = cx.path(&cfg.dest);
+    let (mut files, mut keys, mut bytes) = (Vec::new(), Vec::new(), 0u64);
+    for (key, _, m) in listed {
+        let Some(m) = m else { continue };
+        let mut name = key.rsplit('/').next().unwrap_or(&key).to_owned();
+        if let Some(c) = m.compression.filter(|_| cfg.decompress)
+            && let Some(n) = name.strip_suffix(&format!(".{}", c.extension()))
+        {
+            name = n.to_owned();
+        }
+        let (path, digest) = fetch_to(
+            store,
+            &key,
+            m,
+            identity.clone(),
+            cfg.decompress,
+            dir.join(&name),
+            cx,
+        )
+        .await?;
+        bytes += digest.bytes;
+        files.push(Value::from(path.display().to_string()));
+        keys.push(Value::from(key));
+    }
+    let mut out = Outputs::new();
+    out.insert("dir".into(), dir.display().to_string().into());
+    out.insert("files".into(), Value::Array(files));
+    out.insert("keys".into(), Value::Array(keys));
+    out.insert("bytes".into(), bytes.into());
+    Ok(out)
+}
+
+/// Downloads `key` to `dest`, published only after its size and SHA-256 matched the manifest
+/// (decrypted with `identity`, decompressed as the manifest says when `decompress`).
+async fn fetch_to(
+    store: &Arc<Store>,
+    key: &str,
+    m: Manifest,
+    identity: Option<Arc<Identity>>,
+    decompress: bool,
+    dest: PathBuf,
+    cx: &StepCx,
+) -> Result<(PathBuf, manifest::Digest), StepError> {
+    let decompress = if decompress { m.compression } else { None };
+    let fetching = crate::steps::store::fetch::start(store, key, m);
     let cancel = cx.cancel.clone();
     let task = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let opened = fetching.open(identity.as_ref(), decompress)?;
+        let opened = fetching.open(identity.as_deref(), decompress)?;
         let options = crate::io::atomic::AtomicOptions {
             create_dirs: true,
             ..Default::default()
@@ -424,8 +495,7 @@ pub async fn run_get(cfg: &GetConfig, cx: &StepCx) -> StepResult {
         let path = file.commit().map_err(|e| e.to_string())?;
         Ok((path, digest))
     });
-    let (path, digest) = task
-        .await
+    task.await
         .map_err(|e| StepError::failed(e.to_string()))?
         .map_err(|e| {
             if cx.cancel.is_cancelled() {
@@ -433,13 +503,7 @@ pub async fn run_get(cfg: &GetConfig, cx: &StepCx) -> StepResult {
             } else {
                 StepError::Failed(e)
             }
-        })?;
-    let mut out = Outputs::new();
-    out.insert("file".into(), path.display().to_string().into());
-    out.insert("bytes".into(), digest.bytes.into());
-    out.insert("sha256".into(), digest.sha256.into());
-    out.insert("key".into(), key.into());
-    Ok(out)
+        })
 }
 
 /// One listed backup.

@@ -208,12 +208,14 @@ fn wal_shipping_sends_each_archived_segment_once_and_base_backups_go_off_site() 
     assert_eq!(step_status(&report_of(&env, &out), "offsite"), "succeeded");
 }
 
-/// Removes what the recovery made on engine 2 (the `Env` guard cleans engine 1 only).
+/// Removes what the recovery made on engine 2 (the `Env` guard cleans engine 1 only), and the
+/// registry references the test tagged (on both engines).
 struct Engine2 {
     host: String,
     containers: Vec<String>,
     network: String,
     volume: String,
+    images: Vec<String>,
 }
 
 impl Engine2 {
@@ -230,7 +232,28 @@ impl Engine2 {
             ],
             network: stack.net.clone(),
             volume: stack.vol.clone(),
+            images: Vec::new(),
         }
+    }
+
+    /// The row count of `table` in the database of container `pg` on engine 2.
+    fn rows(&self, pg: &str, pw: &str, table: &str) -> String {
+        let out = self.docker(&[
+            "exec",
+            "-e",
+            &format!("PGPASSWORD={pw}"),
+            pg,
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            super::USER,
+            "-d",
+            DB,
+            "-Atc",
+            &format!("select count(*) from {table}"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     fn docker(&self, args: &[&str]) -> std::process::Output {
@@ -251,7 +274,54 @@ impl Drop for Engine2 {
         }
         let _ = self.docker(&["network", "rm", &self.network]);
         let _ = self.docker(&["volume", "rm", "-f", &self.volume]);
+        for i in &self.images {
+            let _ = self.docker(&["image", "rm", i]);
+            let _ = super::docker(&["image", "rm", i]);
+        }
     }
+}
+
+/// Every image of the application in the test registry, under repositories of this test (so
+/// removing them touches no image other tests use): the registry param of the drill and each
+/// image's name and pushed digest. Engine 2 also holds stale copies under the same references:
+/// the drill must remove them, so that what runs comes from the registry (`pull: missing`
+/// would use a present image).
+fn registry_images(e2: &mut Engine2, prefix: &str) -> (String, Vec<(&'static str, String)>) {
+    let registry = format!(
+        "{}/{prefix}",
+        std::env::var("RB_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5501".into()),
+    );
+    let (pg, tools) = (super::pg_image(), super::tools_image());
+    let pushed = [
+        ("postgres:15", &pg),
+        ("tools:1", &tools),
+        ("backend:site", &tools),
+    ]
+    .into_iter()
+    .map(|(name, local)| (name, push_to_registry(e2, prefix, local, name)))
+    .collect();
+    for (name, local) in [("postgres:15", &pg), ("tools:1", &tools)] {
+        let out = e2.docker(&["tag", local, &format!("{registry}/{name}")]);
+        assert!(out.status.success(), "tag on engine 2: {out:?}");
+    }
+    (registry, pushed)
+}
+
+/// The application's images in the test registry, under repositories of this test: `image` of
+/// engine 1 tagged `REGISTRY/PREFIX/NAME` and pushed; the digest the registry gave it.
+fn push_to_registry(e2: &mut Engine2, prefix: &str, image: &str, name: &str) -> String {
+    let registry = std::env::var("RB_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5501".into());
+    let r = format!("{registry}/{prefix}/{name}");
+    super::docker_ok(&["tag", image, &r]);
+    e2.images.push(r.clone());
+    super::docker_ok(&["push", "-q", &r]);
+    let digests = super::docker_ok(&["image", "inspect", "-f", "{{json .RepoDigests}}", &r]);
+    let repo = r.rsplit_once(':').map_or(r.as_str(), |(repo, _)| repo);
+    let digests: Vec<String> = serde_json::from_str(digests.trim()).expect("RepoDigests");
+    digests
+        .iter()
+        .find_map(|d| d.strip_prefix(&format!("{repo}@")).map(str::to_owned))
+        .unwrap_or_else(|| panic!("{r} pushed: no digest in {digests:?}"))
 }
 
 /// `drills/site-loss.yaml`: the application on engine 1 (containers, volume, its image and the
@@ -264,11 +334,9 @@ fn site_loss_drill_recovers_everything_on_the_second_engine_from_the_store() {
     let stack = super::Stack::new(&mut env);
     let engine1 =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let e2 = Engine2::for_stack(&stack);
-    // The lost site: the database with its data in the named volume, and a backend run from an
-    // image of its own (a tag, so removing it touches no image other tests use).
-    let app_image = format!("{}-backend:site", env.prefix);
-    super::docker_ok(&["tag", &super::tools_image(), &app_image]);
+    let mut e2 = Engine2::for_stack(&stack);
+    let (registry, pushed) = registry_images(&mut e2, &env.prefix);
+    let app_image = format!("{registry}/backend:site");
     let vol = format!("{}:/var/lib/postgresql/data", stack.vol);
     super::start_pg_with(&stack.pg, &pw, &["-v", &vol], &[]);
     super::docker_ok(&[
@@ -290,9 +358,14 @@ fn site_loss_drill_recovers_everything_on_the_second_engine_from_the_store() {
     let mut ps: Vec<String> = stack
         .params(&env)
         .into_iter()
-        .filter(|p| !p.starts_with("backup_root="))
+        .filter(|p| !p.starts_with("backup_root=") && !p.contains("_image="))
         .collect();
     ps.extend([
+        format!("registry={registry}"),
+        "db_image=postgres:15".to_owned(),
+        "redis_image=tools:1".to_owned(),
+        "backend_image=backend:site".to_owned(),
+        "frontend_image=tools:1".to_owned(),
         format!("backup_root={}", env.path("new-site").display()),
         format!("lost_engine={engine1}"),
         format!("lost_images={app_image}"),
@@ -322,23 +395,9 @@ fn site_loss_drill_recovers_everything_on_the_second_engine_from_the_store() {
 
     assert_site_gone(&stack, &app_image, &lost_backups);
     // Engine 2 runs it, with the same data.
-    let psql = e2.docker(&[
-        "exec",
-        "-e",
-        &format!("PGPASSWORD={pw}"),
-        &stack.pg,
-        "psql",
-        "-h",
-        "127.0.0.1",
-        "-U",
-        super::USER,
-        "-d",
-        DB,
-        "-Atc",
-        "select count(*) from agent_execution_history",
-    ]);
+    let rows = e2.rows(&stack.pg, &pw, "agent_execution_history");
     assert_eq!(
-        String::from_utf8_lossy(&psql.stdout).trim(),
+        rows,
         before["agent_execution_history"]
             .split(' ')
             .next()
@@ -354,9 +413,11 @@ fn site_loss_drill_recovers_everything_on_the_second_engine_from_the_store() {
         "frontend_up",
         "images_gone",
         "backups_gone",
+        "bare_engine",
     ] {
         assert_eq!(step_status(&report, id), "succeeded", "{id}");
     }
+    assert_pulled_from_registry(&report, &registry, &pushed);
     assert_eq!(report["rto_met"], true, "{:#}", report["milestones"]);
     let achieved = report["rpo"]["achieved_seconds"]
         .as_f64()
@@ -365,6 +426,28 @@ fn site_loss_drill_recovers_everything_on_the_second_engine_from_the_store() {
         "site-loss drill: {drill_secs:.1}s (RTO met), achieved RPO {achieved:.0}s, test {:.1}s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Engine 2 pulled every image of the application from the registry (it had none of them: the
+/// drill removed them), with the digests the registry gave them, and the report lists them.
+fn assert_pulled_from_registry(
+    report: &serde_json::Value,
+    registry: &str,
+    pushed: &[(&str, String)],
+) {
+    let images = report["images"].as_array().expect("the report's images");
+    for (name, digest) in pushed {
+        let r = format!("{registry}/{name}");
+        let used: Vec<&serde_json::Value> = images.iter().filter(|i| i["image"] == *r).collect();
+        assert!(!used.is_empty(), "{r} used by the recovery: {images:#?}");
+        assert!(
+            used.iter().any(|i| i["pulled"] == true),
+            "{r} pulled on engine 2: {used:#?}"
+        );
+        for i in used {
+            assert_eq!(i["digest"], *digest, "{r}: the registry's digest");
+        }
+    }
 }
 
 /// Engine 1 has nothing of the application left, nor the local backups.
@@ -466,4 +549,101 @@ fn file_backups_go_off_site_and_restore_from_the_store() {
         let restored = std::fs::read_to_string(dest.join(file)).expect("restored file");
         assert_eq!(restored, content, "{name}: {file} came back from the store");
     }
+}
+
+/// `restore/pitr.yaml` from the store alone: the base backup (backup/wal-archive.yaml) and the
+/// WAL (backup/wal-ship.yaml) shipped to Garage, the primary, its archive and the local base
+/// backups gone; the recovery to a target time brings back exactly the rows before it.
+#[test]
+fn pitr_from_the_store_restores_exactly_the_rows_before_the_target() {
+    let mut env = Env::new("pitrstore");
+    let pw = password("pitrstore");
+    let pg = env.name("pg");
+    let restored = env.name("restored");
+    env.name("restored-prep");
+    let archive = format!("{}-archive", env.prefix);
+    let data = format!("{}-pgdata", env.prefix);
+    env.volumes.push(archive.clone());
+    env.volumes.push(data.clone());
+    super::start_archiving_pg(&pg, &pw, &archive);
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "create table events(id int primary key, batch text not null)",
+    );
+    let store = Store::garage(&env.name("store"));
+    let cluster = format!("cluster={}", env.prefix);
+    let lost_base = env.path("base");
+    let base = [
+        format!("container={pg}"),
+        format!("backup_root={}", lost_base.display()),
+        cluster.clone(),
+    ];
+    let out = store.run(&env, &pw, "runbooks/backup/wal-archive.yaml", &base, &[]);
+    expect_code(&out, 0);
+
+    // Batch A, the target from the server's clock, batch B; the WAL shipped.
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "insert into events select g, 'A' from generate_series(1, 500) g",
+    );
+    let target = psql_ok(&pg, &pw, DB, super::SERVER_NOW);
+    psql_ok(
+        &pg,
+        &pw,
+        DB,
+        "insert into events select g, 'B' from generate_series(501, 800) g",
+    );
+    super::switch_and_archive(&pg, &pw);
+    let ship = [format!("container={pg}"), cluster.clone()];
+    let out = store.run(&env, &pw, "runbooks/backup/wal-ship.yaml", &ship, &[]);
+    expect_code(&out, 0);
+
+    // The site is lost: the primary, its data, its WAL archive and the local base backups.
+    super::docker_ok(&["rm", "-f", "-v", &pg]);
+    super::docker_ok(&["volume", "rm", &archive]);
+    std::fs::remove_dir_all(&lost_base).expect("local base backups removed");
+
+    let new_site = env.path("new-site");
+    let ps = [
+        format!("target_time={target}"),
+        format!("backup_root={}", new_site.display()),
+        format!("archive_volume={archive}"),
+        format!("data_volume={data}"),
+        format!("container={restored}"),
+        format!("image={}", super::pg_image()),
+        cluster,
+    ];
+    let out = store.run(&env, &pw, "runbooks/restore/pitr.yaml", &ps, &[]);
+    expect_code(&out, 0);
+    let report = report_of(&env, &out);
+    for id in [
+        "offsite_base",
+        "offsite_wal",
+        "offsite_unpack",
+        "promoted",
+        "verify",
+    ] {
+        assert_eq!(step_status(&report, id), "succeeded", "{id}");
+    }
+    let batches = psql_ok(
+        &restored,
+        &pw,
+        DB,
+        "select batch || ':' || count(*) || ':' || min(id) || '-' || max(id) from events group by batch order by batch",
+    );
+    assert_eq!(batches, "A:500:1-500", "exactly batch A, none of batch B");
+    assert_eq!(
+        psql_ok(&restored, &pw, DB, "select pg_is_in_recovery()"),
+        "f"
+    );
+    assert!(
+        !super::docker(&["volume", "inspect", &archive])
+            .status
+            .success(),
+        "the WAL came from the store, not from the lost archive volume"
+    );
 }
