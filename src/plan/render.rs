@@ -4,6 +4,7 @@ use super::build::{Plan, PlanStep};
 use super::nested::SubPlan;
 use crate::duration::human_secs;
 use serde_json::Value as Json;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 /// Keys of a `for_each` group a text plan names.
@@ -333,6 +334,42 @@ fn markdown_scripts(o: &mut String, plan: &Plan) {
     }
 }
 
+/// The steps that are items of a `for_each` group (`GROUP[KEY]`), each with its group.
+fn for_each_members(plan: &Plan) -> HashMap<&str, &str> {
+    let ids: HashSet<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+    let mut members = HashMap::new();
+    for g in &plan.for_each {
+        for key in &g.items {
+            let id = format!("{}[{key}]", g.group);
+            if let Some(id) = ids.get(id.as_str()) {
+                members.insert(*id, g.group.as_str());
+            }
+        }
+    }
+    members
+}
+
+/// One step's node, the critical path in bold red and a gate as a hexagon.
+fn dot_node(o: &mut String, s: &PlanStep, indent: &str) {
+    let est = s.estimate.map_or_else(String::new, |e| format!("\\n~{e}"));
+    let style = if s.on_critical_path {
+        ", color=red, penwidth=2"
+    } else {
+        ""
+    };
+    let shape = if super::nested::is_gate(&s.type_name) {
+        ", shape=hexagon"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        o,
+        "{indent}\"{id}\" [label=\"{id}\\n{t}{est}\"{style}{shape}];",
+        id = dot_escape(&s.id),
+        t = s.type_name
+    );
+}
+
 /// A sub-runbook's steps as rows after its step's row (`3.1`, `3.2`, …).
 fn markdown_sub(o: &mut String, n: usize, sub: &SubPlan) {
     for (k, c) in sub.steps.iter().enumerate() {
@@ -617,26 +654,40 @@ pub fn dot(plan: &Plan) -> String {
         "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n",
         dot_escape(&plan.runbook)
     );
-    for s in &plan.steps {
-        let est = s.estimate.map_or_else(String::new, |e| format!("\\n~{e}"));
-        let style = if s.on_critical_path {
-            ", color=red, penwidth=2"
-        } else {
-            ""
-        };
-        let shape = if super::nested::is_gate(&s.type_name) {
-            ", shape=hexagon"
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            o,
-            "  \"{id}\" [label=\"{id}\\n{t}{est}\"{style}{shape}];",
-            id = dot_escape(&s.id),
-            t = s.type_name
-        );
+    let grouped = for_each_members(plan);
+    for s in plan
+        .steps
+        .iter()
+        .filter(|s| !grouped.contains_key(s.id.as_str()))
+    {
+        dot_node(&mut o, s, "  ");
         if let Some(sub) = &s.sub {
             dot_cluster(&mut o, s, sub);
+        }
+    }
+    for g in &plan.for_each {
+        let _ = writeln!(
+            o,
+            "  subgraph \"cluster_for_each_{id}\" {{\n    label=\"{id}: for_each, {n} items\";\n    style=dotted;",
+            id = dot_escape(&g.group),
+            n = g.items.len()
+        );
+        for s in plan
+            .steps
+            .iter()
+            .filter(|s| grouped.get(s.id.as_str()) == Some(&g.group.as_str()))
+        {
+            dot_node(&mut o, s, "    ");
+        }
+        o.push_str("  }\n");
+        for s in plan
+            .steps
+            .iter()
+            .filter(|s| grouped.get(s.id.as_str()) == Some(&g.group.as_str()))
+        {
+            if let Some(sub) = &s.sub {
+                dot_cluster(&mut o, s, sub);
+            }
         }
     }
     for s in &plan.steps {
@@ -695,8 +746,19 @@ fn dot_cluster(o: &mut String, s: &PlanStep, sub: &SubPlan) {
     }
 }
 
+/// A Mermaid node id: letters, digits and `_` only (`dump[shop]` → `dump_shop_`, `a-b` → `a_b`,
+/// `sub/step` → `sub__step`), the step's own id staying in the label.
 fn mermaid_id(id: &str) -> String {
-    id.replace('-', "_").replace('/', "__")
+    id.replace('/', "__")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Mermaid flowchart, the critical path highlighted.
@@ -714,6 +776,24 @@ pub fn mermaid(plan: &Plan) -> String {
             s.id,
             s.type_name
         );
+    }
+    let grouped = for_each_members(plan);
+    for g in &plan.for_each {
+        let _ = writeln!(
+            o,
+            "  subgraph for_each_{}[\"{}: for_each, {} items\"]",
+            mermaid_id(&g.group),
+            g.group,
+            g.items.len()
+        );
+        for s in plan
+            .steps
+            .iter()
+            .filter(|s| grouped.get(s.id.as_str()) == Some(&g.group.as_str()))
+        {
+            let _ = writeln!(o, "    {}", mermaid_id(&s.id));
+        }
+        o.push_str("  end\n");
     }
     let mut edge = 0;
     for s in &plan.steps {

@@ -238,6 +238,71 @@ steps:
 }
 
 #[test]
+fn graph_draws_each_group_as_a_cluster_that_graphviz_and_mermaid_ids_accept() {
+    let t = Test::new().file("rb.yaml", FLEET);
+    let dot = rb_in(&t, &["graph", "rb.yaml"], 0).stdout;
+    assert!(
+        dot.contains(
+            "subgraph \"cluster_for_each_dump\" {\n    label=\"dump: for_each, 3 items\";"
+        ),
+        "{dot}"
+    );
+    let cluster = dot
+        .split("subgraph \"cluster_for_each_check\"")
+        .next()
+        .unwrap();
+    let dump = cluster
+        .split("subgraph \"cluster_for_each_dump\"")
+        .nth(1)
+        .unwrap();
+    for item in ["billing", "shop", "crm"] {
+        assert!(
+            dump.contains(&format!("    \"dump[{item}]\" [label=")),
+            "{dot}"
+        );
+    }
+    assert!(!dump.contains("\"prep\" ["), "{dot}");
+    // Graphviz itself reads it.
+    let mut child = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("graphviz `dot` is installed by tests/env/up");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), dot.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = String::from_utf8_lossy(&out.stdout);
+    assert!(svg.contains("dump: for_each, 3 items"), "{svg}");
+
+    let mermaid = rb_in(&t, &["graph", "rb.yaml", "--format", "mermaid"], 0).stdout;
+    assert!(
+        mermaid.contains("  subgraph for_each_dump[\"dump: for_each, 3 items\"]\n    dump_billing_\n    dump_shop_\n    dump_crm_\n  end\n"),
+        "{mermaid}"
+    );
+    // A Mermaid node id is letters, digits and `_`: `dump[shop]` as an id would open a shape.
+    for line in mermaid.lines().skip(1) {
+        let line = line.trim();
+        let Some((id, _)) = line.split_once("[\"") else {
+            continue;
+        };
+        if id.starts_with("subgraph ") {
+            continue;
+        }
+        assert!(
+            id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "node id `{id}` in {mermaid}"
+        );
+    }
+    assert!(mermaid.contains("dump_shop_ --> check_shop_"), "{mermaid}");
+}
+
+#[test]
 fn validate_points_at_bad_items() {
     let text = r"version: 1
 name: bad
