@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
@@ -64,6 +65,24 @@ impl Hasher {
             bytes: self.bytes,
             sha256: hex::encode(self.sha.finalize()),
         }
+    }
+}
+
+/// A running SHA-256 and byte count shared by handles: a tap deep inside a stack of boxed
+/// writers or readers updates it, and the code that built the stack takes the digest once the
+/// stream has ended.
+#[derive(Debug, Clone, Default)]
+pub struct SharedHasher(Arc<Mutex<Hasher>>);
+
+impl SharedHasher {
+    /// Hashes `data`.
+    pub fn update(&self, data: &[u8]) {
+        self.0.lock().expect("digest lock").update(data);
+    }
+
+    /// The digest of everything hashed so far; the hasher starts again from nothing.
+    pub fn take(&self) -> StreamDigest {
+        std::mem::take(&mut *self.0.lock().expect("digest lock")).finish()
     }
 }
 

@@ -4,47 +4,29 @@
 use super::client::Store;
 use super::manifest::{Digest, Manifest};
 use crate::io::compress::{Decoder, Format};
+use crate::io::digest::SharedHasher;
 use crate::io::encrypt::Identity;
 use crate::steps::cx::StepError;
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use object_store::ObjectStoreExt as _;
-use sha2::{Digest as _, Sha256};
 use std::io::{self, Read};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Chunks of the object queued between the download task and the reader.
 const QUEUE: usize = 8;
 
-#[derive(Default)]
-struct HashState {
-    sha: Sha256,
-    bytes: u64,
-}
-
-type Slot = Arc<Mutex<HashState>>;
-
-fn take(slot: &Slot) -> Digest {
-    let s = std::mem::take(&mut *slot.lock().expect("digest lock"));
-    Digest {
-        bytes: s.bytes,
-        sha256: hex::encode(s.sha.finalize()),
-    }
-}
-
 /// Hashes what is read through it.
 struct TapReader<R> {
     inner: R,
-    slot: Slot,
+    slot: SharedHasher,
 }
 
 impl<R: Read> Read for TapReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut s = self.slot.lock().expect("digest lock");
-        s.sha.update(&buf[..n]);
-        s.bytes += n as u64;
+        self.slot.update(&buf[..n]);
         Ok(n)
     }
 }
@@ -75,8 +57,8 @@ impl Read for ChannelReader {
 /// read it to the end, then [`Fetching::verify`].
 pub struct Fetching {
     raw: ChannelReader,
-    stored: Slot,
-    plain: Slot,
+    stored: SharedHasher,
+    plain: SharedHasher,
     manifest: Manifest,
     key: String,
     describe: String,
@@ -110,8 +92,8 @@ pub fn start(store: &Arc<Store>, key: &str, manifest: Manifest) -> Fetching {
             rx,
             current: Bytes::new(),
         },
-        stored: Slot::default(),
-        plain: Slot::default(),
+        stored: SharedHasher::default(),
+        plain: SharedHasher::default(),
         manifest,
         key: key.to_owned(),
         describe: store.describe(),
@@ -130,8 +112,8 @@ pub struct Opened {
     pub reader: Box<dyn Read + Send>,
     /// The reader gives the plaintext (not still compressed): its digest is checked too.
     plain_checked: bool,
-    stored: Slot,
-    plain: Slot,
+    stored: SharedHasher,
+    plain: SharedHasher,
     manifest: Manifest,
     key: String,
     describe: String,
@@ -196,8 +178,8 @@ impl Opened {
         // Whatever the consumer left unread still has to be checked.
         io::copy(&mut self.reader, &mut io::sink()).map_err(|e| format!("`{}`: {e}", self.key))?;
         drop(self.reader);
-        let stored = take(&self.stored);
-        let plain = take(&self.plain);
+        let stored = Digest::from(self.stored.take());
+        let plain = Digest::from(self.plain.take());
         let m = &self.manifest;
         if stored != m.stored {
             return Err(format!(

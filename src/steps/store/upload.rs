@@ -4,14 +4,14 @@
 use super::client::Store;
 use super::manifest::{self, Digest, Manifest};
 use crate::io::compress::{Encoder, Format};
+use crate::io::digest::SharedHasher;
 use crate::io::encrypt::Recipients;
 use crate::steps::cx::{Progress, StepError};
 use bytes::Bytes;
 use object_store::ObjectStoreExt as _;
 use object_store::WriteMultipart;
-use sha2::{Digest as _, Sha256};
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -49,35 +49,16 @@ impl Stage for age::stream::StreamWriter<Box<dyn Stage>> {
     }
 }
 
-/// SHA-256 and length of what went through a [`Tap`].
-#[derive(Default)]
-struct HashState {
-    sha: Sha256,
-    bytes: u64,
-}
-
-type Slot = Arc<Mutex<HashState>>;
-
-fn take(slot: &Slot) -> Digest {
-    let state = std::mem::take(&mut *slot.lock().expect("digest lock"));
-    Digest {
-        bytes: state.bytes,
-        sha256: hex::encode(state.sha.finalize()),
-    }
-}
-
 /// Hashes what it passes down.
 struct Tap {
     inner: Box<dyn Stage>,
-    slot: Slot,
+    slot: SharedHasher,
 }
 
 impl Write for Tap {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        let mut s = self.slot.lock().expect("digest lock");
-        s.sha.update(&buf[..n]);
-        s.bytes += n as u64;
+        self.slot.update(&buf[..n]);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -155,8 +136,8 @@ impl Stage for Parts {
 /// queued for upload.
 pub struct Pipeline {
     top: Box<dyn Stage>,
-    plain: Slot,
-    stored: Slot,
+    plain: SharedHasher,
+    stored: SharedHasher,
 }
 
 impl Write for Pipeline {
@@ -172,7 +153,7 @@ impl Pipeline {
     /// Ends the stream; returns the digests of the plaintext and of the stored bytes.
     pub fn finish(self) -> io::Result<(Digest, Digest)> {
         self.top.finish()?;
-        Ok((take(&self.plain), take(&self.stored)))
+        Ok((self.plain.take().into(), self.stored.take().into()))
     }
 }
 
@@ -199,7 +180,7 @@ pub fn start(
         sent: 0,
         reported: 0,
     });
-    let stored = Slot::default();
+    let stored = SharedHasher::default();
     let mut top: Box<dyn Stage> = Box::new(Tap {
         inner: parts,
         slot: stored.clone(),
@@ -213,7 +194,7 @@ pub fn start(
     if let Some(f) = transform.compress {
         top = Box::new(Encoder::new(top, f, transform.level, 0)?);
     }
-    let plain = Slot::default();
+    let plain = SharedHasher::default();
     let top = Box::new(Tap {
         inner: top,
         slot: plain.clone(),
