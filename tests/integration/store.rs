@@ -209,6 +209,21 @@ fn outputs<'a>(report: &'a Value, id: &str) -> &'a Value {
     &crate::support::report_step(report, id)["outputs"]
 }
 
+/// `sh -c SCRIPT` in the test's directory (the real `age`, `zstd`, `gzip`), which must succeed.
+fn sh(t: &Test, script: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(t.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{script}`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn store_put_is_read_back_by_rclone_and_age_and_get_restores_it() {
     let g = single();
@@ -252,16 +267,9 @@ fn store_put_is_read_back_by_rclone_and_age_and_get_restores_it() {
     assert_eq!(put["bytes"], stored.len());
     assert_eq!(put["plaintext_sha256"], sha256_hex(&data));
     std::fs::write(t.path("stored.age"), &stored).unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("age -d -i key.txt stored.age | zstd -dc > decrypted.bin")
-        .current_dir(t.dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    sh(
+        &t,
+        "age -d -i key.txt stored.age | zstd -dc > decrypted.bin",
     );
     assert_eq!(std::fs::read(t.path("decrypted.bin")).unwrap(), data);
     // The manifest, read by rclone, records both digests and the recipient.
@@ -933,17 +941,7 @@ fn store_ssh_ed25519_recipient_interoperates_with_age_both_ways() {
     let data = std::fs::read(t.path("data.bin")).unwrap();
     assert_eq!(std::fs::read(t.path("out.bin")).unwrap(), data);
     std::fs::write(t.path("s.age"), rclone_cat(&g, &format!("{prefix}/s.age"))).unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("age -d -i key.txt s.age | gzip -dc > by-age.bin")
-        .current_dir(t.dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sh(&t, "age -d -i key.txt s.age | gzip -dc > by-age.bin");
     assert_eq!(std::fs::read(t.path("by-age.bin")).unwrap(), data);
 }
 
@@ -952,18 +950,9 @@ fn store_stdin_file_is_decrypted_and_decompressed_from_what_age_wrote() {
     let data = random_bytes(300_000, 29);
     let t = Test::new().file("d.bin", &data);
     let recipient = age_identity(&t, "key.txt");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "zstd -q -c d.bin | age -r {recipient} -o d.bin.zst.age"
-        ))
-        .current_dir(t.dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    sh(
+        &t,
+        &format!("zstd -q -c d.bin | age -r {recipient} -o d.bin.zst.age"),
     );
     let t = t.file(
         "rb.yaml",
@@ -1009,16 +998,9 @@ steps:
     expect(&ran, 0);
     let sealed = std::fs::read(t.path("out/d.bin.zst.age")).unwrap();
     assert_eq!(outputs(&report, "write")["sha256"], sha256_hex(&sealed));
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("age -d -i key.txt out/d.bin.zst.age | zstd -dc > back.bin")
-        .current_dir(t.dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    sh(
+        &t,
+        "age -d -i key.txt out/d.bin.zst.age | zstd -dc > back.bin",
     );
     assert_eq!(std::fs::read(t.path("back.bin")).unwrap(), data);
 }
