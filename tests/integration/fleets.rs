@@ -1,6 +1,7 @@
 //! `for_each` (docs/runbook-format.md, "Fleets"): one step over many items, expanded at plan
 //! time into `ID[KEY]` steps that run, fail, resume and report one by one.
 
+use crate::containers::{docker, engine1, pg_image, var};
 use crate::support::{Ran, Test, repo, report_step, run_book};
 use std::fmt::Write as _;
 
@@ -395,22 +396,6 @@ fn a_list_param_from_the_command_line_and_only_and_from_an_item() {
     assert_eq!(ran.code, 2, "{}", ran.stderr);
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
-/// `docker` CLI against an engine (setup and checks only; rb talks to the engines itself).
-fn docker(host: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("docker")
-        .env("DOCKER_HOST", host)
-        .args(args)
-        .output()
-        .expect("docker CLI runs")
-}
-
 /// `PostgreSQL` containers on the two test engines, removed when dropped.
 struct Fleet(Vec<(String, String)>);
 
@@ -478,10 +463,10 @@ fn psql(host: &str, name: &str, sql: &str) {
 /// Returns the containers and the params file for `runbooks/backup/fleet.yaml`.
 fn four_databases(backups: &std::path::Path) -> (Fleet, String) {
     let engines = [
-        env_or("DOCKER_HOST", "unix:///var/run/docker.sock"),
-        env_or("RB_TEST_DOCKER2_HOST", "unix:///var/run/docker-rb2.sock"),
+        engine1(),
+        var("RB_TEST_DOCKER2_HOST", "unix:///var/run/docker-rb2.sock"),
     ];
-    let image = env_or("RB_TEST_PG_IMAGE", "rb-test/postgres:15");
+    let image = pg_image();
     let pid = std::process::id();
     let mut fleet = Fleet(Vec::new());
     let mut params = format!(
