@@ -1099,17 +1099,7 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target_on(transport: Opti
     );
     expect_code(&out, 0);
     assert!(running(&restored));
-    let batches = psql_ok(
-        &restored,
-        &pw,
-        DB,
-        "select batch || ':' || count(*) || ':' || min(id) || '-' || max(id) from events group by batch order by batch",
-    );
-    assert_eq!(batches, "A:500:1-500", "exactly batch A, none of batch B");
-    assert_eq!(
-        psql_ok(&restored, &pw, DB, "select pg_is_in_recovery()"),
-        "f"
-    );
+    assert_recovered_to_batch_a(&restored, &pw);
     // The primary archived through ALTER SYSTEM and postgresql.conf; the new server must not
     // write its timeline into the production archive.
     assert_eq!(psql_ok(&restored, &pw, DB, "show archive_mode"), "off");
@@ -1120,6 +1110,22 @@ fn pitr_restores_exactly_the_rows_committed_before_the_target_on(transport: Opti
 
 /// Outside the window: before the base backup ended, after the newest archived commit, and
 /// without an offset. Nothing is started.
+/// A PITR to the target between the two batches brought back exactly batch A (none of B) and
+/// the server was promoted.
+fn assert_recovered_to_batch_a(container: &str, pw: &str) {
+    let batches = psql_ok(
+        container,
+        pw,
+        DB,
+        "select batch || ':' || count(*) || ':' || min(id) || '-' || max(id) from events group by batch order by batch",
+    );
+    assert_eq!(batches, "A:500:1-500", "exactly batch A, none of batch B");
+    assert_eq!(
+        psql_ok(container, pw, DB, "select pg_is_in_recovery()"),
+        "f"
+    );
+}
+
 fn pitr_refuses_outside_the_window(
     env: &Env,
     pw: &str,
